@@ -1,0 +1,1 @@
+# bench rules (empty so far)

@@ -1,0 +1,150 @@
+/*
+ * cache.h - the cache and its shards, shared by the engine's files (never
+ * installed).
+ *
+ * Locks.  Each shard has one rwlock; it guards the shard's table, queues,
+ * budgets, CAS sequence and flush mark.  Lookups take it shared (a hit only
+ * touches atomics in the item: refs, bits, atime); everything that links,
+ * unlinks, moves or frees items takes it exclusive.  No code path holds two
+ * shard locks at once, and no user callback runs under a shard lock.
+ * Statistics are relaxed atomics read without locks.
+ *
+ * Reference counts.  A queued item holds one reference for the cache; each
+ * reader pin adds one.  Unlinking from the table clears ITEM_LINKED but
+ * leaves the item queued (and its memory counted) until eviction or the
+ * sweep dequeues it; that drops the cache's reference, and the last
+ * reference frees the memory.
+ */
+#ifndef CORRAL_CACHE_H
+#define CORRAL_CACHE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common.h"
+#include "corral.h"
+#include "evict.h"
+#include "expire.h"
+#include "hash.h"
+#include "item.h"
+#include "mem.h"
+#include "stats.h"
+#include "table.h"
+
+struct shard {
+    pthread_rwlock_t lock;
+    struct table table;
+    struct policy policy;
+    uint64_t cas_seq;      /* last CAS sequence number handed out */
+    uint64_t flush_cas;    /* items with a CAS <= this are flushed */
+    size_t mem_used;       /* real bytes: queued items, table, ghost */
+    size_t budget;         /* byte budget */
+    size_t item_budget;    /* item budget, 0 = none */
+    unsigned index;
+    struct stats stats;
+} CR_ALIGNED(CR_CACHELINE);
+
+struct corral {
+    corral_config_t cfg;   /* resolved configuration */
+    unsigned shard_bits;
+    unsigned nshards;
+    uint64_t seed;         /* hash seed */
+    struct mem mem;
+    struct sysclock sysclock;
+    _Atomic uint32_t oldest_live; /* delayed flush: items last stored or
+                                   * accessed at or before this second are
+                                   * flushed once it has come; 0 = none */
+    struct shard *shards;
+};
+
+/* Why an item is not live. */
+enum item_state { ITEM_LIVE = 0, ITEM_EXPIRED, ITEM_FLUSHED };
+
+static inline uint64_t
+cache_now_ns(const struct corral *c)
+{
+    return c->cfg.clock(c->cfg.clock_ud);
+}
+
+static inline uint32_t
+cache_now(const struct corral *c)
+{
+    uint64_t s = cache_now_ns(c) / 1000000000u;
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
+
+static inline struct shard *
+cache_shard(struct corral *c, uint64_t h)
+{
+    return &c->shards[hash_shard(h, c->shard_bits)];
+}
+
+/* Whether an item is live.  Any shard lock. */
+static inline enum item_state
+item_state(const struct corral *c, const struct shard *s, const item_t *it,
+           uint32_t now)
+{
+    uint32_t ol;
+    if (exptime_passed(item_exptime(it), now)) {
+        return ITEM_EXPIRED;
+    }
+    if (item_cas(it) <= s->flush_cas) {
+        return ITEM_FLUSHED;
+    }
+    ol = ld_relaxed(&((struct corral *)c)->oldest_live);
+    if (ol != 0 && ol <= now && item_atime(it) <= ol) {
+        return ITEM_FLUSHED;
+    }
+    return ITEM_LIVE;
+}
+
+/* shard.c: operations under the shard's exclusive lock. */
+void shard_wrlock(struct shard *s);
+void shard_rdlock(struct shard *s);
+void shard_unlock(struct shard *s);
+
+/* Next CAS for this shard. */
+uint64_t shard_next_cas(struct corral *c, struct shard *s);
+
+/* Link a new item: table (replacing old_it when given) and queue.  False
+ * on ENOMEM (the table could not take it); the caller still owns it. */
+bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+                item_t *old_it);
+
+/* Unlink an item from the table (it stays queued until reclaimed). */
+void shard_unlink(struct corral *c, struct shard *s, uint64_t h,
+                  item_t *it);
+
+/* Evict until `bytes` more (and `items` more items) fit.  False if it
+ * cannot. */
+bool shard_make_room(struct corral *c, struct shard *s, size_t bytes,
+                     size_t items);
+
+/* Sweep up to n queue nodes; returns items freed. */
+size_t shard_sweep(struct corral *c, struct shard *s, size_t n);
+
+/* End of every write: a little sweeping keeps removed items from
+ * lingering in the queues. */
+void shard_write_done(struct corral *c, struct shard *s);
+
+/* Find a live item, unlinking a dead one found on the way.  Exclusive. */
+item_t *shard_find_live(struct corral *c, struct shard *s, uint64_t h,
+                        const void *key, size_t nkey, uint32_t now,
+                        enum item_state *out_dead_state);
+
+/* Record an access. */
+static inline void
+item_touch_access(item_t *it, uint32_t now)
+{
+    item_freq_bump(it);
+    item_set(it, ITEM_FETCHED);
+    if (item_atime(it) != now) {
+        atomic_store_explicit(&it->atime, now, memory_order_relaxed);
+    }
+}
+
+bool shard_init(struct corral *c, struct shard *s, unsigned index);
+void shard_deinit(struct shard *s);
+
+#endif /* CORRAL_CACHE_H */

@@ -1,0 +1,1140 @@
+/*
+ * corral.c - the public API: configuration, creation, and every key
+ * operation, each routed to the shard that owns the key.
+ *
+ * The shape of an operation:
+ *   1. validate arguments and hash the key (no lock);
+ *   2. for stores, allocate and fill the new item (no lock);
+ *   3. lock the shard (shared for plain lookups, exclusive otherwise),
+ *      find the live item, decide, link or unlink, evict as needed;
+ *   4. unlock, then drop references (freeing memory outside the lock
+ *      where possible).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+
+#define MIB ((size_t)1 << 20)
+#define DEFAULT_MAX_MEMORY (64 * MIB)
+#define DEFAULT_MAX_ITEM_SIZE MIB
+#define MIN_MAX_MEMORY MIB
+#define MIN_MAX_ITEM_SIZE 1024u
+#define MAX_SHARDS 1024u
+#define AUTO_MAX_SHARDS 64u
+
+/* ---------------------------------------------------------------------- */
+/* Configuration and lifetime                                             */
+
+CORRAL_API void
+corral_config_init(corral_config_t *cfg)
+{
+    assert(cfg != NULL);
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->size = sizeof(*cfg);
+    cfg->max_memory = DEFAULT_MAX_MEMORY;
+    cfg->max_items = 0;
+    cfg->max_item_size = DEFAULT_MAX_ITEM_SIZE;
+    cfg->shards = 0;
+    cfg->policy = CORRAL_POLICY_S3FIFO;
+}
+
+static bool
+is_pow2(unsigned n)
+{
+    return n != 0 && (n & (n - 1)) == 0;
+}
+
+static unsigned
+log2u(unsigned n)
+{
+    unsigned b = 0;
+    while ((1u << b) < n) {
+        b++;
+    }
+    return b;
+}
+
+/* Pick a shard count: enough to spread the CPUs' threads, few enough that
+ * each shard holds several of the largest items and, with an item limit,
+ * enough items for the policy to work with. */
+static unsigned
+auto_shards(const corral_config_t *cfg)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned n = 1;
+
+    if (ncpu < 1) {
+        ncpu = 1;
+    }
+    while (n < (unsigned)ncpu * 4 && n < AUTO_MAX_SHARDS) {
+        n <<= 1;
+    }
+    while (n > 1 && cfg->max_memory / n < 8 * cfg->max_item_size) {
+        n >>= 1;
+    }
+    while (n > 1 && cfg->max_items != 0 && cfg->max_items / n < 4096) {
+        n >>= 1;
+    }
+    return n;
+}
+
+static corral_status_t
+config_resolve(const corral_config_t *in, corral_config_t *out)
+{
+    corral_config_init(out);
+    if (in != NULL) {
+        size_t n = in->size < sizeof(*out) ? in->size : sizeof(*out);
+        if (n < offsetof(corral_config_t, max_memory)) {
+            return CORRAL_EINVAL;
+        }
+        memcpy(out, in, n);
+        out->size = sizeof(*out);
+    }
+    if (out->max_memory < MIN_MAX_MEMORY ||
+        out->max_item_size < MIN_MAX_ITEM_SIZE ||
+        out->max_item_size > out->max_memory / 2 ||
+        out->policy != CORRAL_POLICY_S3FIFO) {
+        return CORRAL_EINVAL;
+    }
+    if (out->shards == 0) {
+        out->shards = auto_shards(out);
+    } else if (!is_pow2(out->shards) || out->shards > MAX_SHARDS ||
+               out->max_memory / out->shards < 2 * out->max_item_size) {
+        return CORRAL_EINVAL;
+    }
+    if (out->clock == NULL) {
+        out->clock_ud = NULL;
+    }
+    return CORRAL_OK;
+}
+
+static uint64_t
+random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15u ^
+               (uint64_t)(uintptr_t)&seed;
+    }
+    return seed;
+}
+
+CORRAL_API corral_status_t
+corral_create(const corral_config_t *cfg, corral_t **out_cache)
+{
+    struct corral *c;
+    corral_status_t st;
+    void *mem;
+
+    assert(out_cache != NULL);
+    *out_cache = NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return CORRAL_ENOMEM;
+    }
+    st = config_resolve(cfg, &c->cfg);
+    if (st != CORRAL_OK) {
+        free(c);
+        return st;
+    }
+    sysclock_init(&c->sysclock);
+    if (c->cfg.clock == NULL) {
+        c->cfg.clock = sysclock_now;
+        c->cfg.clock_ud = &c->sysclock;
+    }
+    mem_init(&c->mem);
+    atomic_init(&c->oldest_live, 0);
+    c->nshards = c->cfg.shards;
+    c->shard_bits = log2u(c->nshards);
+    c->seed = random_seed();
+    if (posix_memalign(&mem, CR_CACHELINE,
+                       c->nshards * sizeof(struct shard)) != 0) {
+        free(c);
+        return CORRAL_ENOMEM;
+    }
+    c->shards = mem;
+    for (unsigned i = 0; i < c->nshards; i++) {
+        if (!shard_init(c, &c->shards[i], i)) {
+            while (i-- > 0) {
+                shard_deinit(&c->shards[i]);
+            }
+            free(c->shards);
+            free(c);
+            return CORRAL_ENOMEM;
+        }
+    }
+    *out_cache = c;
+    return CORRAL_OK;
+}
+
+CORRAL_API void
+corral_destroy(corral_t *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < c->nshards; i++) {
+        shard_deinit(&c->shards[i]);
+    }
+    free(c->shards);
+    free(c);
+}
+
+CORRAL_API void
+corral_config_get(const corral_t *c, corral_config_t *out_cfg)
+{
+    assert(c != NULL && out_cfg != NULL);
+    *out_cfg = c->cfg;
+    if (out_cfg->clock == sysclock_now) {
+        out_cfg->clock = NULL;
+        out_cfg->clock_ud = NULL;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Items                                                                  */
+
+CORRAL_API void
+corral_item_release(corral_item_t *it)
+{
+    if (it != NULL) {
+        item_unref(it);
+    }
+}
+
+CORRAL_API const void *
+corral_item_key(const corral_item_t *it, size_t *out_len)
+{
+    assert(it != NULL);
+    if (out_len != NULL) {
+        *out_len = it->nkey;
+    }
+    return it->data;
+}
+
+CORRAL_API const void *
+corral_item_value(const corral_item_t *it, size_t *out_len)
+{
+    assert(it != NULL);
+    if (out_len != NULL) {
+        *out_len = it->nvalue;
+    }
+    return it->data + it->nkey;
+}
+
+CORRAL_API uint32_t
+corral_item_flags(const corral_item_t *it)
+{
+    assert(it != NULL);
+    return item_flags(it);
+}
+
+CORRAL_API uint64_t
+corral_item_cas(const corral_item_t *it)
+{
+    assert(it != NULL);
+    return item_cas(it);
+}
+
+CORRAL_API int64_t
+corral_item_ttl(const corral_t *c, const corral_item_t *it)
+{
+    assert(c != NULL && it != NULL);
+    return exptime_ttl(item_exptime(it), cache_now(c));
+}
+
+CORRAL_API void
+corral_item_info(const corral_t *c, const corral_item_t *it,
+                 corral_item_info_t *out)
+{
+    uint32_t now;
+
+    assert(c != NULL && it != NULL && out != NULL);
+    now = cache_now(c);
+    memset(out, 0, sizeof(*out));
+    out->flags = item_flags(it);
+    out->cas = item_cas(it);
+    out->exptime = item_exptime(it);
+    out->ttl = exptime_ttl(item_exptime(it), now);
+    out->last_access = now > item_atime(it) ? now - item_atime(it) : 0;
+    out->fetched = item_has(it, ITEM_FETCHED);
+    out->stale = item_has(it, ITEM_STALE);
+    out->nkey = it->nkey;
+    out->nvalue = it->nvalue;
+    out->alloc_size = item_real_size(it);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Retrieval                                                              */
+
+static inline bool
+key_ok(const void *key, size_t nkey)
+{
+    return key != NULL && nkey > 0 && nkey <= CORRAL_KEY_MAX;
+}
+
+/* Pin an item for the caller, or hand out a private copy when the pin
+ * count is saturated. */
+static item_t *
+pin_for_caller(struct corral *c, item_t *it)
+{
+    return item_pin(it) ? it : item_clone(&c->mem, it);
+}
+
+/* Count a lookup that found a dead item, and unlink it. */
+static void
+reclaim_dead(struct corral *c, struct shard *s, uint64_t h, const void *key,
+             size_t nkey, enum item_state seen)
+{
+    shard_wrlock(s);
+    shard_find_live(c, s, h, key, nkey, cache_now(c), NULL);
+    shard_unlock(s);
+    if (seen == ITEM_EXPIRED) {
+        STAT_INC(&s->stats, get_expired);
+    } else {
+        STAT_INC(&s->stats, get_flushed);
+    }
+}
+
+/*
+ * Decide the recache token on a live item (memcached's W, X and Z flags):
+ * a stale item, or one whose TTL is below the caller's recache threshold,
+ * hands its single token to the first caller that asks.
+ */
+static unsigned
+token_decide(item_t *it, const corral_get_opts_t *o, uint32_t now)
+{
+    unsigned res = 0;
+    bool want = false;
+
+    if (o != NULL && (o->flags & CORRAL_GET_RECACHE)) {
+        uint32_t e = item_exptime(it);
+        if (e != 0 && (int64_t)e - now < o->recache_ttl) {
+            want = true;
+        }
+    }
+    if (item_has(it, ITEM_STALE)) {
+        res |= CORRAL_RES_STALE;
+        want = true;
+    }
+    if (want && item_test_and_set(it, ITEM_TOKEN)) {
+        res |= CORRAL_RES_WIN;
+    } else if (item_has(it, ITEM_TOKEN)) {
+        res |= CORRAL_RES_LOST;
+    }
+    return res;
+}
+
+/* The hit path shared by every lookup: results, token, access, pin. */
+static corral_status_t
+hit(struct corral *c, struct shard *s, item_t *it,
+    const corral_get_opts_t *o, uint32_t now, corral_item_t **out_item,
+    corral_get_result_t *out_res)
+{
+    unsigned f = o != NULL ? o->flags : 0;
+    item_t *pinned;
+
+    if (out_res != NULL) {
+        uint32_t at = item_atime(it);
+        out_res->flags |= item_has(it, ITEM_FETCHED) ? CORRAL_RES_HIT_BEFORE
+                                                     : 0;
+        out_res->last_access = now > at ? now - at : 0;
+        out_res->flags |= token_decide(it, o, now);
+    } else if (o != NULL) {
+        token_decide(it, o, now);
+    }
+    if (!(f & CORRAL_GET_NOBUMP)) {
+        item_touch_access(it, now);
+    }
+    pinned = pin_for_caller(c, it);
+    if (pinned == NULL) {
+        return CORRAL_ENOMEM;
+    }
+    STAT_INC(&s->stats, get_hits);
+    *out_item = pinned;
+    return CORRAL_OK;
+}
+
+/* Create, link and pin an empty item for a vivifying lookup. */
+static corral_status_t
+vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
+       size_t nkey, const corral_get_opts_t *o, uint32_t now,
+       corral_item_t **out_item, corral_get_result_t *out_res)
+{
+    item_t *it = item_create(&c->mem, key, nkey, 0, 0, NULL);
+    if (it == NULL) {
+        return CORRAL_ENOMEM;
+    }
+    atomic_store(&it->exptime, exptime_abs(o->vivify_exptime, now));
+    atomic_store(&it->atime, now);
+    atomic_store(&it->bits, (uint8_t)ITEM_TOKEN);
+    if (!shard_make_room(c, s, item_real_size(it), 1)) {
+        item_unref(it);
+        return CORRAL_ENOMEM;
+    }
+    atomic_store(&it->cas, shard_next_cas(c, s));
+    if (!shard_link(c, s, h, it, NULL)) {
+        item_unref(it);
+        return CORRAL_ENOMEM;
+    }
+    item_pin(it);
+    *out_item = it;
+    if (out_res != NULL) {
+        out_res->flags |= CORRAL_RES_WIN | CORRAL_RES_VIVIFIED;
+    }
+    return CORRAL_OK;
+}
+
+CORRAL_API corral_status_t
+corral_get_ex(corral_t *c, const void *key, size_t nkey,
+              const corral_get_opts_t *o, corral_item_t **out_item,
+              corral_get_result_t *out_res)
+{
+    unsigned f = o != NULL ? o->flags : 0;
+    corral_status_t st = CORRAL_ENOTFOUND;
+    enum item_state seen = ITEM_LIVE;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+    item_t *it;
+
+    assert(c != NULL && out_item != NULL);
+    *out_item = NULL;
+    if (out_res != NULL) {
+        memset(out_res, 0, sizeof(*out_res));
+    }
+    if (!key_ok(key, nkey)) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+    STAT_INC(&s->stats, cmd_get);
+
+    if (!(f & (CORRAL_GET_TOUCH | CORRAL_GET_VIVIFY))) {
+        shard_rdlock(s);
+        it = table_find(&s->table, h, key, nkey);
+        if (it != NULL) {
+            seen = item_state(c, s, it, now);
+            if (seen == ITEM_LIVE) {
+                st = hit(c, s, it, o, now, out_item, out_res);
+            }
+        }
+        shard_unlock(s);
+        if (it != NULL && seen != ITEM_LIVE) {
+            reclaim_dead(c, s, h, key, nkey, seen);
+        }
+        if (st == CORRAL_ENOTFOUND) {
+            STAT_INC(&s->stats, get_misses);
+        }
+        return st;
+    }
+
+    shard_wrlock(s);
+    it = shard_find_live(c, s, h, key, nkey, now, &seen);
+    if (seen == ITEM_EXPIRED) {
+        STAT_INC(&s->stats, get_expired);
+    } else if (seen == ITEM_FLUSHED) {
+        STAT_INC(&s->stats, get_flushed);
+    }
+    if (f & CORRAL_GET_TOUCH) {
+        STAT_INC(&s->stats, cmd_touch);
+        stat_add(&s->stats, it ? ST_touch_hits : ST_touch_misses, 1);
+    }
+    if (it != NULL) {
+        if (f & CORRAL_GET_TOUCH) {
+            atomic_store_explicit(&it->exptime,
+                                  exptime_abs(o->touch_exptime, now),
+                                  memory_order_relaxed);
+        }
+        st = hit(c, s, it, o, now, out_item, out_res);
+    } else {
+        STAT_INC(&s->stats, get_misses);
+        if (f & CORRAL_GET_VIVIFY) {
+            st = vivify(c, s, h, key, nkey, o, now, out_item, out_res);
+        }
+    }
+    shard_write_done(c, s);
+    shard_unlock(s);
+    return st;
+}
+
+CORRAL_API corral_status_t
+corral_get(corral_t *c, const void *key, size_t nkey,
+           corral_item_t **out_item)
+{
+    return corral_get_ex(c, key, nkey, NULL, out_item, NULL);
+}
+
+CORRAL_API corral_status_t
+corral_gat(corral_t *c, const void *key, size_t nkey, int64_t exptime,
+           corral_item_t **out_item)
+{
+    corral_get_opts_t o = {0};
+    o.flags = CORRAL_GET_TOUCH;
+    o.touch_exptime = exptime;
+    return corral_get_ex(c, key, nkey, &o, out_item, NULL);
+}
+
+CORRAL_API corral_status_t
+corral_get_copy(corral_t *c, const void *key, size_t nkey, void *buf,
+                size_t cap, size_t *out_len, uint32_t *out_flags,
+                uint64_t *out_cas)
+{
+    corral_item_t *it;
+    corral_status_t st = corral_get(c, key, nkey, &it);
+    size_t len;
+    const void *v;
+
+    if (st != CORRAL_OK) {
+        return st;
+    }
+    v = corral_item_value(it, &len);
+    if (out_len != NULL) {
+        *out_len = len;
+    }
+    if (out_flags != NULL) {
+        *out_flags = item_flags(it);
+    }
+    if (out_cas != NULL) {
+        *out_cas = item_cas(it);
+    }
+    if (len > cap) {
+        st = CORRAL_ERANGE;
+    } else if (len > 0) {
+        memcpy(buf, v, len);
+    }
+    corral_item_release(it);
+    return st;
+}
+
+CORRAL_API size_t
+corral_get_multi(corral_t *c, size_t n, const void *const *keys,
+                 const size_t *nkeys, corral_item_t **out_items)
+{
+    size_t hits = 0;
+    assert(n == 0 || (keys != NULL && nkeys != NULL && out_items != NULL));
+    for (size_t i = 0; i < n; i++) {
+        if (corral_get(c, keys[i], nkeys[i], &out_items[i]) == CORRAL_OK) {
+            hits++;
+        }
+    }
+    return hits;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Storage                                                                */
+
+/* A new item holding old's value with extra bytes before or after. */
+static corral_status_t
+concat_item(struct corral *c, const item_t *old, const void *value,
+            size_t nvalue, bool append, uint32_t now, item_t **out)
+{
+    size_t nold = old->nvalue;
+    uint32_t flags = item_flags(old);
+    item_t *it;
+    char *dst;
+
+    *out = NULL;
+    if (item_size(old->nkey, nold + nvalue, flags) > c->cfg.max_item_size) {
+        return CORRAL_ETOOBIG;
+    }
+    it = item_create(&c->mem, item_key(old), old->nkey, nold + nvalue, flags,
+                     NULL);
+    if (it == NULL) {
+        return CORRAL_ENOMEM;
+    }
+    dst = item_value(it);
+    if (append) {
+        memcpy(dst, old->data + old->nkey, nold);
+        if (nvalue > 0) {
+            memcpy(dst + nold, value, nvalue);
+        }
+    } else {
+        if (nvalue > 0) {
+            memcpy(dst, value, nvalue);
+        }
+        memcpy(dst + nvalue, old->data + old->nkey, nold);
+    }
+    atomic_store(&it->exptime, item_exptime(old));
+    atomic_store(&it->atime, now);
+    *out = it;
+    return CORRAL_OK;
+}
+
+/* Remove a key's live item, if any (a set that failed must not leave the
+ * old value behind). */
+static void
+drop_key_locked(struct corral *c, struct shard *s, uint64_t h,
+                const void *key, size_t nkey, uint32_t now)
+{
+    item_t *old = shard_find_live(c, s, h, key, nkey, now, NULL);
+    if (old != NULL) {
+        shard_unlink(c, s, h, old);
+    }
+}
+
+/*
+ * Link `it` in place of `old` (or as new), evicting to make room.  old is
+ * pinned by the caller so that eviction cannot free it under us; if
+ * eviction unlinked it, the new item goes in as a fresh key.
+ */
+static corral_status_t
+install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+        item_t *old, uint64_t *out_cas)
+{
+    uint64_t cas;
+
+    if (!shard_make_room(c, s, item_real_size(it), old ? 0 : 1)) {
+        STAT_INC(&s->stats, store_no_memory);
+        return CORRAL_ENOMEM;
+    }
+    if (old != NULL && !item_has(old, ITEM_LINKED)) {
+        old = NULL;
+    }
+    cas = shard_next_cas(c, s);
+    atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
+    if (!shard_link(c, s, h, it, old)) {
+        STAT_INC(&s->stats, store_no_memory);
+        return CORRAL_ENOMEM;
+    }
+    if (out_cas != NULL) {
+        *out_cas = cas;
+    }
+    return CORRAL_OK;
+}
+
+CORRAL_API corral_status_t
+corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
+             size_t nvalue, const corral_store_opts_t *opts,
+             uint64_t *out_cas)
+{
+    static const corral_store_opts_t defaults = {0};
+    const corral_store_opts_t *o = opts != NULL ? opts : &defaults;
+    corral_mode_t mode = o->mode;
+    bool concat = mode == CORRAL_APPEND || mode == CORRAL_PREPEND;
+    bool cas_mode = mode == CORRAL_CAS || (mode == CORRAL_SET && o->cas);
+    corral_status_t st = CORRAL_OK;
+    item_t *it = NULL;
+    item_t *old;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+
+    assert(c != NULL);
+    if (out_cas != NULL) {
+        *out_cas = 0;
+    }
+    if (!key_ok(key, nkey) || (value == NULL && nvalue > 0) ||
+        mode < CORRAL_SET || mode > CORRAL_CAS) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+    STAT_INC(&s->stats, cmd_set);
+
+    /* Build the new item before taking the lock. */
+    if (!concat) {
+        if (item_size(nkey, nvalue, o->flags) > c->cfg.max_item_size) {
+            st = CORRAL_ETOOBIG;
+        } else if ((it = item_create(&c->mem, key, nkey, nvalue, o->flags,
+                                     NULL)) == NULL) {
+            st = CORRAL_ENOMEM;
+        } else {
+            if (nvalue > 0) {
+                memcpy(item_value(it), value, nvalue);
+            }
+            atomic_store(&it->exptime, exptime_abs(o->exptime, now));
+            atomic_store(&it->atime, now);
+        }
+    }
+
+    shard_wrlock(s);
+    old = shard_find_live(c, s, h, key, nkey, now, NULL);
+    if (old != NULL) {
+        item_pin(old);
+    }
+    if (st != CORRAL_OK) {
+        /* refused before we got here */
+    } else if (mode == CORRAL_ADD && old != NULL) {
+        item_touch_access(old, now);
+        st = CORRAL_ENOTSTORED;
+    } else if ((mode == CORRAL_REPLACE || concat) && old == NULL) {
+        st = CORRAL_ENOTSTORED;
+    } else if (cas_mode) {
+        uint64_t cur = old != NULL ? item_cas(old) : 0;
+        if (old == NULL) {
+            st = CORRAL_ENOTFOUND;
+            STAT_INC(&s->stats, cas_misses);
+        } else if (o->cas != 0 && o->cas == cur) {
+            STAT_INC(&s->stats, cas_hits);
+        } else if (o->cas != 0 && (o->options & CORRAL_STORE_INVALIDATE) &&
+                   o->cas < cur) {
+            /* An older writer may still store, but only as stale data. */
+            STAT_INC(&s->stats, cas_hits);
+            atomic_store(&it->exptime, item_exptime(old));
+            item_set(it, ITEM_STALE |
+                             (item_bits(old) & ITEM_TOKEN));
+        } else {
+            st = CORRAL_EEXISTS;
+            STAT_INC(&s->stats, cas_badval);
+        }
+    } else if (concat && o->cas != 0 && o->cas != item_cas(old)) {
+        st = CORRAL_EEXISTS;
+    }
+    if (st == CORRAL_OK && concat) {
+        st = concat_item(c, old, value, nvalue, mode == CORRAL_APPEND, now,
+                         &it);
+    }
+    if (st == CORRAL_OK) {
+        st = install(c, s, h, it, old, out_cas);
+        if (st == CORRAL_OK) {
+            it = NULL; /* the cache owns it now */
+        }
+    }
+    if (st == CORRAL_ETOOBIG) {
+        STAT_INC(&s->stats, store_too_large);
+    }
+    if ((st == CORRAL_ETOOBIG || st == CORRAL_ENOMEM) &&
+        mode == CORRAL_SET) {
+        drop_key_locked(c, s, h, key, nkey, now);
+    }
+    shard_write_done(c, s);
+    shard_unlock(s);
+
+    if (old != NULL) {
+        item_unref(old);
+    }
+    if (it != NULL) {
+        item_unref(it);
+    }
+    return st;
+}
+
+static corral_status_t
+store_mode(corral_t *c, corral_mode_t mode, const void *key, size_t nkey,
+           const void *value, size_t nvalue, uint32_t flags, int64_t exptime)
+{
+    corral_store_opts_t o = {0};
+    o.mode = mode;
+    o.flags = flags;
+    o.exptime = exptime;
+    return corral_store(c, key, nkey, value, nvalue, &o, NULL);
+}
+
+CORRAL_API corral_status_t
+corral_set(corral_t *c, const void *key, size_t nkey, const void *value,
+           size_t nvalue, uint32_t flags, int64_t exptime)
+{
+    return store_mode(c, CORRAL_SET, key, nkey, value, nvalue, flags,
+                      exptime);
+}
+
+CORRAL_API corral_status_t
+corral_add(corral_t *c, const void *key, size_t nkey, const void *value,
+           size_t nvalue, uint32_t flags, int64_t exptime)
+{
+    return store_mode(c, CORRAL_ADD, key, nkey, value, nvalue, flags,
+                      exptime);
+}
+
+CORRAL_API corral_status_t
+corral_replace(corral_t *c, const void *key, size_t nkey, const void *value,
+               size_t nvalue, uint32_t flags, int64_t exptime)
+{
+    return store_mode(c, CORRAL_REPLACE, key, nkey, value, nvalue, flags,
+                      exptime);
+}
+
+CORRAL_API corral_status_t
+corral_append(corral_t *c, const void *key, size_t nkey, const void *value,
+              size_t nvalue)
+{
+    return store_mode(c, CORRAL_APPEND, key, nkey, value, nvalue, 0, 0);
+}
+
+CORRAL_API corral_status_t
+corral_prepend(corral_t *c, const void *key, size_t nkey, const void *value,
+               size_t nvalue)
+{
+    return store_mode(c, CORRAL_PREPEND, key, nkey, value, nvalue, 0, 0);
+}
+
+CORRAL_API corral_status_t
+corral_cas(corral_t *c, const void *key, size_t nkey, const void *value,
+           size_t nvalue, uint32_t flags, int64_t exptime, uint64_t cas,
+           uint64_t *out_cas)
+{
+    corral_store_opts_t o = {0};
+    o.mode = CORRAL_CAS;
+    o.flags = flags;
+    o.exptime = exptime;
+    o.cas = cas;
+    return corral_store(c, key, nkey, value, nvalue, &o, out_cas);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Deletion and touch                                                     */
+
+CORRAL_API corral_status_t
+corral_delete_ex(corral_t *c, const void *key, size_t nkey,
+                 const corral_delete_opts_t *o)
+{
+    corral_status_t st = CORRAL_OK;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+    item_t *it;
+
+    assert(c != NULL);
+    if (!key_ok(key, nkey)) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+
+    shard_wrlock(s);
+    it = shard_find_live(c, s, h, key, nkey, now, NULL);
+    if (it == NULL) {
+        st = CORRAL_ENOTFOUND;
+        STAT_INC(&s->stats, delete_misses);
+    } else if (o != NULL && o->cas != 0 && o->cas != item_cas(it)) {
+        st = CORRAL_EEXISTS;
+    } else if (o != NULL && (o->options & CORRAL_DELETE_STALE)) {
+        /* Keep serving the value, flagged, and hand out a new token. */
+        item_set(it, ITEM_STALE);
+        item_clear(it, ITEM_TOKEN);
+        atomic_store_explicit(&it->cas, shard_next_cas(c, s),
+                              memory_order_relaxed);
+        if (o->options & CORRAL_DELETE_TOUCH) {
+            atomic_store_explicit(&it->exptime, exptime_abs(o->exptime, now),
+                                  memory_order_relaxed);
+        }
+        STAT_INC(&s->stats, delete_hits);
+    } else {
+        shard_unlink(c, s, h, it);
+        STAT_INC(&s->stats, delete_hits);
+    }
+    shard_write_done(c, s);
+    shard_unlock(s);
+    return st;
+}
+
+CORRAL_API corral_status_t
+corral_delete(corral_t *c, const void *key, size_t nkey)
+{
+    return corral_delete_ex(c, key, nkey, NULL);
+}
+
+CORRAL_API corral_status_t
+corral_touch(corral_t *c, const void *key, size_t nkey, int64_t exptime)
+{
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+    item_t *it;
+
+    assert(c != NULL);
+    if (!key_ok(key, nkey)) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+    STAT_INC(&s->stats, cmd_touch);
+
+    shard_wrlock(s);
+    it = shard_find_live(c, s, h, key, nkey, now, NULL);
+    if (it != NULL) {
+        atomic_store_explicit(&it->exptime, exptime_abs(exptime, now),
+                              memory_order_relaxed);
+        item_touch_access(it, now);
+        STAT_INC(&s->stats, touch_hits);
+    } else {
+        STAT_INC(&s->stats, touch_misses);
+    }
+    shard_unlock(s);
+    return it != NULL ? CORRAL_OK : CORRAL_ENOTFOUND;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Arithmetic                                                             */
+
+static bool
+is_space(char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' ||
+           ch == '\f' || ch == '\r';
+}
+
+/*
+ * Parse a value as memcached does (strtoull on the value followed by
+ * "\r\n"): optional leading white space, an optional sign, at least one
+ * digit, then the end, white space or a NUL byte.  A '-' is refused when
+ * the negated result would read as negative, as in memcached's
+ * safe_strtoull.  Overflow is refused.
+ */
+static bool
+parse_u64(const char *p, size_t n, uint64_t *out)
+{
+    size_t i = 0;
+    uint64_t v = 0;
+    bool neg = false;
+    size_t digits = 0;
+
+    while (i < n && is_space(p[i])) {
+        i++;
+    }
+    if (i < n && (p[i] == '+' || p[i] == '-')) {
+        neg = p[i] == '-';
+        i++;
+    }
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, digits++) {
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            return false;
+        }
+        v = v * 10 + d;
+    }
+    if (digits == 0 || (i < n && !is_space(p[i]) && p[i] != '\0')) {
+        return false;
+    }
+    if (neg) {
+        v = (uint64_t)0 - v;
+        if ((int64_t)v < 0) {
+            return false;
+        }
+    }
+    *out = v;
+    return true;
+}
+
+static size_t
+format_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+/* A new item for key holding a decimal number. */
+static item_t *
+number_item(struct corral *c, const void *key, size_t nkey, uint64_t v,
+            uint32_t flags, uint32_t exptime, uint32_t now)
+{
+    char digits[20];
+    size_t n = format_u64(digits, v);
+    item_t *it = item_create(&c->mem, key, nkey, n, flags, NULL);
+    if (it != NULL) {
+        memcpy(item_value(it), digits, n);
+        atomic_store(&it->exptime, exptime);
+        atomic_store(&it->atime, now);
+    }
+    return it;
+}
+
+CORRAL_API corral_status_t
+corral_arith(corral_t *c, const void *key, size_t nkey,
+             const corral_arith_opts_t *opts, corral_arith_result_t *out)
+{
+    static const corral_arith_opts_t defaults = {0, 1, 0, 0, 0, 0};
+    const corral_arith_opts_t *o = opts != NULL ? opts : &defaults;
+    bool decr = (o->options & CORRAL_ARITH_DECR) != 0;
+    corral_status_t st = CORRAL_OK;
+    item_t *it, *fresh = NULL;
+    uint64_t v = 0;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+
+    assert(c != NULL);
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if (!key_ok(key, nkey)) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+
+    shard_wrlock(s);
+    it = shard_find_live(c, s, h, key, nkey, now, NULL);
+    if (it == NULL) {
+        stat_add(&s->stats, decr ? ST_decr_misses : ST_incr_misses, 1);
+        if (!(o->options & CORRAL_ARITH_VIVIFY)) {
+            st = CORRAL_ENOTFOUND;
+        } else {
+            v = o->initial;
+            fresh = number_item(c, key, nkey, v, 0,
+                                exptime_abs(o->vivify_exptime, now), now);
+            st = fresh == NULL ? CORRAL_ENOMEM
+                               : install(c, s, h, fresh, NULL, NULL);
+            it = st == CORRAL_OK ? fresh : NULL;
+            fresh = st == CORRAL_OK ? NULL : fresh;
+        }
+    } else if (o->cas != 0 && o->cas != item_cas(it)) {
+        st = CORRAL_EEXISTS;
+    } else if (!parse_u64(it->data + it->nkey, it->nvalue, &v)) {
+        st = CORRAL_ENONNUMERIC;
+    } else {
+        char digits[20];
+        size_t n;
+
+        stat_add(&s->stats, decr ? ST_decr_hits : ST_incr_hits, 1);
+        v = decr ? (v < o->delta ? 0 : v - o->delta) : v + o->delta;
+        n = format_u64(digits, v);
+        if (n <= it->nvalue && atomic_load(&it->refs) == 1) {
+            /* Nobody can be reading it: rewrite in place, padded with
+             * spaces as memcached does. */
+            memcpy(item_value(it), digits, n);
+            memset(item_value(it) + n, ' ', it->nvalue - n);
+            atomic_store_explicit(&it->cas, shard_next_cas(c, s),
+                                  memory_order_relaxed);
+        } else {
+            fresh = number_item(c, key, nkey, v, item_flags(it),
+                                item_exptime(it), now);
+            if (fresh == NULL) {
+                st = CORRAL_ENOMEM;
+            } else {
+                item_pin(it);
+                st = install(c, s, h, fresh, it, NULL);
+                item_unref(it);
+                if (st == CORRAL_OK) {
+                    it = fresh;
+                    fresh = NULL;
+                } else {
+                    it = NULL;
+                }
+            }
+        }
+    }
+    if (st == CORRAL_OK && (o->options & CORRAL_ARITH_TOUCH)) {
+        atomic_store_explicit(&it->exptime,
+                              exptime_abs(o->touch_exptime, now),
+                              memory_order_relaxed);
+    }
+    if (st == CORRAL_OK && out != NULL) {
+        out->value = v;
+        out->cas = item_cas(it);
+        out->ttl = exptime_ttl(item_exptime(it), now);
+    }
+    shard_write_done(c, s);
+    shard_unlock(s);
+    if (fresh != NULL) {
+        item_unref(fresh);
+    }
+    return st;
+}
+
+static corral_status_t
+arith_simple(corral_t *c, const void *key, size_t nkey, uint64_t delta,
+             unsigned options, uint64_t *out_value)
+{
+    corral_arith_opts_t o = {0};
+    corral_arith_result_t r;
+    corral_status_t st;
+
+    o.options = options;
+    o.delta = delta;
+    st = corral_arith(c, key, nkey, &o, &r);
+    if (st == CORRAL_OK && out_value != NULL) {
+        *out_value = r.value;
+    }
+    return st;
+}
+
+CORRAL_API corral_status_t
+corral_incr(corral_t *c, const void *key, size_t nkey, uint64_t delta,
+            uint64_t *out_value)
+{
+    return arith_simple(c, key, nkey, delta, 0, out_value);
+}
+
+CORRAL_API corral_status_t
+corral_decr(corral_t *c, const void *key, size_t nkey, uint64_t delta,
+            uint64_t *out_value)
+{
+    return arith_simple(c, key, nkey, delta, CORRAL_ARITH_DECR, out_value);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Flush, sweep, stats                                                    */
+
+CORRAL_API corral_status_t
+corral_flush(corral_t *c, int64_t when)
+{
+    uint32_t now;
+
+    assert(c != NULL);
+    now = cache_now(c);
+    STAT_INC(&c->shards[0].stats, cmd_flush);
+    if (when > 0 && exptime_abs(when, now) > now) {
+        /* memcached: items last stored (or used) at or before the second
+         * before the deadline are flushed once it arrives. */
+        atomic_store(&c->oldest_live, exptime_abs(when, now) - 1);
+        return CORRAL_OK;
+    }
+    atomic_store(&c->oldest_live, 0);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        shard_wrlock(s);
+        s->flush_cas = (s->cas_seq << c->shard_bits) | s->index;
+        shard_unlock(s);
+    }
+    return CORRAL_OK;
+}
+
+CORRAL_API size_t
+corral_sweep(corral_t *c, size_t budget)
+{
+    size_t freed = 0;
+    size_t per = budget / c->nshards + 1;
+
+    assert(c != NULL);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        shard_wrlock(s);
+        freed += shard_sweep(c, s, per);
+        shard_unlock(s);
+    }
+    return freed;
+}
+
+CORRAL_API void
+corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
+{
+    corral_stats_t all;
+
+    assert(c != NULL && out != NULL);
+    memset(&all, 0, sizeof(all));
+    for (unsigned i = 0; i < c->nshards; i++) {
+        stats_sum(&c->shards[i].stats, (uint64_t *)&all);
+    }
+    all.limit_maxbytes = c->cfg.max_memory;
+    memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
+}
+
+CORRAL_API void
+corral_stats_reset(corral_t *c)
+{
+    assert(c != NULL);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        stats_reset_counters(&c->shards[i].stats);
+    }
+}

@@ -1,0 +1,61 @@
+/*
+ * expire.h - time: the cache clock and memcached's exptime rules.
+ *
+ * Items store absolute Unix seconds in 32 bits (0 = never).  An exptime
+ * from the API is converted once, at the call: 0 stays 0; negative means
+ * "already expired" and becomes 1 (a moment long past); up to
+ * CORRAL_RELTIME_MAX seconds is relative to now; anything larger is
+ * already absolute.  An item is expired when exptime != 0 and
+ * exptime <= now.
+ */
+#ifndef CORRAL_EXPIRE_H
+#define CORRAL_EXPIRE_H
+
+#include <stdint.h>
+
+#include "corral.h"
+
+/* The clock behind the default corral_clock_fn. */
+struct sysclock {
+    uint64_t real0;        /* CLOCK_REALTIME at creation, ns */
+    uint64_t mono0;        /* CLOCK_MONOTONIC at creation, ns */
+};
+
+void sysclock_init(struct sysclock *sc);
+uint64_t sysclock_now(void *sc);
+
+/* exptime (API form) to absolute seconds. */
+static inline uint32_t
+exptime_abs(int64_t exptime, uint32_t now)
+{
+    int64_t t;
+    if (exptime == 0) {
+        return 0;
+    }
+    if (exptime < 0) {
+        return 1;
+    }
+    t = exptime <= CORRAL_RELTIME_MAX ? (int64_t)now + exptime : exptime;
+    if (t > (int64_t)UINT32_MAX) {
+        t = UINT32_MAX;
+    }
+    return t == 0 ? 1 : (uint32_t)t;
+}
+
+static inline int
+exptime_passed(uint32_t exptime, uint32_t now)
+{
+    return exptime != 0 && exptime <= now;
+}
+
+/* Remaining seconds: -1 never, else >= 0. */
+static inline int64_t
+exptime_ttl(uint32_t exptime, uint32_t now)
+{
+    if (exptime == 0) {
+        return -1;
+    }
+    return exptime > now ? (int64_t)exptime - now : 0;
+}
+
+#endif /* CORRAL_EXPIRE_H */

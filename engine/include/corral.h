@@ -1,0 +1,625 @@
+/*
+ * corral.h - the public interface of libcorral, an in-process cache engine.
+ *
+ * This header is the whole API: anything not declared here is internal.
+ *
+ * Model.  A cache (corral_t) maps keys (1..250 bytes, any bytes) to items.
+ * An item holds a value (0..max_item_size bytes), 32-bit client flags, a
+ * 64-bit CAS that changes on every mutation, and an expiry time.  The key
+ * space is split into shards; each shard has its own lock, hash table,
+ * memory budget and eviction state, so threads working on different shards
+ * never contend, and hits on one shard do not serialise (shared locks).
+ *
+ * Time.  Expiry times ("exptime") follow memcached: 0 never expires, 1 up to
+ * 30 days (2592000) is relative to now in seconds, anything larger is an
+ * absolute Unix time, and a negative value or a time in the past means the
+ * item is already expired.  The clock is injectable (corral_config_t.clock).
+ *
+ * Ownership.  Keys, values and option structs passed in are copied before
+ * return (or only read during the call) unless a comment says otherwise.
+ * Items returned by the get family are pinned: the value pointer stays valid,
+ * and the bytes unchanged, until the caller passes the item to
+ * corral_item_release(), even if the key is overwritten, deleted or evicted
+ * meanwhile.  Every function with an out_item parameter documents this.
+ *
+ * Threads.  Every function taking a corral_t may be called from any number of
+ * threads at once, except corral_destroy(), which must be the last call.
+ * Items may be read and released from any thread.
+ *
+ * Errors.  Functions return corral_status_t: CORRAL_OK (0) or a negative code
+ * named in CORRAL_STATUS_TABLE; corral_strerror() describes one.  Misuse
+ * (NULL cache, NULL out pointer) is a programming error checked by assert in
+ * debug builds; bad data (an oversized key, say) gets CORRAL_EINVAL.
+ *
+ * Option structs (corral_get_opts_t and friends) are plain structs that the
+ * caller zero-initialises ("= {0}") and fills; zero always means the default
+ * behaviour.  corral_config_t is different: it starts with its own size and
+ * must be filled by corral_config_init() first.
+ */
+#ifndef CORRAL_H
+#define CORRAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(CORRAL_BUILDING) && defined(__GNUC__)
+#define CORRAL_API __attribute__((visibility("default")))
+#else
+#define CORRAL_API
+#endif
+
+#define CORRAL_VERSION_MAJOR 0
+#define CORRAL_VERSION_MINOR 1
+#define CORRAL_VERSION_PATCH 0
+
+/* The longest key, in bytes, as in memcached. */
+#define CORRAL_KEY_MAX 250
+
+/* Exptimes above this many seconds are absolute Unix times (30 days). */
+#define CORRAL_RELTIME_MAX 2592000
+
+/*
+ * Status codes.  X(name, value, description): one table generates the enum
+ * and the strings corral_strerror() returns.
+ */
+#define CORRAL_STATUS_TABLE(X)                                                \
+    X(OK, 0, "success")                                                       \
+    X(ENOTFOUND, -1, "not found")                                             \
+    X(EEXISTS, -2, "the item was modified since its CAS was read")            \
+    X(ENOTSTORED, -3, "not stored: the mode's condition was not met")         \
+    X(ENOMEM, -4, "out of memory")                                            \
+    X(ETOOBIG, -5, "item larger than the maximum item size")                  \
+    X(EINVAL, -6, "invalid argument")                                         \
+    X(ENONNUMERIC, -7, "value is not a decimal unsigned 64-bit number")       \
+    X(ERANGE, -8, "buffer too small")                                         \
+    X(ETIMEDOUT, -9, "timed out")                                             \
+    X(ESTALE, -10, "stale: superseded by a newer write or invalidation")      \
+    X(EBUSY, -11, "busy")
+
+typedef enum corral_status {
+#define CORRAL_STATUS_ENUM(name, value, text) CORRAL_##name = (value),
+    CORRAL_STATUS_TABLE(CORRAL_STATUS_ENUM)
+#undef CORRAL_STATUS_ENUM
+} corral_status_t;
+
+/* An opaque cache.  Create with corral_create(), free with corral_destroy(). */
+typedef struct corral corral_t;
+
+/* An opaque pinned item, released with corral_item_release(). */
+typedef struct corral_item corral_item_t;
+
+/*
+ * A clock: nanoseconds since the Unix epoch.  The default reads
+ * CLOCK_REALTIME once at creation and advances it with CLOCK_MONOTONIC, so it
+ * never steps backwards.  Tests inject their own.  Must be thread-safe.
+ */
+typedef uint64_t (*corral_clock_fn)(void *ud);
+
+/* Log levels for corral_log_fn. */
+enum corral_log_level {
+    CORRAL_LOG_ERROR = 0,
+    CORRAL_LOG_WARN = 1,
+    CORRAL_LOG_INFO = 2,
+    CORRAL_LOG_DEBUG = 3
+};
+
+/*
+ * An optional log sink.  The engine never prints; it reports rare events
+ * (allocation failures, for instance) here.  Called without any engine lock
+ * held.  msg is borrowed for the duration of the call.
+ */
+typedef void (*corral_log_fn)(void *ud, int level, const char *msg);
+
+/* Eviction policies. */
+typedef enum corral_policy {
+    /* S3-FIFO: a small probationary FIFO, a main FIFO with reinsertion and
+     * a ghost FIFO of recently evicted keys.  A hit sets a counter bit and
+     * never moves list nodes. */
+    CORRAL_POLICY_S3FIFO = 0
+} corral_policy_t;
+
+/*
+ * Cache configuration.  Fill with corral_config_init(), then change fields.
+ * Fields are only ever appended; `size` lets the library tell which exist.
+ */
+typedef struct corral_config {
+    size_t size;           /* sizeof(corral_config_t); set by init */
+    size_t max_memory;     /* memory limit in bytes, counted as allocated:
+                            * items, hash tables and policy metadata.
+                            * Default 64 MiB.  Minimum 1 MiB. */
+    size_t max_items;      /* item count limit; 0 (default) = no limit */
+    size_t max_item_size;  /* largest item (key + value + metadata), bytes.
+                            * Default 1 MiB; 1 KiB .. max_memory / 2. */
+    unsigned shards;       /* a power of two up to 1024; 0 (default) picks
+                            * one from the CPU count and the limits */
+    corral_policy_t policy;   /* default CORRAL_POLICY_S3FIFO */
+    corral_clock_fn clock;    /* default NULL: the system clock */
+    void *clock_ud;
+    corral_log_fn log;        /* default NULL: no logging */
+    void *log_ud;
+} corral_config_t;
+
+/*
+ * corral_config_init - fill a config with the documented defaults.
+ *
+ * @cfg (OUT): caller memory; every field is written.
+ * Thread-safe; O(1).
+ */
+CORRAL_API void corral_config_init(corral_config_t *cfg);
+
+/*
+ * corral_create - create a cache.
+ *
+ * @cfg: the configuration, or NULL for the defaults.  Read during the call
+ *       only.
+ * @out_cache (OUT): the new cache; the caller frees it with
+ *       corral_destroy().
+ * Returns CORRAL_OK, CORRAL_EINVAL for an inconsistent configuration (a
+ * shard count that is not a power of two, limits out of range), or
+ * CORRAL_ENOMEM.
+ * Thread-safe (caches share nothing); O(shards).
+ */
+CORRAL_API corral_status_t corral_create(const corral_config_t *cfg,
+                                         corral_t **out_cache);
+
+/*
+ * corral_destroy - free a cache and every item in it.  NULL is a no-op.
+ *
+ * Items still pinned by the caller stay valid until released.
+ * Not thread-safe: no other call on this cache may run or follow.
+ * O(items).
+ */
+CORRAL_API void corral_destroy(corral_t *cache);
+
+/*
+ * corral_version - the library version, "MAJOR.MINOR.PATCH".
+ * Static storage; thread-safe.
+ */
+CORRAL_API const char *corral_version(void);
+
+/*
+ * corral_strerror - a description of a status code.
+ * Static storage; an unknown code gets "unknown status".  Thread-safe.
+ */
+CORRAL_API const char *corral_strerror(corral_status_t status);
+
+/*
+ * corral_config_get - the configuration a cache runs with, defaults and
+ * automatic choices (the shard count, for one) resolved.
+ *
+ * @out_cfg (OUT): caller memory, filled completely.
+ * Thread-safe; O(1).
+ */
+CORRAL_API void corral_config_get(const corral_t *cache,
+                                  corral_config_t *out_cfg);
+
+/* ---------------------------------------------------------------------- */
+/* Items                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * corral_item_release - unpin an item returned by the get family.
+ * NULL is a no-op.  After the call the item and its pointers are invalid.
+ * Thread-safe; O(1).
+ */
+CORRAL_API void corral_item_release(corral_item_t *item);
+
+/*
+ * corral_item_key / corral_item_value - the item's key or value bytes.
+ *
+ * @out_len (OUT, may be NULL): the length in bytes.
+ * Returns a pointer borrowed until corral_item_release(); the bytes never
+ * change while the item is pinned.  The value is not NUL-terminated.
+ * Thread-safe; O(1).
+ */
+CORRAL_API const void *corral_item_key(const corral_item_t *item,
+                                       size_t *out_len);
+CORRAL_API const void *corral_item_value(const corral_item_t *item,
+                                         size_t *out_len);
+
+/* corral_item_flags - the 32-bit client flags.  O(1). */
+CORRAL_API uint32_t corral_item_flags(const corral_item_t *item);
+
+/* corral_item_cas - the CAS of the item as it was when pinned.  O(1). */
+CORRAL_API uint64_t corral_item_cas(const corral_item_t *item);
+
+/*
+ * corral_item_ttl - remaining time to live in whole seconds, as the cache's
+ * clock reads now: -1 when the item never expires, else >= 0.  O(1).
+ */
+CORRAL_API int64_t corral_item_ttl(const corral_t *cache,
+                                   const corral_item_t *item);
+
+/*
+ * Everything the engine knows about an item, for introspection
+ * (memcached's "me" command, debugging).  Filled by corral_item_info().
+ */
+typedef struct corral_item_info {
+    uint32_t flags;          /* client flags */
+    uint64_t cas;            /* CAS */
+    int64_t exptime;         /* absolute Unix expiry time; 0 = never */
+    int64_t ttl;             /* remaining seconds; -1 = never expires */
+    int64_t last_access;     /* seconds since the last access */
+    int fetched;             /* 1 if fetched since it was stored */
+    int stale;               /* 1 if marked stale (corral_delete_ex) */
+    size_t nkey;             /* key length */
+    size_t nvalue;           /* value length */
+    size_t alloc_size;       /* bytes the item occupies in memory */
+} corral_item_info_t;
+
+/*
+ * corral_item_info - describe a pinned item.
+ * @out_info (OUT): caller memory, filled completely.  O(1).
+ */
+CORRAL_API void corral_item_info(const corral_t *cache,
+                                 const corral_item_t *item,
+                                 corral_item_info_t *out_info);
+
+/* ---------------------------------------------------------------------- */
+/* Retrieval                                                              */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * corral_get - look a key up.
+ *
+ * @key, @nkey: the key, 1..CORRAL_KEY_MAX bytes; read during the call only.
+ * @out_item (OUT): on CORRAL_OK, the pinned item; the caller releases it
+ *       with corral_item_release().  Set to NULL otherwise.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND (absent, expired, flushed or
+ * invalidated) or CORRAL_EINVAL (bad key).
+ * Counts as an access for eviction.  Thread-safe; takes the key's shard
+ * lock shared; O(1) expected.
+ */
+CORRAL_API corral_status_t corral_get(corral_t *cache, const void *key,
+                                      size_t nkey, corral_item_t **out_item);
+
+/*
+ * corral_get_copy - look a key up and copy its value out.
+ *
+ * @buf, @cap: where the value goes.
+ * @out_len (OUT, may be NULL): the value's length, also when it does not
+ *       fit.
+ * @out_flags, @out_cas (OUT, may be NULL): the client flags and CAS.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND, CORRAL_EINVAL, or CORRAL_ERANGE when
+ * cap is smaller than the value (nothing is copied; *out_len says how much
+ * room is needed).  Thread-safe; O(1) expected plus the copy.
+ */
+CORRAL_API corral_status_t corral_get_copy(corral_t *cache, const void *key,
+                                           size_t nkey, void *buf, size_t cap,
+                                           size_t *out_len,
+                                           uint32_t *out_flags,
+                                           uint64_t *out_cas);
+
+/*
+ * corral_get_multi - look several keys up.
+ *
+ * @n: number of keys.  @keys, @nkeys: the keys and their lengths.
+ * @out_items (OUT): n slots; slot i receives the pinned item for key i, or
+ *       NULL on a miss or a bad key.  The caller releases every non-NULL
+ *       slot with corral_item_release().
+ * Returns the number of hits.  Thread-safe; O(n) expected.
+ */
+CORRAL_API size_t corral_get_multi(corral_t *cache, size_t n,
+                                   const void *const *keys,
+                                   const size_t *nkeys,
+                                   corral_item_t **out_items);
+
+/*
+ * corral_gat - get and touch: look a key up and, on a hit, set its expiry.
+ * Same contract as corral_get(); @exptime as described at the top.
+ * Takes the shard lock exclusively.  O(1) expected.
+ */
+CORRAL_API corral_status_t corral_gat(corral_t *cache, const void *key,
+                                      size_t nkey, int64_t exptime,
+                                      corral_item_t **out_item);
+
+/* Options for corral_get_ex(): OR of these in corral_get_opts_t.flags. */
+#define CORRAL_GET_NOBUMP 0x1u  /* not an access: no hit mark, no atime */
+#define CORRAL_GET_TOUCH 0x2u   /* on a hit set exptime to touch_exptime */
+#define CORRAL_GET_VIVIFY 0x4u  /* on a miss create an empty item with
+                                 * vivify_exptime and win it (see below) */
+#define CORRAL_GET_RECACHE 0x8u /* win when the remaining TTL is below
+                                 * recache_ttl seconds */
+
+typedef struct corral_get_opts {
+    unsigned flags;            /* CORRAL_GET_* */
+    int64_t touch_exptime;     /* with CORRAL_GET_TOUCH */
+    int64_t vivify_exptime;    /* with CORRAL_GET_VIVIFY */
+    int64_t recache_ttl;       /* with CORRAL_GET_RECACHE */
+} corral_get_opts_t;
+
+/* Result bits in corral_get_result_t.flags. */
+#define CORRAL_RES_WIN 0x1u        /* the caller won the right to recache:
+                                    * no other caller gets this bit until
+                                    * the item is replaced */
+#define CORRAL_RES_STALE 0x2u      /* the item is marked stale */
+#define CORRAL_RES_LOST 0x4u       /* another caller already won */
+#define CORRAL_RES_HIT_BEFORE 0x8u /* had been fetched before this call */
+#define CORRAL_RES_VIVIFIED 0x10u  /* the item was created by this call */
+
+typedef struct corral_get_result {
+    unsigned flags;            /* CORRAL_RES_* */
+    int64_t last_access;       /* seconds since the access before this one */
+} corral_get_result_t;
+
+/*
+ * corral_get_ex - the general lookup behind memcached's meta get.
+ *
+ * Recache tokens: an item carries one "win" that is handed to exactly one
+ * caller until the item is replaced.  A caller wins it (CORRAL_RES_WIN) when
+ * it vivifies a missing key, when the item is stale, or with
+ * CORRAL_GET_RECACHE when the item's remaining TTL is below recache_ttl;
+ * once handed out, later callers in those situations see CORRAL_RES_LOST.
+ *
+ * @opts: may be NULL (then this is corral_get()); read during the call.
+ * @out_item (OUT): as corral_get(); a vivified item is returned pinned too.
+ * @out_res (OUT, may be NULL): result bits and the previous access time.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND, CORRAL_EINVAL, or CORRAL_ENOMEM when
+ * vivifying fails.  Shard lock shared, or exclusive with TOUCH or VIVIFY.
+ */
+CORRAL_API corral_status_t corral_get_ex(corral_t *cache, const void *key,
+                                         size_t nkey,
+                                         const corral_get_opts_t *opts,
+                                         corral_item_t **out_item,
+                                         corral_get_result_t *out_res);
+
+/* ---------------------------------------------------------------------- */
+/* Storage                                                                */
+/* ---------------------------------------------------------------------- */
+
+typedef enum corral_mode {
+    CORRAL_SET = 0,    /* store unconditionally */
+    CORRAL_ADD,        /* store only if absent, else CORRAL_ENOTSTORED */
+    CORRAL_REPLACE,    /* store only if present, else CORRAL_ENOTSTORED */
+    CORRAL_APPEND,     /* add bytes after the value; keeps flags, exptime */
+    CORRAL_PREPEND,    /* add bytes before the value; keeps flags, exptime */
+    CORRAL_CAS         /* store only if the CAS matches (opts.cas) */
+} corral_mode_t;
+
+/* Options for corral_store(): OR of these in corral_store_opts_t.options. */
+#define CORRAL_STORE_INVALIDATE 0x1u /* with a CAS: a CAS older than the
+                                      * item's is accepted, and the stored
+                                      * item is marked stale */
+
+typedef struct corral_store_opts {
+    corral_mode_t mode;
+    uint32_t flags;        /* client flags (ignored by append/prepend) */
+    int64_t exptime;       /* expiry (ignored by append/prepend) */
+    uint64_t cas;          /* nonzero: store only if the item exists with
+                            * this CAS (CORRAL_CAS requires it; other modes
+                            * accept it as an extra condition) */
+    unsigned options;      /* CORRAL_STORE_* */
+} corral_store_opts_t;
+
+/*
+ * corral_store - store a value under a mode.
+ *
+ * @key, @nkey: 1..CORRAL_KEY_MAX bytes.  @value, @nvalue: the bytes (value
+ *       may be NULL when nvalue is 0).  Both copied before return.
+ * @opts: may be NULL for a plain set with flags 0 and no expiry.
+ * @out_cas (OUT, may be NULL): the new item's CAS on success.
+ * Returns CORRAL_OK; CORRAL_ENOTSTORED when an add finds the key or a
+ * replace, append or prepend does not; for a CAS store, CORRAL_ENOTFOUND
+ * when the key is absent and CORRAL_EEXISTS when the CAS differs;
+ * CORRAL_ETOOBIG when the item would exceed max_item_size (a failed set
+ * also removes the old value, as memcached does); CORRAL_ENOMEM when
+ * nothing can be evicted to make room; CORRAL_EINVAL for a bad key.
+ * Evicts as needed.  Shard lock exclusive; O(1) amortised plus the copy.
+ */
+CORRAL_API corral_status_t corral_store(corral_t *cache, const void *key,
+                                        size_t nkey, const void *value,
+                                        size_t nvalue,
+                                        const corral_store_opts_t *opts,
+                                        uint64_t *out_cas);
+
+/*
+ * Shorthands for corral_store() with one mode.  Same contract.
+ */
+CORRAL_API corral_status_t corral_set(corral_t *cache, const void *key,
+                                      size_t nkey, const void *value,
+                                      size_t nvalue, uint32_t flags,
+                                      int64_t exptime);
+CORRAL_API corral_status_t corral_add(corral_t *cache, const void *key,
+                                      size_t nkey, const void *value,
+                                      size_t nvalue, uint32_t flags,
+                                      int64_t exptime);
+CORRAL_API corral_status_t corral_replace(corral_t *cache, const void *key,
+                                          size_t nkey, const void *value,
+                                          size_t nvalue, uint32_t flags,
+                                          int64_t exptime);
+CORRAL_API corral_status_t corral_append(corral_t *cache, const void *key,
+                                         size_t nkey, const void *value,
+                                         size_t nvalue);
+CORRAL_API corral_status_t corral_prepend(corral_t *cache, const void *key,
+                                          size_t nkey, const void *value,
+                                          size_t nvalue);
+CORRAL_API corral_status_t corral_cas(corral_t *cache, const void *key,
+                                      size_t nkey, const void *value,
+                                      size_t nvalue, uint32_t flags,
+                                      int64_t exptime, uint64_t cas,
+                                      uint64_t *out_cas);
+
+/* ---------------------------------------------------------------------- */
+/* Deletion, touch, arithmetic, flush                                     */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * corral_delete - remove a key.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND or CORRAL_EINVAL.
+ * Pinned copies stay readable until released.  Shard lock exclusive; O(1).
+ */
+CORRAL_API corral_status_t corral_delete(corral_t *cache, const void *key,
+                                         size_t nkey);
+
+/* Options for corral_delete_ex(). */
+#define CORRAL_DELETE_STALE 0x1u /* keep the item, mark it stale, give it a
+                                  * new CAS and a fresh recache token */
+#define CORRAL_DELETE_TOUCH 0x2u /* with STALE: also set exptime */
+
+typedef struct corral_delete_opts {
+    unsigned options;      /* CORRAL_DELETE_* */
+    uint64_t cas;          /* nonzero: act only if the CAS matches, else
+                            * CORRAL_EEXISTS */
+    int64_t exptime;       /* with CORRAL_DELETE_TOUCH */
+} corral_delete_opts_t;
+
+/*
+ * corral_delete_ex - delete, conditionally or by marking stale (memcached's
+ * meta delete).  @opts may be NULL.  Returns as corral_delete(), plus
+ * CORRAL_EEXISTS on a CAS mismatch.  Shard lock exclusive; O(1).
+ */
+CORRAL_API corral_status_t corral_delete_ex(corral_t *cache, const void *key,
+                                            size_t nkey,
+                                            const corral_delete_opts_t *opts);
+
+/*
+ * corral_touch - set a key's expiry without reading it.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND or CORRAL_EINVAL.  The CAS is kept.
+ * Shard lock exclusive; O(1).
+ */
+CORRAL_API corral_status_t corral_touch(corral_t *cache, const void *key,
+                                        size_t nkey, int64_t exptime);
+
+/* Options for corral_arith(). */
+#define CORRAL_ARITH_DECR 0x1u   /* decrement (stops at 0) instead of incr */
+#define CORRAL_ARITH_VIVIFY 0x2u /* on a miss create the item with value
+                                  * `initial` and `vivify_exptime` */
+#define CORRAL_ARITH_TOUCH 0x4u  /* on success set exptime to
+                                  * touch_exptime */
+
+typedef struct corral_arith_opts {
+    unsigned options;        /* CORRAL_ARITH_* */
+    uint64_t delta;          /* amount to add or subtract */
+    uint64_t cas;            /* nonzero: only if the CAS matches */
+    uint64_t initial;        /* with VIVIFY */
+    int64_t vivify_exptime;  /* with VIVIFY */
+    int64_t touch_exptime;   /* with TOUCH */
+} corral_arith_opts_t;
+
+typedef struct corral_arith_result {
+    uint64_t value;          /* the new value */
+    uint64_t cas;            /* the item's new CAS */
+    int64_t ttl;             /* remaining seconds; -1 = never expires */
+} corral_arith_result_t;
+
+/*
+ * corral_arith - add to or subtract from a value holding a decimal
+ * unsigned 64-bit number (memcached's incr, decr and meta arithmetic).
+ * Increments wrap at 2^64; decrements stop at 0.  The CAS changes.
+ *
+ * @out (OUT, may be NULL): the new value, CAS and TTL on success.
+ * Returns CORRAL_OK, CORRAL_ENOTFOUND, CORRAL_ENONNUMERIC (the value is not
+ * a number of at most 20 digits), CORRAL_EEXISTS (CAS mismatch),
+ * CORRAL_ENOMEM, CORRAL_EINVAL.  Shard lock exclusive; O(value length).
+ */
+CORRAL_API corral_status_t corral_arith(corral_t *cache, const void *key,
+                                        size_t nkey,
+                                        const corral_arith_opts_t *opts,
+                                        corral_arith_result_t *out);
+
+/*
+ * corral_incr / corral_decr - shorthands for corral_arith().
+ * @out_value (OUT, may be NULL): the new value.
+ */
+CORRAL_API corral_status_t corral_incr(corral_t *cache, const void *key,
+                                       size_t nkey, uint64_t delta,
+                                       uint64_t *out_value);
+CORRAL_API corral_status_t corral_decr(corral_t *cache, const void *key,
+                                       size_t nkey, uint64_t delta,
+                                       uint64_t *out_value);
+
+/*
+ * corral_flush - invalidate every item, now or at a later time.
+ *
+ * @when: an exptime: 0 or negative means now; otherwise every item stored
+ *       before that moment becomes a miss when it arrives, while items
+ *       stored after it are kept (memcached's "flush_all <delay>").  A new
+ *       flush replaces a pending one.
+ * Memory is reclaimed lazily and by the incremental sweep.
+ * Returns CORRAL_OK.  Takes each shard lock in turn; O(shards).
+ */
+CORRAL_API corral_status_t corral_flush(corral_t *cache, int64_t when);
+
+/*
+ * corral_sweep - run the incremental reclamation sweep by hand.
+ *
+ * Writes already do a little of this work each; an idle cache with expired
+ * items frees their memory only when this runs.  Examines about @budget
+ * items across the shards and frees the expired, flushed and deleted ones.
+ * Returns the number of items freed.  Thread-safe; O(budget).
+ */
+CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
+
+/* ---------------------------------------------------------------------- */
+/* Statistics                                                             */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * X(name, kind, description).  kind is "counter" (only grows; reset by
+ * corral_stats_reset) or "gauge".  Names match memcached's "stats" where
+ * the meaning is the same.
+ */
+#define CORRAL_STATS_TABLE(X)                                                 \
+    X(curr_items, gauge, "items stored now")                                  \
+    X(total_items, counter, "items stored since start")                       \
+    X(bytes, gauge, "bytes held by stored items (allocation sizes)")          \
+    X(limit_maxbytes, gauge, "the memory limit in bytes")                     \
+    X(mem_used, gauge, "bytes counted against the limit: items, tables, "   \
+                       "policy metadata, and removed items not yet freed")   \
+    X(hash_bytes, gauge, "bytes of hash tables")                              \
+    X(hash_is_expanding, gauge, "shards whose hash table is growing")         \
+    X(cmd_get, counter, "keys looked up")                                     \
+    X(cmd_set, counter, "store requests")                                     \
+    X(cmd_touch, counter, "touch requests")                                   \
+    X(cmd_flush, counter, "flush requests")                                   \
+    X(get_hits, counter, "lookups that found a live item")                    \
+    X(get_misses, counter, "lookups that found nothing live")                 \
+    X(get_expired, counter, "lookups that found an expired item")             \
+    X(get_flushed, counter, "lookups that found a flushed item")              \
+    X(delete_hits, counter, "deletes that found the key")                     \
+    X(delete_misses, counter, "deletes that did not")                         \
+    X(incr_hits, counter, "increments that found the key")                   \
+    X(incr_misses, counter, "increments that did not")                        \
+    X(decr_hits, counter, "decrements that found the key")                    \
+    X(decr_misses, counter, "decrements that did not")                        \
+    X(cas_hits, counter, "CAS stores that matched")                           \
+    X(cas_misses, counter, "CAS stores on absent keys")                       \
+    X(cas_badval, counter, "CAS stores with a stale CAS")                     \
+    X(touch_hits, counter, "touches that found the key")                      \
+    X(touch_misses, counter, "touches that did not")                          \
+    X(evictions, counter, "live items evicted to make room")                  \
+    X(evicted_unfetched, counter, "evicted items never fetched")              \
+    X(expired_unfetched, counter, "expired items reclaimed never fetched")    \
+    X(reclaimed, counter, "expired, flushed or removed items freed")          \
+    X(store_too_large, counter, "stores refused as too large")                \
+    X(store_no_memory, counter, "stores refused for lack of memory")
+
+typedef struct corral_stats {
+#define CORRAL_STATS_FIELD(name, kind, text) uint64_t name;
+    CORRAL_STATS_TABLE(CORRAL_STATS_FIELD)
+#undef CORRAL_STATS_FIELD
+} corral_stats_t;
+
+/*
+ * corral_stats - a snapshot of the cache's statistics.
+ *
+ * @out (OUT): caller memory.  @size: sizeof(*out) as the caller knows it;
+ *       fields past it are not written, so older callers stay safe.
+ * Each field is read atomically; the set is not one instant.
+ * Thread-safe; O(shards).
+ */
+CORRAL_API void corral_stats(const corral_t *cache, corral_stats_t *out,
+                             size_t size);
+
+/* corral_stats_reset - zero every counter (gauges keep their value). */
+CORRAL_API void corral_stats_reset(corral_t *cache);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CORRAL_H */

@@ -1,0 +1,221 @@
+/*
+ * item.h - the item: one allocation holding header, key, value and an
+ * optional extension block.
+ *
+ *   0        8        16       20       24       28    30  31 32
+ *   +--------+--------+--------+--------+--------+-----+---+---+------...
+ *   | next   | cas    |exptime | atime  | nvalue |refs |key|bit| key bytes
+ *   +--------+--------+--------+--------+--------+-----+---+---+------...
+ *   ...| value bytes (nvalue) | ext (if ITEM_EXT): mask byte, fields |
+ *
+ * - next: the eviction FIFO link, toward the newer neighbour.  Touched only
+ *   under the shard's exclusive lock.
+ * - cas: (per-shard sequence << shard bits) | shard index; unique in the
+ *   cache, increasing within a shard.
+ * - exptime, atime: absolute Unix seconds; exptime 0 = never.
+ * - refs: one reference for the cache while the item is queued (linked in
+ *   the table or waiting to be reclaimed), plus one per reader pin.  The
+ *   holder that drops it to zero frees the item.
+ * - bits: eviction frequency, queue, state flags (ITEM_*).
+ * - ext: optional fields, in mask-bit order: client flags (u32, only when
+ *   nonzero, as memcached does).  Tags and load metadata join here.
+ *
+ * A linked item's key, value, nkey and nvalue never change; exptime and cas
+ * may (touch, mark-stale), so they are atomics.  The value bytes may change
+ * in place only while refs == 1 under the exclusive lock (no reader can pin
+ * then), which is how incr/decr avoid an allocation.
+ */
+#ifndef CORRAL_ITEM_H
+#define CORRAL_ITEM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common.h"
+#include "corral.h"
+#include "mem.h"
+
+struct corral_item {
+    struct corral_item *next;
+    _Atomic uint64_t cas;
+    _Atomic uint32_t exptime;
+    _Atomic uint32_t atime;
+    uint32_t nvalue;
+    _Atomic uint16_t refs;
+    uint8_t nkey;
+    _Atomic uint8_t bits;
+    char data[];
+};
+
+typedef struct corral_item item_t;
+
+/* bits */
+#define ITEM_FREQ_MASK 0x03u /* S3-FIFO access counter, 0..3 */
+#define ITEM_MAIN 0x04u      /* in the main queue (else the small one) */
+#define ITEM_LINKED 0x08u    /* in the hash table */
+#define ITEM_FETCHED 0x10u   /* read since stored */
+#define ITEM_STALE 0x20u     /* marked stale */
+#define ITEM_TOKEN 0x40u     /* recache token handed out */
+#define ITEM_EXT 0x80u       /* extension block present */
+
+/* ext mask */
+#define EXT_FLAGS 0x01u
+
+/* A pin fails past this count; the caller falls back to a private copy. */
+#define ITEM_REFS_MAX 0xff00u
+
+#define ITEM_HEADER_SIZE offsetof(struct corral_item, data)
+
+/* Bytes to allocate for an item of this shape. */
+static inline size_t
+item_size(size_t nkey, size_t nvalue, uint32_t flags)
+{
+    return ITEM_HEADER_SIZE + nkey + nvalue + (flags != 0 ? 1 + 4 : 0);
+}
+
+static inline const char *
+item_key(const item_t *it)
+{
+    return it->data;
+}
+
+static inline char *
+item_value(item_t *it)
+{
+    return it->data + it->nkey;
+}
+
+static inline unsigned
+item_bits(const item_t *it)
+{
+    return atomic_load_explicit(&((item_t *)it)->bits, memory_order_relaxed);
+}
+
+static inline bool
+item_has(const item_t *it, unsigned bit)
+{
+    return (item_bits(it) & bit) != 0;
+}
+
+static inline void
+item_set(item_t *it, unsigned bit)
+{
+    if ((item_bits(it) & bit) != bit) {
+        atomic_fetch_or_explicit(&it->bits, (uint8_t)bit,
+                                 memory_order_relaxed);
+    }
+}
+
+static inline void
+item_clear(item_t *it, unsigned bit)
+{
+    if (item_bits(it) & bit) {
+        atomic_fetch_and_explicit(&it->bits, (uint8_t)~bit,
+                                  memory_order_relaxed);
+    }
+}
+
+/* Atomically set bit; true if this call set it (it was clear). */
+static inline bool
+item_test_and_set(item_t *it, unsigned bit)
+{
+    if (item_bits(it) & bit) {
+        return false;
+    }
+    return (atomic_fetch_or_explicit(&it->bits, (uint8_t)bit,
+                                     memory_order_relaxed) & bit) == 0;
+}
+
+static inline unsigned
+item_freq(const item_t *it)
+{
+    return item_bits(it) & ITEM_FREQ_MASK;
+}
+
+/* Count an access: freq = min(freq + 1, 3).  Safe under a shared lock. */
+static inline void
+item_freq_bump(item_t *it)
+{
+    uint8_t b = (uint8_t)item_bits(it);
+    while ((b & ITEM_FREQ_MASK) != ITEM_FREQ_MASK) {
+        if (atomic_compare_exchange_weak_explicit(
+                &it->bits, &b, (uint8_t)(b + 1), memory_order_relaxed,
+                memory_order_relaxed)) {
+            return;
+        }
+    }
+}
+
+/* Set the frequency (exclusive lock held). */
+static inline void
+item_freq_set(item_t *it, unsigned f)
+{
+    uint8_t b = (uint8_t)item_bits(it);
+    while (!atomic_compare_exchange_weak_explicit(
+        &it->bits, &b, (uint8_t)((b & ~ITEM_FREQ_MASK) | f),
+        memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+static inline uint32_t
+item_flags(const item_t *it)
+{
+    uint32_t f = 0;
+    if (item_has(it, ITEM_EXT)) {
+        const char *ext = it->data + it->nkey + it->nvalue;
+        if ((uint8_t)ext[0] & EXT_FLAGS) {
+            memcpy(&f, ext + 1, sizeof(f));
+        }
+    }
+    return f;
+}
+
+static inline uint64_t
+item_cas(const item_t *it)
+{
+    return atomic_load_explicit(&((item_t *)it)->cas, memory_order_relaxed);
+}
+
+static inline uint32_t
+item_exptime(const item_t *it)
+{
+    return atomic_load_explicit(&((item_t *)it)->exptime,
+                                memory_order_relaxed);
+}
+
+static inline uint32_t
+item_atime(const item_t *it)
+{
+    return atomic_load_explicit(&((item_t *)it)->atime, memory_order_relaxed);
+}
+
+/* Allocate an unlinked item with refs = 1, key and flags filled, value
+ * uninitialised.  *out_real gets the allocation's real size. */
+item_t *item_create(struct mem *m, const void *key, size_t nkey,
+                    size_t nvalue, uint32_t flags, size_t *out_real);
+
+/* The real allocation size of an existing item. */
+size_t item_real_size(const item_t *it);
+
+/* Pin: add a reference.  False when the count is saturated. */
+static inline bool
+item_pin(item_t *it)
+{
+    uint16_t old = atomic_fetch_add_explicit(&it->refs, 1,
+                                             memory_order_relaxed);
+    if (unlikely(old >= ITEM_REFS_MAX)) {
+        atomic_fetch_sub_explicit(&it->refs, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+/* Drop a reference; frees the item when it was the last. */
+void item_unref(item_t *it);
+
+/* A private (never linked) copy of a live item, refs = 1; NULL on ENOMEM. */
+item_t *item_clone(struct mem *m, const item_t *it);
+
+#endif /* CORRAL_ITEM_H */

@@ -1,0 +1,104 @@
+/*
+ * mem.c - see mem.h.  Two back ends chosen at build time: jemalloc's
+ * mallocx/nallocx/dallocx (the default), or libc malloc with
+ * malloc_usable_size under sanitizers.
+ */
+#include "mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+#ifdef CORRAL_MEM_LIBC
+#include <malloc.h>
+#else
+#include <jemalloc/jemalloc.h>
+#endif
+
+void
+mem_init(struct mem *m)
+{
+    atomic_init(&m->fail_countdown, 0);
+}
+
+void
+mem_fail_after(struct mem *m, long n)
+{
+    atomic_store(&m->fail_countdown, n < 0 ? 0 : n);
+}
+
+/* True when this allocation is the one a test asked to fail. */
+static int
+mem_injected_failure(struct mem *m)
+{
+    long n = ld_relaxed(&m->fail_countdown);
+    while (n > 0) {
+        if (atomic_compare_exchange_weak(&m->fail_countdown, &n, n - 1)) {
+            return n == 1;
+        }
+    }
+    return 0;
+}
+
+size_t
+mem_real_size(size_t size)
+{
+#ifdef CORRAL_MEM_LIBC
+    /* glibc: 16-byte granules, 8 bytes of chunk header, minimum 24. */
+    size_t s = (size + 8 + 15) & ~(size_t)15;
+    return (s < 32 ? 32 : s) - 8;
+#else
+    return nallocx(size ? size : 1, 0);
+#endif
+}
+
+static void *
+mem_alloc_flags(struct mem *m, size_t size, size_t *out_real, int zero)
+{
+    void *p;
+
+    if (unlikely(mem_injected_failure(m))) {
+        return NULL;
+    }
+    if (size == 0) {
+        size = 1;
+    }
+#ifdef CORRAL_MEM_LIBC
+    p = zero ? calloc(1, size) : malloc(size);
+    if (p != NULL && out_real != NULL) {
+        *out_real = malloc_usable_size(p);
+    }
+#else
+    p = mallocx(size, zero ? MALLOCX_ZERO : 0);
+    if (p != NULL && out_real != NULL) {
+        *out_real = sallocx(p, 0);
+    }
+#endif
+    return p;
+}
+
+void *
+mem_alloc(struct mem *m, size_t size, size_t *out_real)
+{
+    return mem_alloc_flags(m, size, out_real, 0);
+}
+
+void *
+mem_zalloc(struct mem *m, size_t size, size_t *out_real)
+{
+    return mem_alloc_flags(m, size, out_real, 1);
+}
+
+void
+mem_free(void *p)
+{
+    if (p == NULL) {
+        return;
+    }
+#ifdef CORRAL_MEM_LIBC
+    free(p);
+#else
+    dallocx(p, 0);
+#endif
+}

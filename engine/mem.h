@@ -1,0 +1,41 @@
+/*
+ * mem.h - allocation with real-size accounting and failure injection.
+ *
+ * Every engine allocation goes through here.  Normal builds use jemalloc's
+ * non-standard API: nallocx() tells the size class a request will really
+ * occupy, so the memory limit counts what the process actually spends.
+ * Sanitizer builds (CORRAL_MEM_LIBC) use malloc and malloc_usable_size(),
+ * so ASan and TSan see every allocation.
+ *
+ * Failure injection (for tests): mem_fail_after(m, n) makes the n-th
+ * allocation from now through m fail once (Lua's "failnext").
+ */
+#ifndef CORRAL_MEM_H
+#define CORRAL_MEM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+struct mem {
+    _Atomic long fail_countdown; /* > 0: allocations left before a failure */
+};
+
+void mem_init(struct mem *m);
+
+/* Allocate size bytes (16-byte aligned).  *out_real gets the bytes the
+ * allocation really occupies.  NULL on failure. */
+void *mem_alloc(struct mem *m, size_t size, size_t *out_real);
+
+/* As mem_alloc, zero-filled. */
+void *mem_zalloc(struct mem *m, size_t size, size_t *out_real);
+
+/* Free memory from mem_alloc/mem_zalloc.  NULL is a no-op. */
+void mem_free(void *p);
+
+/* The bytes an allocation of size would really occupy. */
+size_t mem_real_size(size_t size);
+
+/* Test hook: fail the n-th allocation from now (n >= 1); 0 cancels. */
+void mem_fail_after(struct mem *m, long n);
+
+#endif /* CORRAL_MEM_H */

@@ -1,0 +1,291 @@
+/*
+ * shard.c - one shard's state changes: linking and unlinking items, making
+ * room by eviction, the incremental sweep, and memory accounting.
+ *
+ * Memory accounting.  s->mem_used counts the real size of every queued
+ * item (live or waiting to be reclaimed) plus the table and ghost arrays.
+ * It changes only under the exclusive lock; the gauges in s->stats mirror
+ * it for lock-free reading.  Items still pinned by readers after the
+ * engine dropped them are no longer counted: their memory goes back when
+ * the last reader releases them.
+ */
+#include "cache.h"
+
+#include <string.h>
+
+/* Items each store examines in the sweep, beyond what it evicts. */
+#define SWEEP_PER_WRITE 2u
+
+void
+shard_wrlock(struct shard *s)
+{
+    pthread_rwlock_wrlock(&s->lock);
+}
+
+void
+shard_rdlock(struct shard *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+}
+
+void
+shard_unlock(struct shard *s)
+{
+    pthread_rwlock_unlock(&s->lock);
+}
+
+/* Refresh the gauges that depend on table and ghost sizes. */
+static void
+shard_sync_meta(struct shard *s)
+{
+    stat_set(&s->stats, ST_hash_bytes, s->table.bytes);
+    stat_set(&s->stats, ST_hash_is_expanding, s->table.old != NULL);
+    stat_set(&s->stats, ST_mem_used, s->mem_used);
+}
+
+static size_t
+shard_meta_bytes(const struct shard *s)
+{
+    return s->table.bytes + policy_bytes(&s->policy);
+}
+
+bool
+shard_init(struct corral *c, struct shard *s, unsigned index)
+{
+    pthread_rwlockattr_t attr;
+
+    memset(s, 0, sizeof(*s));
+    s->index = index;
+    s->budget = c->cfg.max_memory / c->nshards;
+    s->item_budget = c->cfg.max_items == 0
+                         ? 0
+                         : (c->cfg.max_items + c->nshards - 1) / c->nshards;
+    stats_init(&s->stats);
+    pthread_rwlockattr_init(&attr);
+#ifdef __GLIBC__
+    /* Writers must not starve behind a stream of readers. */
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+#endif
+    if (pthread_rwlock_init(&s->lock, &attr) != 0) {
+        pthread_rwlockattr_destroy(&attr);
+        return false;
+    }
+    pthread_rwlockattr_destroy(&attr);
+    if (!table_init(&s->table, &c->mem,
+                    s->item_budget ? s->item_budget * 5 / 4 + 1 : 0,
+                    c->shard_bits, c->seed)) {
+        pthread_rwlock_destroy(&s->lock);
+        return false;
+    }
+    policy_init(&s->policy, c->shard_bits, s->budget, s->item_budget);
+    s->mem_used = shard_meta_bytes(s);
+    shard_sync_meta(s);
+    return true;
+}
+
+static void
+drop_ref(item_t *it, void *ud)
+{
+    (void)ud;
+    item_unref(it);
+}
+
+void
+shard_deinit(struct shard *s)
+{
+    /* Every linked item is also queued: releasing the queues frees all. */
+    policy_foreach(&s->policy, drop_ref, NULL);
+    policy_deinit(&s->policy);
+    table_deinit(&s->table);
+    pthread_rwlock_destroy(&s->lock);
+}
+
+uint64_t
+shard_next_cas(struct corral *c, struct shard *s)
+{
+    return (++s->cas_seq << c->shard_bits) | s->index;
+}
+
+/* Account a change of table or ghost size. */
+static void
+shard_meta_changed(struct shard *s, size_t before)
+{
+    size_t after = shard_meta_bytes(s);
+    s->mem_used = s->mem_used - before + after;
+    shard_sync_meta(s);
+}
+
+bool
+shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+           item_t *old_it)
+{
+    size_t bytes = item_real_size(it);
+    size_t meta = shard_meta_bytes(s);
+    bool in_main = false;
+
+    if (old_it != NULL) {
+        table_replace(&s->table, h, old_it, it);
+        /* A new version keeps the standing its key had earned. */
+        in_main = item_has(old_it, ITEM_MAIN);
+        item_freq_set(it, item_freq(old_it));
+        item_clear(old_it, ITEM_LINKED);
+        stat_sub(&s->stats, ST_bytes, item_real_size(old_it));
+        stat_sub(&s->stats, ST_curr_items, 1);
+    } else {
+        if (!table_insert(&s->table, &c->mem, h, it)) {
+            shard_meta_changed(s, meta);
+            return false;
+        }
+        in_main = policy_ghost_take(&s->policy, h);
+    }
+    item_set(it, ITEM_LINKED);
+    policy_insert(&s->policy, it, bytes, in_main);
+    s->mem_used += bytes;
+    stat_add(&s->stats, ST_bytes, bytes);
+    stat_add(&s->stats, ST_curr_items, 1);
+    STAT_INC(&s->stats, total_items);
+    shard_meta_changed(s, meta);
+    return true;
+}
+
+void
+shard_unlink(struct corral *c, struct shard *s, uint64_t h, item_t *it)
+{
+    size_t meta = shard_meta_bytes(s);
+    (void)c;
+    CR_ASSERT(item_has(it, ITEM_LINKED));
+    table_remove(&s->table, h, it);
+    item_clear(it, ITEM_LINKED);
+    stat_sub(&s->stats, ST_bytes, item_real_size(it));
+    stat_sub(&s->stats, ST_curr_items, 1);
+    shard_meta_changed(s, meta);
+}
+
+struct shard_ctx {
+    struct corral *c;
+    struct shard *s;
+    uint32_t now;
+    size_t freed;
+};
+
+static uint64_t
+ctx_hash(const item_t *it, void *ud)
+{
+    const struct shard_ctx *x = ud;
+    return hash_key(x->c->seed, item_key(it), it->nkey);
+}
+
+/* The policy's "dead" test: unlinked, expired or flushed. */
+static bool
+ctx_dead(item_t *it, void *ud)
+{
+    const struct shard_ctx *x = ud;
+    return !item_has(it, ITEM_LINKED) ||
+           item_state(x->c, x->s, it, x->now) != ITEM_LIVE;
+}
+
+/* Take a dequeued item from the cache: unlink it if needed, count why,
+ * and drop the queue's reference. */
+static void
+ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
+{
+    struct shard *s = x->s;
+
+    if (item_has(it, ITEM_LINKED)) {
+        enum item_state st = item_state(x->c, s, it, x->now);
+        bool fetched = item_has(it, ITEM_FETCHED);
+        shard_unlink(x->c, s, ctx_hash(it, x), it);
+        if (st == ITEM_LIVE) {
+            CR_ASSERT(evicting);
+            STAT_INC(&s->stats, evictions);
+            if (!fetched) {
+                STAT_INC(&s->stats, evicted_unfetched);
+            }
+        } else {
+            STAT_INC(&s->stats, reclaimed);
+            if (st == ITEM_EXPIRED && !fetched) {
+                STAT_INC(&s->stats, expired_unfetched);
+            }
+        }
+    }
+    (void)evicting;
+    s->mem_used -= item_real_size(it);
+    stat_set(&s->stats, ST_mem_used, s->mem_used);
+    x->freed++;
+    item_unref(it);
+}
+
+static void
+ctx_drop(item_t *it, void *ud)
+{
+    ctx_release(ud, it, false);
+}
+
+bool
+shard_make_room(struct corral *c, struct shard *s, size_t bytes,
+                size_t items)
+{
+    struct shard_ctx x = {c, s, cache_now(c), 0};
+
+    for (;;) {
+        size_t meta;
+        item_t *victim;
+
+        if (s->mem_used + bytes <= s->budget &&
+            (s->item_budget == 0 ||
+             table_count(&s->table) + items <= s->item_budget)) {
+            return true;
+        }
+        meta = shard_meta_bytes(s);
+        victim = policy_evict(&s->policy, &c->mem, ctx_dead, &x, ctx_hash);
+        shard_meta_changed(s, meta);
+        if (victim == NULL) {
+            return false;
+        }
+        ctx_release(&x, victim, true);
+    }
+}
+
+size_t
+shard_sweep(struct corral *c, struct shard *s, size_t n)
+{
+    struct shard_ctx x = {c, s, cache_now(c), 0};
+    policy_sweep(&s->policy, n, ctx_dead, ctx_drop, &x);
+    return x.freed;
+}
+
+item_t *
+shard_find_live(struct corral *c, struct shard *s, uint64_t h,
+                const void *key, size_t nkey, uint32_t now,
+                enum item_state *out_dead_state)
+{
+    item_t *it = table_find(&s->table, h, key, nkey);
+    enum item_state st;
+
+    if (out_dead_state != NULL) {
+        *out_dead_state = ITEM_LIVE;
+    }
+    if (it == NULL) {
+        return NULL;
+    }
+    st = item_state(c, s, it, now);
+    if (st == ITEM_LIVE) {
+        return it;
+    }
+    if (out_dead_state != NULL) {
+        *out_dead_state = st;
+    }
+    shard_unlink(c, s, h, it);
+    STAT_INC(&s->stats, reclaimed);
+    if (st == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED)) {
+        STAT_INC(&s->stats, expired_unfetched);
+    }
+    return NULL;
+}
+
+void
+shard_write_done(struct corral *c, struct shard *s)
+{
+    shard_sweep(c, s, SWEEP_PER_WRITE);
+}

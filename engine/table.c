@@ -1,0 +1,320 @@
+/*
+ * table.c - see table.h for the design.
+ *
+ * Deletion in the current table (backward shift): after emptying slot i,
+ * walk the cluster that follows.  An entry at j whose home position h does
+ * not lie cyclically in (i, j] may move back to i, which then becomes j.
+ * The walk stops at the first empty slot.  This keeps every entry
+ * reachable from its home without tombstones.
+ */
+#include "table.h"
+
+#include <string.h>
+
+#include "hash.h"
+
+#define SLOT_EMPTY 0u
+#define SLOT_TOMB 1u
+#define SLOT_PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+#define TABLE_MIN_CAP 16u
+#define TABLE_MIGRATE_STEP 4u
+
+/* Grow when entries exceed 4/5 of the slots. */
+static inline bool
+table_over_load(size_t entries, size_t cap)
+{
+    return entries * 5 > cap * 4;
+}
+
+static inline uint64_t
+slot_make(const item_t *it, uint64_t h)
+{
+    uintptr_t p = (uintptr_t)it;
+    CR_ASSERT((p & ~SLOT_PTR_MASK) == 0);
+    return ((uint64_t)hash_tag(h) << 48) | (uint64_t)p;
+}
+
+static inline item_t *
+slot_item(uint64_t s)
+{
+    return (item_t *)(uintptr_t)(s & SLOT_PTR_MASK);
+}
+
+static inline bool
+slot_used(uint64_t s)
+{
+    return s > SLOT_TOMB;
+}
+
+static inline size_t
+slot_next(size_t i, size_t cap)
+{
+    return i + 1 == cap ? 0 : i + 1;
+}
+
+static uint64_t *
+slots_alloc(struct mem *m, size_t cap)
+{
+    return mem_zalloc(m, cap * sizeof(uint64_t), NULL);
+}
+
+static size_t
+slots_bytes(size_t cap)
+{
+    return cap == 0 ? 0 : mem_real_size(cap * sizeof(uint64_t));
+}
+
+static void
+table_update_bytes(struct table *t)
+{
+    t->bytes = slots_bytes(t->cap) + (t->old ? slots_bytes(t->old_cap) : 0);
+}
+
+bool
+table_init(struct table *t, struct mem *m, size_t cap, unsigned shard_bits,
+           uint64_t seed)
+{
+    memset(t, 0, sizeof(*t));
+    t->cap = cap < TABLE_MIN_CAP ? TABLE_MIN_CAP : cap;
+    t->shard_bits = shard_bits;
+    t->seed = seed;
+    t->slots = slots_alloc(m, t->cap);
+    if (t->slots == NULL) {
+        return false;
+    }
+    table_update_bytes(t);
+    return true;
+}
+
+void
+table_deinit(struct table *t)
+{
+    mem_free(t->slots);
+    mem_free(t->old);
+    memset(t, 0, sizeof(*t));
+}
+
+static inline uint64_t
+table_hash_item(const struct table *t, const item_t *it)
+{
+    return hash_key(t->seed, item_key(it), it->nkey);
+}
+
+/* Index of the slot holding a matching key, or SIZE_MAX. */
+static size_t
+probe_key(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
+          const void *key, size_t nkey)
+{
+    uint64_t tag = hash_tag(h);
+    size_t i = hash_range(h, bits, cap);
+
+    for (;;) {
+        uint64_t s = slots[i];
+        if (s == SLOT_EMPTY) {
+            return SIZE_MAX;
+        }
+        if (slot_used(s) && (s >> 48) == tag) {
+            const item_t *it = slot_item(s);
+            if (it->nkey == nkey && memcmp(it->data, key, nkey) == 0) {
+                return i;
+            }
+        }
+        i = slot_next(i, cap);
+    }
+}
+
+/* Index of the slot holding exactly this item, or SIZE_MAX. */
+static size_t
+probe_item(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
+           const item_t *it)
+{
+    size_t i = hash_range(h, bits, cap);
+
+    for (;;) {
+        uint64_t s = slots[i];
+        if (s == SLOT_EMPTY) {
+            return SIZE_MAX;
+        }
+        if (slot_used(s) && slot_item(s) == it) {
+            return i;
+        }
+        i = slot_next(i, cap);
+    }
+}
+
+item_t *
+table_find(const struct table *t, uint64_t h, const void *key, size_t nkey)
+{
+    size_t i = probe_key(t->slots, t->cap, t->shard_bits, h, key, nkey);
+    if (i != SIZE_MAX) {
+        return slot_item(t->slots[i]);
+    }
+    if (t->old != NULL) {
+        i = probe_key(t->old, t->old_cap, t->shard_bits, h, key, nkey);
+        if (i != SIZE_MAX) {
+            return slot_item(t->old[i]);
+        }
+    }
+    return NULL;
+}
+
+/* Put a slot word into the first free place of its probe sequence. */
+static void
+place(uint64_t *slots, size_t cap, unsigned bits, uint64_t h, uint64_t word)
+{
+    size_t i = hash_range(h, bits, cap);
+    while (slots[i] != SLOT_EMPTY) {
+        i = slot_next(i, cap);
+    }
+    slots[i] = word;
+}
+
+bool
+table_migrate(struct table *t, size_t n)
+{
+    if (t->old == NULL) {
+        return false;
+    }
+    while (n-- > 0 && t->migrate_pos < t->old_cap) {
+        uint64_t s = t->old[t->migrate_pos];
+        if (slot_used(s)) {
+            uint64_t h = table_hash_item(t, slot_item(s));
+            place(t->slots, t->cap, t->shard_bits, h, s);
+            t->old[t->migrate_pos] = SLOT_TOMB;
+            t->old_count--;
+            t->count++;
+        }
+        t->migrate_pos++;
+    }
+    if (t->migrate_pos == t->old_cap) {
+        CR_ASSERT(t->old_count == 0);
+        mem_free(t->old);
+        t->old = NULL;
+        t->old_cap = 0;
+        t->migrate_pos = 0;
+        table_update_bytes(t);
+        return false;
+    }
+    return true;
+}
+
+/* Begin growth: the current table becomes the old one. */
+static bool
+table_grow(struct table *t, struct mem *m)
+{
+    size_t cap;
+    uint64_t *slots;
+
+    if (t->old != NULL) {
+        table_migrate(t, SIZE_MAX);
+    }
+    cap = t->cap + t->cap / 2;
+    slots = slots_alloc(m, cap);
+    if (slots == NULL) {
+        return false;
+    }
+    t->old = t->slots;
+    t->old_cap = t->cap;
+    t->old_count = t->count;
+    t->migrate_pos = 0;
+    t->slots = slots;
+    t->cap = cap;
+    t->count = 0;
+    table_update_bytes(t);
+    return true;
+}
+
+bool
+table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it)
+{
+    if (table_over_load(table_count(t) + 1, t->cap)) {
+        if (!table_grow(t, m) && table_count(t) + 1 >= t->cap) {
+            return false; /* completely full and cannot grow */
+        }
+    }
+    table_migrate(t, TABLE_MIGRATE_STEP);
+    place(t->slots, t->cap, t->shard_bits, h, slot_make(it, h));
+    t->count++;
+    return true;
+}
+
+void
+table_replace(struct table *t, uint64_t h, item_t *old_it, item_t *new_it)
+{
+    size_t i = probe_item(t->slots, t->cap, t->shard_bits, h, old_it);
+    if (i != SIZE_MAX) {
+        t->slots[i] = slot_make(new_it, h);
+        return;
+    }
+    CR_ASSERT(t->old != NULL);
+    i = probe_item(t->old, t->old_cap, t->shard_bits, h, old_it);
+    CR_ASSERT(i != SIZE_MAX);
+    t->old[i] = slot_make(new_it, h);
+}
+
+/* Empty slot i of the current table and close the gap (backward shift). */
+static void
+remove_at(struct table *t, size_t i)
+{
+    size_t j = i;
+
+    t->slots[i] = SLOT_EMPTY;
+    for (;;) {
+        uint64_t s;
+        size_t home;
+        bool stays;
+
+        j = slot_next(j, t->cap);
+        s = t->slots[j];
+        if (s == SLOT_EMPTY) {
+            return;
+        }
+        home = hash_range(table_hash_item(t, slot_item(s)), t->shard_bits,
+                          t->cap);
+        /* s stays when its home lies cyclically in (i, j]. */
+        if (i <= j) {
+            stays = i < home && home <= j;
+        } else {
+            stays = i < home || home <= j;
+        }
+        if (!stays) {
+            t->slots[i] = s;
+            t->slots[j] = SLOT_EMPTY;
+            i = j;
+        }
+    }
+}
+
+void
+table_remove(struct table *t, uint64_t h, item_t *it)
+{
+    size_t i = probe_item(t->slots, t->cap, t->shard_bits, h, it);
+    if (i != SIZE_MAX) {
+        remove_at(t, i);
+        t->count--;
+        return;
+    }
+    CR_ASSERT(t->old != NULL);
+    i = probe_item(t->old, t->old_cap, t->shard_bits, h, it);
+    CR_ASSERT(i != SIZE_MAX);
+    if (i != SIZE_MAX) {
+        t->old[i] = SLOT_TOMB;
+        t->old_count--;
+    }
+}
+
+void
+table_foreach(struct table *t, void (*fn)(item_t *it, void *ud), void *ud)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        if (slot_used(t->slots[i])) {
+            fn(slot_item(t->slots[i]), ud);
+        }
+    }
+    for (size_t i = 0; t->old != NULL && i < t->old_cap; i++) {
+        if (slot_used(t->old[i])) {
+            fn(slot_item(t->old[i]), ud);
+        }
+    }
+}

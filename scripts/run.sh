@@ -1,0 +1,11 @@
+#!/bin/sh
+# Install what is missing, build, and run the demo program.
+set -e
+top=$(cd "$(dirname "$0")/.." && pwd)
+"$top/scripts/deps.sh"
+cd "$top"
+[ -x configure ] || ./autogen.sh
+mkdir -p build/run && cd build/run
+[ -f Makefile ] || "$top/configure" -q
+make -j2
+exec ./examples/embed

@@ -1,0 +1,1 @@
+# server rules (empty so far)

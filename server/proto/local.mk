@@ -1,0 +1,1 @@
+# server/proto rules (empty so far)

@@ -1,0 +1,1 @@
+# tests/fuzz rules (empty so far)

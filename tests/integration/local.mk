@@ -1,0 +1,1 @@
+# tests/integration rules (empty so far)

@@ -1,0 +1,17 @@
+# tests/unit/local.mk - CUnit programs, one per engine module.  They link
+# the engine's internal library, so they may call internal functions.
+
+UNIT_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/engine -I$(top_srcdir)/tests/unit
+UNIT_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(ENGINE_MEM_CFLAGS) $(XXHASH_CFLAGS)
+UNIT_LDADD = engine/libcorral_core.la $(CUNIT_LIBS)
+
+UNIT_TESTS = \
+	tests/unit/test_table
+
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+
+tests_unit_test_table_SOURCES = tests/unit/test_table.c tests/unit/cu_main.h
+tests_unit_test_table_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_table_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_table_LDADD = $(UNIT_LDADD)
