@@ -1,0 +1,1 @@
+# tests/unit/proto.mk - protocol library unit tests (empty so far)
