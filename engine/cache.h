@@ -24,6 +24,7 @@
 
 #include "common.h"
 #include "corral.h"
+#include "events.h"
 #include "evict.h"
 #include "expire.h"
 #include "hash.h"
@@ -31,6 +32,7 @@
 #include "mem.h"
 #include "stats.h"
 #include "table.h"
+#include "tag.h"
 
 struct shard {
     pthread_rwlock_t lock;
@@ -42,6 +44,8 @@ struct shard {
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
     unsigned index;
+    struct prefix_rule *rules; /* pending prefix rules, oldest first */
+    unsigned nrules;
     struct stats stats;
 } CR_ALIGNED(CR_CACHELINE);
 
@@ -55,11 +59,48 @@ struct corral {
     _Atomic uint32_t oldest_live; /* delayed flush: items last stored or
                                    * accessed at or before this second are
                                    * flushed once it has come; 0 = none */
+    struct tags tags;
+    struct events events;
     struct shard *shards;
 };
 
 /* Why an item is not live. */
-enum item_state { ITEM_LIVE = 0, ITEM_EXPIRED, ITEM_FLUSHED };
+enum item_state {
+    ITEM_LIVE = 0,
+    ITEM_EXPIRED,
+    ITEM_FLUSHED,
+    ITEM_INVALIDATED /* by tag or prefix */
+};
+
+/* True if a pending prefix rule of the shard covers the item. */
+static inline bool
+prefix_rules_match(const struct shard *s, const item_t *it)
+{
+    for (unsigned i = 0; i < s->nrules; i++) {
+        const struct prefix_rule *r = &s->rules[i];
+        if (item_cas(it) <= r->cas && it->nkey >= r->len &&
+            memcmp(it->data, r->prefix, r->len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* True if one of the item's tags was invalidated after it was stored. */
+static inline bool
+item_tags_invalid(const item_t *it)
+{
+    size_t n = item_ntags(it);
+    if (n != 0) {
+        uint64_t e = item_tag_epoch(it);
+        for (size_t i = 0; i < n; i++) {
+            if (tag_rec_invalid(item_tag(it, i), e)) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
 
 static inline uint64_t
 cache_now_ns(const struct corral *c)
@@ -95,6 +136,12 @@ item_state(const struct corral *c, const struct shard *s, const item_t *it,
     ol = ld_relaxed(&((struct corral *)c)->oldest_live);
     if (ol != 0 && ol <= now && item_atime(it) <= ol) {
         return ITEM_FLUSHED;
+    }
+    if (unlikely(item_has(it, ITEM_EXT)) && item_tags_invalid(it)) {
+        return ITEM_INVALIDATED;
+    }
+    if (unlikely(s->nrules != 0) && prefix_rules_match(s, it)) {
+        return ITEM_INVALIDATED;
     }
     return ITEM_LIVE;
 }
@@ -143,6 +190,13 @@ item_touch_access(item_t *it, uint32_t now)
         atomic_store_explicit(&it->atime, now, memory_order_relaxed);
     }
 }
+
+/* Add a prefix rule to the shard (exclusive lock). */
+void shard_add_prefix_rule(struct corral *c, struct shard *s,
+                           const void *prefix, size_t len);
+
+/* Drop rules that a flush made moot (exclusive lock). */
+void shard_prune_prefix_rules(struct shard *s);
 
 bool shard_init(struct corral *c, struct shard *s, unsigned index);
 void shard_deinit(struct shard *s);

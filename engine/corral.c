@@ -25,6 +25,7 @@
 #define MIN_MAX_ITEM_SIZE 1024u
 #define MAX_SHARDS 1024u
 #define AUTO_MAX_SHARDS 64u
+#define DEFAULT_EVENT_RING 4096u
 
 /* ---------------------------------------------------------------------- */
 /* Configuration and lifetime                                             */
@@ -40,6 +41,7 @@ corral_config_init(corral_config_t *cfg)
     cfg->max_item_size = DEFAULT_MAX_ITEM_SIZE;
     cfg->shards = 0;
     cfg->policy = CORRAL_POLICY_S3FIFO;
+    cfg->event_ring = DEFAULT_EVENT_RING;
 }
 
 static bool
@@ -97,7 +99,7 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
     if (out->max_memory < MIN_MAX_MEMORY ||
         out->max_item_size < MIN_MAX_ITEM_SIZE ||
         out->max_item_size > out->max_memory / 2 ||
-        out->policy != CORRAL_POLICY_S3FIFO) {
+        out->policy != CORRAL_POLICY_S3FIFO || out->event_ring < 16) {
         return CORRAL_EINVAL;
     }
     if (out->shards == 0) {
@@ -153,8 +155,19 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     c->nshards = c->cfg.shards;
     c->shard_bits = log2u(c->nshards);
     c->seed = random_seed();
+    if (!tags_init(&c->tags, &c->mem, c->seed)) {
+        free(c);
+        return CORRAL_ENOMEM;
+    }
+    if (!events_init(&c->events, &c->mem, c->cfg.event_ring)) {
+        tags_deinit(&c->tags);
+        free(c);
+        return CORRAL_ENOMEM;
+    }
     if (posix_memalign(&mem, CR_CACHELINE,
                        c->nshards * sizeof(struct shard)) != 0) {
+        events_deinit(&c->events);
+        tags_deinit(&c->tags);
         free(c);
         return CORRAL_ENOMEM;
     }
@@ -165,6 +178,8 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
                 shard_deinit(&c->shards[i]);
             }
             free(c->shards);
+            events_deinit(&c->events);
+            tags_deinit(&c->tags);
             free(c);
             return CORRAL_ENOMEM;
         }
@@ -183,6 +198,8 @@ corral_destroy(corral_t *c)
         shard_deinit(&c->shards[i]);
     }
     free(c->shards);
+    events_deinit(&c->events);
+    tags_deinit(&c->tags); /* after the items, which hold tag records */
     free(c);
 }
 
@@ -242,6 +259,19 @@ corral_item_cas(const corral_item_t *it)
     return item_cas(it);
 }
 
+CORRAL_API size_t
+corral_item_tags(const corral_item_t *it, const char **out_tags, size_t max)
+{
+    size_t n;
+
+    assert(it != NULL);
+    n = item_ntags(it);
+    for (size_t i = 0; out_tags != NULL && i < n && i < max; i++) {
+        out_tags[i] = item_tag(it, i)->name;
+    }
+    return n;
+}
+
 CORRAL_API int64_t
 corral_item_ttl(const corral_t *c, const corral_item_t *it)
 {
@@ -279,6 +309,46 @@ key_ok(const void *key, size_t nkey)
     return key != NULL && nkey > 0 && nkey <= CORRAL_KEY_MAX;
 }
 
+/* Record an invalidation event (shard lock held). */
+static inline void
+emit(struct corral *c, struct shard *s, corral_event_type_t type,
+     const void *name, size_t len, uint64_t cas, uint64_t origin,
+     int64_t flush_time)
+{
+    if (events_wanted(&c->events)) {
+        events_push(&c->events, type, name, len, cas, origin, flush_time);
+        STAT_INC(&s->stats, events);
+    }
+}
+
+/* Deliver recorded events (no engine lock held). */
+static inline void
+deliver(struct corral *c)
+{
+    if (events_wanted(&c->events)) {
+        events_dispatch(&c->events);
+    }
+}
+
+/* Count why a lookup found nothing live. */
+static void
+count_dead(struct shard *s, enum item_state seen)
+{
+    switch (seen) {
+    case ITEM_EXPIRED:
+        STAT_INC(&s->stats, get_expired);
+        break;
+    case ITEM_FLUSHED:
+        STAT_INC(&s->stats, get_flushed);
+        break;
+    case ITEM_INVALIDATED:
+        STAT_INC(&s->stats, get_invalidated);
+        break;
+    case ITEM_LIVE:
+        break;
+    }
+}
+
 /* Pin an item for the caller, or hand out a private copy when the pin
  * count is saturated. */
 static item_t *
@@ -295,11 +365,7 @@ reclaim_dead(struct corral *c, struct shard *s, uint64_t h, const void *key,
     shard_wrlock(s);
     shard_find_live(c, s, h, key, nkey, cache_now(c), NULL);
     shard_unlock(s);
-    if (seen == ITEM_EXPIRED) {
-        STAT_INC(&s->stats, get_expired);
-    } else {
-        STAT_INC(&s->stats, get_flushed);
-    }
+    count_dead(s, seen);
 }
 
 /*
@@ -367,7 +433,7 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
        size_t nkey, const corral_get_opts_t *o, uint32_t now,
        corral_item_t **out_item, corral_get_result_t *out_res)
 {
-    item_t *it = item_create(&c->mem, key, nkey, 0, 0, NULL);
+    item_t *it = item_create(&c->mem, key, nkey, 0, 0, 0, NULL);
     if (it == NULL) {
         return CORRAL_ENOMEM;
     }
@@ -438,11 +504,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
 
     shard_wrlock(s);
     it = shard_find_live(c, s, h, key, nkey, now, &seen);
-    if (seen == ITEM_EXPIRED) {
-        STAT_INC(&s->stats, get_expired);
-    } else if (seen == ITEM_FLUSHED) {
-        STAT_INC(&s->stats, get_flushed);
-    }
+    count_dead(s, seen);
     if (f & CORRAL_GET_TOUCH) {
         STAT_INC(&s->stats, cmd_touch);
         stat_add(&s->stats, it ? ST_touch_hits : ST_touch_misses, 1);
@@ -542,14 +604,18 @@ concat_item(struct corral *c, const item_t *old, const void *value,
     char *dst;
 
     *out = NULL;
-    if (item_size(old->nkey, nold + nvalue, flags) > c->cfg.max_item_size) {
+    size_t ntags = item_ntags(old);
+
+    if (item_size(old->nkey, nold + nvalue, flags, ntags) >
+        c->cfg.max_item_size) {
         return CORRAL_ETOOBIG;
     }
     it = item_create(&c->mem, item_key(old), old->nkey, nold + nvalue, flags,
-                     NULL);
+                     ntags, NULL);
     if (it == NULL) {
         return CORRAL_ENOMEM;
     }
+    item_copy_tags(it, old);
     dst = item_value(it);
     if (append) {
         memcpy(dst, old->data + old->nkey, nold);
@@ -568,6 +634,41 @@ concat_item(struct corral *c, const item_t *old, const void *value,
     return CORRAL_OK;
 }
 
+/* Tag names are 1..CORRAL_TAG_MAX bytes; at most CORRAL_TAGS_MAX. */
+static bool
+tags_ok(const char *const *tags, size_t ntags)
+{
+    if (ntags > CORRAL_TAGS_MAX || (ntags > 0 && tags == NULL)) {
+        return false;
+    }
+    for (size_t i = 0; i < ntags; i++) {
+        size_t len;
+        if (tags[i] == NULL) {
+            return false;
+        }
+        len = strnlen(tags[i], CORRAL_TAG_MAX + 1);
+        if (len == 0 || len > CORRAL_TAG_MAX) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Take a reference on each tag's record for a new item. */
+static corral_status_t
+attach_tags(struct corral *c, item_t *it, const char *const *tags,
+            size_t ntags)
+{
+    for (size_t i = 0; i < ntags; i++) {
+        struct tag_rec *r = tag_acquire(&c->tags, tags[i], strlen(tags[i]));
+        if (r == NULL) {
+            return CORRAL_ENOMEM; /* item_unref releases those taken */
+        }
+        item_set_tag(it, i, r);
+    }
+    return CORRAL_OK;
+}
+
 /* Remove a key's live item, if any (a set that failed must not leave the
  * old value behind). */
 static void
@@ -577,6 +678,7 @@ drop_key_locked(struct corral *c, struct shard *s, uint64_t h,
     item_t *old = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (old != NULL) {
         shard_unlink(c, s, h, old);
+        emit(c, s, CORRAL_EVENT_DELETE, key, nkey, item_cas(old), 0, 0);
     }
 }
 
@@ -604,6 +706,9 @@ install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
         STAT_INC(&s->stats, store_no_memory);
         return CORRAL_ENOMEM;
     }
+    if (old != NULL) {
+        emit(c, s, CORRAL_EVENT_OVERWRITE, item_key(it), it->nkey, cas, 0, 0);
+    }
     if (out_cas != NULL) {
         *out_cas = cas;
     }
@@ -624,6 +729,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     item_t *it = NULL;
     item_t *old;
     struct shard *s;
+    size_t ntags;
     uint32_t now;
     uint64_t h;
 
@@ -632,9 +738,11 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         *out_cas = 0;
     }
     if (!key_ok(key, nkey) || (value == NULL && nvalue > 0) ||
-        mode < CORRAL_SET || mode > CORRAL_CAS) {
+        mode < CORRAL_SET || mode > CORRAL_CAS ||
+        (!concat && !tags_ok(o->tags, o->ntags))) {
         return CORRAL_EINVAL;
     }
+    ntags = concat ? 0 : o->ntags;
     h = hash_key(c->seed, key, nkey);
     s = cache_shard(c, h);
     now = cache_now(c);
@@ -642,10 +750,11 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
 
     /* Build the new item before taking the lock. */
     if (!concat) {
-        if (item_size(nkey, nvalue, o->flags) > c->cfg.max_item_size) {
+        if (item_size(nkey, nvalue, o->flags, ntags) >
+            c->cfg.max_item_size) {
             st = CORRAL_ETOOBIG;
         } else if ((it = item_create(&c->mem, key, nkey, nvalue, o->flags,
-                                     NULL)) == NULL) {
+                                     ntags, NULL)) == NULL) {
             st = CORRAL_ENOMEM;
         } else {
             if (nvalue > 0) {
@@ -653,6 +762,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
             }
             atomic_store(&it->exptime, exptime_abs(o->exptime, now));
             atomic_store(&it->atime, now);
+            st = attach_tags(c, it, o->tags, ntags);
         }
     }
 
@@ -692,6 +802,11 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     if (st == CORRAL_OK && concat) {
         st = concat_item(c, old, value, nvalue, mode == CORRAL_APPEND, now,
                          &it);
+    } else if (st == CORRAL_OK && ntags > 0) {
+        /* Read after the tag records exist and under the shard lock: a tag
+         * invalidation either sees this item's records or advanced the
+         * epoch before this read (tag.c). */
+        item_set_tag_epoch(it, tags_epoch(&c->tags));
     }
     if (st == CORRAL_OK) {
         st = install(c, s, h, it, old, out_cas);
@@ -708,6 +823,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     }
     shard_write_done(c, s);
     shard_unlock(s);
+    deliver(c);
 
     if (old != NULL) {
         item_unref(old);
@@ -783,9 +899,15 @@ corral_cas(corral_t *c, const void *key, size_t nkey, const void *value,
 /* ---------------------------------------------------------------------- */
 /* Deletion and touch                                                     */
 
-CORRAL_API corral_status_t
-corral_delete_ex(corral_t *c, const void *key, size_t nkey,
-                 const corral_delete_opts_t *o)
+/*
+ * Delete (or mark stale) a key.  origin goes into the event; with
+ * always_emit the event is recorded even when the key is absent (an
+ * invalidation relayed from elsewhere must reach local subscribers
+ * whatever this cache holds).
+ */
+static corral_status_t
+delete_key(struct corral *c, const void *key, size_t nkey,
+           const corral_delete_opts_t *o, uint64_t origin, bool always_emit)
 {
     corral_status_t st = CORRAL_OK;
     struct shard *s;
@@ -793,7 +915,6 @@ corral_delete_ex(corral_t *c, const void *key, size_t nkey,
     uint64_t h;
     item_t *it;
 
-    assert(c != NULL);
     if (!key_ok(key, nkey)) {
         return CORRAL_EINVAL;
     }
@@ -806,26 +927,40 @@ corral_delete_ex(corral_t *c, const void *key, size_t nkey,
     if (it == NULL) {
         st = CORRAL_ENOTFOUND;
         STAT_INC(&s->stats, delete_misses);
+        if (always_emit) {
+            emit(c, s, CORRAL_EVENT_DELETE, key, nkey, 0, origin, 0);
+        }
     } else if (o != NULL && o->cas != 0 && o->cas != item_cas(it)) {
         st = CORRAL_EEXISTS;
     } else if (o != NULL && (o->options & CORRAL_DELETE_STALE)) {
         /* Keep serving the value, flagged, and hand out a new token. */
+        uint64_t cas = shard_next_cas(c, s);
         item_set(it, ITEM_STALE);
         item_clear(it, ITEM_TOKEN);
-        atomic_store_explicit(&it->cas, shard_next_cas(c, s),
-                              memory_order_relaxed);
+        atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
         if (o->options & CORRAL_DELETE_TOUCH) {
             atomic_store_explicit(&it->exptime, exptime_abs(o->exptime, now),
                                   memory_order_relaxed);
         }
         STAT_INC(&s->stats, delete_hits);
+        emit(c, s, CORRAL_EVENT_STALE, key, nkey, cas, origin, 0);
     } else {
         shard_unlink(c, s, h, it);
         STAT_INC(&s->stats, delete_hits);
+        emit(c, s, CORRAL_EVENT_DELETE, key, nkey, item_cas(it), origin, 0);
     }
     shard_write_done(c, s);
     shard_unlock(s);
+    deliver(c);
     return st;
+}
+
+CORRAL_API corral_status_t
+corral_delete_ex(corral_t *c, const void *key, size_t nkey,
+                 const corral_delete_opts_t *o)
+{
+    assert(c != NULL);
+    return delete_key(c, key, nkey, o, 0, false);
 }
 
 CORRAL_API corral_status_t
@@ -932,15 +1067,21 @@ format_u64(char *buf, uint64_t v)
     return n;
 }
 
-/* A new item for key holding a decimal number. */
+/* A new item for key holding a decimal number (with the tags of `like`,
+ * the item it replaces, if any). */
 static item_t *
 number_item(struct corral *c, const void *key, size_t nkey, uint64_t v,
-            uint32_t flags, uint32_t exptime, uint32_t now)
+            uint32_t flags, uint32_t exptime, uint32_t now,
+            const item_t *like)
 {
     char digits[20];
     size_t n = format_u64(digits, v);
-    item_t *it = item_create(&c->mem, key, nkey, n, flags, NULL);
+    size_t ntags = like != NULL ? item_ntags(like) : 0;
+    item_t *it = item_create(&c->mem, key, nkey, n, flags, ntags, NULL);
     if (it != NULL) {
+        if (ntags > 0) {
+            item_copy_tags(it, like);
+        }
         memcpy(item_value(it), digits, n);
         atomic_store(&it->exptime, exptime);
         atomic_store(&it->atime, now);
@@ -982,7 +1123,8 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         } else {
             v = o->initial;
             fresh = number_item(c, key, nkey, v, 0,
-                                exptime_abs(o->vivify_exptime, now), now);
+                                exptime_abs(o->vivify_exptime, now), now,
+                                NULL);
             st = fresh == NULL ? CORRAL_ENOMEM
                                : install(c, s, h, fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
@@ -1002,13 +1144,14 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         if (n <= it->nvalue && atomic_load(&it->refs) == 1) {
             /* Nobody can be reading it: rewrite in place, padded with
              * spaces as memcached does. */
+            uint64_t cas = shard_next_cas(c, s);
             memcpy(item_value(it), digits, n);
             memset(item_value(it) + n, ' ', it->nvalue - n);
-            atomic_store_explicit(&it->cas, shard_next_cas(c, s),
-                                  memory_order_relaxed);
+            atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
+            emit(c, s, CORRAL_EVENT_OVERWRITE, key, nkey, cas, 0, 0);
         } else {
             fresh = number_item(c, key, nkey, v, item_flags(it),
-                                item_exptime(it), now);
+                                item_exptime(it), now, it);
             if (fresh == NULL) {
                 st = CORRAL_ENOMEM;
             } else {
@@ -1036,6 +1179,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
     }
     shard_write_done(c, s);
     shard_unlock(s);
+    deliver(c);
     if (fresh != NULL) {
         item_unref(fresh);
     }
@@ -1076,28 +1220,153 @@ corral_decr(corral_t *c, const void *key, size_t nkey, uint64_t delta,
 /* ---------------------------------------------------------------------- */
 /* Flush, sweep, stats                                                    */
 
+/* Flush now or at `when`; the event carries origin. */
+static void
+flush_all(struct corral *c, int64_t when, uint64_t origin)
+{
+    uint32_t now = cache_now(c);
+    uint32_t at = when > 0 ? exptime_abs(when, now) : 0;
+
+    STAT_INC(&c->shards[0].stats, cmd_flush);
+    if (at > now) {
+        /* memcached: items last stored (or used) at or before the second
+         * before the deadline are flushed once it arrives. */
+        atomic_store(&c->oldest_live, at - 1);
+    } else {
+        at = 0;
+        atomic_store(&c->oldest_live, 0);
+        for (unsigned i = 0; i < c->nshards; i++) {
+            struct shard *s = &c->shards[i];
+            shard_wrlock(s);
+            s->flush_cas = (s->cas_seq << c->shard_bits) | s->index;
+            shard_prune_prefix_rules(s);
+            shard_unlock(s);
+        }
+    }
+    if (events_wanted(&c->events)) {
+        struct shard *s = &c->shards[0];
+        shard_wrlock(s); /* events are recorded under a shard lock */
+        emit(c, s, CORRAL_EVENT_FLUSH, NULL, 0, 0, origin, at);
+        shard_unlock(s);
+        deliver(c);
+    }
+}
+
 CORRAL_API corral_status_t
 corral_flush(corral_t *c, int64_t when)
 {
-    uint32_t now;
-
     assert(c != NULL);
-    now = cache_now(c);
-    STAT_INC(&c->shards[0].stats, cmd_flush);
-    if (when > 0 && exptime_abs(when, now) > now) {
-        /* memcached: items last stored (or used) at or before the second
-         * before the deadline are flushed once it arrives. */
-        atomic_store(&c->oldest_live, exptime_abs(when, now) - 1);
-        return CORRAL_OK;
+    flush_all(c, when, 0);
+    return CORRAL_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tags, prefixes, events                                                 */
+
+static corral_status_t
+invalidate_tag(struct corral *c, const char *tag, size_t len,
+               uint64_t origin)
+{
+    struct shard *s = &c->shards[0];
+
+    if (tag == NULL || len == 0 || len > CORRAL_TAG_MAX ||
+        memchr(tag, '\0', len) != NULL) {
+        return CORRAL_EINVAL;
     }
-    atomic_store(&c->oldest_live, 0);
+    /* The shard lock orders the event with the other events; the tag
+     * itself needs no shard lock. */
+    shard_wrlock(s);
+    tag_invalidate(&c->tags, tag, len);
+    STAT_INC(&s->stats, tag_invalidations);
+    emit(c, s, CORRAL_EVENT_TAG, tag, len, 0, origin, 0);
+    shard_unlock(s);
+    deliver(c);
+    return CORRAL_OK;
+}
+
+CORRAL_API corral_status_t
+corral_invalidate_tag(corral_t *c, const char *tag)
+{
+    assert(c != NULL);
+    if (tag == NULL) {
+        return CORRAL_EINVAL;
+    }
+    return invalidate_tag(c, tag, strnlen(tag, CORRAL_TAG_MAX + 1), 0);
+}
+
+static corral_status_t
+invalidate_prefix(struct corral *c, const void *prefix, size_t len,
+                  uint64_t origin)
+{
+    if (prefix == NULL || len == 0 || len > CORRAL_KEY_MAX) {
+        return CORRAL_EINVAL;
+    }
     for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         shard_wrlock(s);
-        s->flush_cas = (s->cas_seq << c->shard_bits) | s->index;
+        shard_add_prefix_rule(c, s, prefix, len);
+        if (i == 0) {
+            STAT_INC(&s->stats, prefix_invalidations);
+            emit(c, s, CORRAL_EVENT_PREFIX, prefix, len, 0, origin, 0);
+        }
         shard_unlock(s);
     }
+    deliver(c);
     return CORRAL_OK;
+}
+
+CORRAL_API corral_status_t
+corral_invalidate_prefix(corral_t *c, const void *prefix, size_t nprefix)
+{
+    assert(c != NULL);
+    return invalidate_prefix(c, prefix, nprefix, 0);
+}
+
+CORRAL_API corral_status_t
+corral_invalidate(corral_t *c, const corral_invalidation_t *inv)
+{
+    assert(c != NULL && inv != NULL);
+    switch (inv->type) {
+    case CORRAL_EVENT_DELETE: {
+        corral_status_t st = delete_key(c, inv->name, inv->len, NULL,
+                                        inv->origin, true);
+        return st == CORRAL_ENOTFOUND ? CORRAL_OK : st;
+    }
+    case CORRAL_EVENT_TAG:
+        return invalidate_tag(c, inv->name, inv->len, inv->origin);
+    case CORRAL_EVENT_PREFIX:
+        return invalidate_prefix(c, inv->name, inv->len, inv->origin);
+    case CORRAL_EVENT_FLUSH:
+        flush_all(c, inv->flush_time, inv->origin);
+        return CORRAL_OK;
+    default:
+        return CORRAL_EINVAL;
+    }
+}
+
+CORRAL_API corral_status_t
+corral_subscribe(corral_t *c, corral_event_fn fn, void *ud, uint64_t since,
+                 corral_sub_t **out_sub)
+{
+    assert(c != NULL && fn != NULL && out_sub != NULL);
+    *out_sub = NULL;
+    return events_subscribe(&c->events, fn, ud, since, out_sub);
+}
+
+CORRAL_API void
+corral_unsubscribe(corral_t *c, corral_sub_t *sub)
+{
+    assert(c != NULL);
+    if (sub != NULL) {
+        events_unsubscribe(&c->events, sub);
+    }
+}
+
+CORRAL_API uint64_t
+corral_event_seq(corral_t *c)
+{
+    assert(c != NULL);
+    return events_next_seq(&c->events);
 }
 
 CORRAL_API size_t
@@ -1127,6 +1396,8 @@ corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
         stats_sum(&c->shards[i].stats, (uint64_t *)&all);
     }
     all.limit_maxbytes = c->cfg.max_memory;
+    all.tags_live = atomic_load_explicit(&((struct corral *)c)->tags.records,
+                                         memory_order_relaxed);
     memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
 }
 

@@ -244,6 +244,7 @@ fifo_sweep_step(struct fifo *q, policy_dead_fn dead,
     item_t *next;
 
     if (q->tail == NULL) {
+        q->passes++; /* nothing to visit: a complete pass */
         return false;
     }
     if (q->cursor == NULL) {
@@ -257,6 +258,7 @@ fifo_sweep_step(struct fifo *q, policy_dead_fn dead,
     next = q->cursor->next;
     if (next == NULL) {
         q->cursor = NULL; /* reached the head: start over */
+        q->passes++;
         return false;
     }
     if (!dead(next, ud)) {
@@ -281,6 +283,17 @@ policy_sweep(struct policy *p, size_t n, policy_dead_fn dead,
     for (size_t i = 0; i < n; i++) {
         fifo_sweep_step(&p->small, dead, drop, ud);
         fifo_sweep_step(&p->main, dead, drop, ud);
+    }
+}
+
+void
+policy_walk(struct policy *p, void (*fn)(item_t *it, void *ud), void *ud)
+{
+    for (item_t *it = p->small.tail; it != NULL; it = it->next) {
+        fn(it, ud);
+    }
+    for (item_t *it = p->main.tail; it != NULL; it = it->next) {
+        fn(it, ud);
     }
 }
 

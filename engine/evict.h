@@ -40,6 +40,7 @@ struct fifo {
     item_t *head;          /* newest */
     item_t *tail;          /* oldest */
     item_t *cursor;        /* sweep position, or NULL to restart */
+    uint64_t passes;       /* sweep passes completed over this queue */
     size_t count;          /* items in the queue, dead ones included */
     size_t bytes;          /* their real bytes */
 };
@@ -94,6 +95,11 @@ policy_bytes(const struct policy *p)
 {
     return p->ghost.bytes;
 }
+
+/* Call fn on every queued item, leaving the queues as they are; fn must
+ * not dequeue anything.  O(items). */
+void policy_walk(struct policy *p, void (*fn)(item_t *it, void *ud),
+                 void *ud);
 
 /* Hand every queued item to fn (destroy). */
 void policy_foreach(struct policy *p, void (*fn)(item_t *it, void *ud),

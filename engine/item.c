@@ -6,11 +6,16 @@
 
 #include <string.h>
 
+#include "tag.h"
+
 item_t *
 item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
-            uint32_t flags, size_t *out_real)
+            uint32_t flags, size_t ntags, size_t *out_real)
 {
-    item_t *it = mem_alloc(m, item_size(nkey, nvalue, flags), out_real);
+    item_t *it = mem_alloc(m, item_size(nkey, nvalue, flags, ntags),
+                           out_real);
+    char *ext;
+
     if (it == NULL) {
         return NULL;
     }
@@ -21,12 +26,20 @@ item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
     it->nvalue = (uint32_t)nvalue;
     atomic_init(&it->refs, 1);
     it->nkey = (uint8_t)nkey;
-    atomic_init(&it->bits, flags != 0 ? ITEM_EXT : 0);
+    atomic_init(&it->bits, ext_size(flags, ntags) != 0 ? ITEM_EXT : 0);
     memcpy(it->data, key, nkey);
+    if (ext_size(flags, ntags) == 0) {
+        return it;
+    }
+    ext = it->data + nkey + nvalue;
+    ext[0] = (char)((flags != 0 ? EXT_FLAGS : 0) | (ntags != 0 ? EXT_TAGS : 0));
     if (flags != 0) {
-        char *ext = it->data + nkey + nvalue;
-        ext[0] = (char)EXT_FLAGS;
         memcpy(ext + 1, &flags, sizeof(flags));
+    }
+    if (ntags != 0) {
+        char *tb = item_tag_block(it);
+        tb[0] = (char)ntags;
+        memset(tb + 1, 0, 8 + 8 * ntags);
     }
     return it;
 }
@@ -34,7 +47,23 @@ item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
 size_t
 item_real_size(const item_t *it)
 {
-    return mem_real_size(item_size(it->nkey, it->nvalue, item_flags(it)));
+    return mem_real_size(
+        item_size(it->nkey, it->nvalue, item_flags(it), item_ntags(it)));
+}
+
+void
+item_copy_tags(item_t *to, const item_t *from)
+{
+    size_t n = item_ntags(from);
+    CR_ASSERT(item_ntags(to) == n);
+    for (size_t i = 0; i < n; i++) {
+        struct tag_rec *r = item_tag(from, i);
+        tag_ref(r);
+        item_set_tag(to, i, r);
+    }
+    if (n > 0) {
+        item_set_tag_epoch(to, item_tag_epoch(from));
+    }
 }
 
 void
@@ -44,6 +73,13 @@ item_unref(item_t *it)
                                              memory_order_acq_rel);
     CR_ASSERT(old > 0);
     if (old == 1) {
+        size_t n = item_ntags(it);
+        for (size_t i = 0; i < n; i++) {
+            struct tag_rec *r = item_tag(it, i);
+            if (r != NULL) {
+                tag_release(r);
+            }
+        }
         mem_free(it);
     }
 }
@@ -52,11 +88,12 @@ item_t *
 item_clone(struct mem *m, const item_t *it)
 {
     item_t *copy = item_create(m, item_key(it), it->nkey, it->nvalue,
-                               item_flags(it), NULL);
+                               item_flags(it), item_ntags(it), NULL);
     if (copy == NULL) {
         return NULL;
     }
     memcpy(item_value(copy), it->data + it->nkey, it->nvalue);
+    item_copy_tags(copy, it);
     atomic_init(&copy->cas, item_cas(it));
     atomic_init(&copy->exptime, item_exptime(it));
     atomic_init(&copy->atime, item_atime(it));

@@ -18,7 +18,9 @@
  *   holder that drops it to zero frees the item.
  * - bits: eviction frequency, queue, state flags (ITEM_*).
  * - ext: optional fields, in mask-bit order: client flags (u32, only when
- *   nonzero, as memcached does).  Tags and load metadata join here.
+ *   nonzero, as memcached does); tags (u8 count, u64 tag epoch at store,
+ *   then one tag record pointer each: see tag.h).  Fields are unaligned:
+ *   read and written with memcpy.
  *
  * A linked item's key, value, nkey and nvalue never change; exptime and cas
  * may (touch, mark-stale), so they are atomics.  The value bytes may change
@@ -62,17 +64,30 @@ typedef struct corral_item item_t;
 
 /* ext mask */
 #define EXT_FLAGS 0x01u
+#define EXT_TAGS 0x02u
+
+struct tag_rec;
 
 /* A pin fails past this count; the caller falls back to a private copy. */
 #define ITEM_REFS_MAX 0xff00u
 
 #define ITEM_HEADER_SIZE offsetof(struct corral_item, data)
 
+/* Bytes of the extension block for these optional fields. */
+static inline size_t
+ext_size(uint32_t flags, size_t ntags)
+{
+    if (flags == 0 && ntags == 0) {
+        return 0;
+    }
+    return 1 + (flags != 0 ? 4 : 0) + (ntags != 0 ? 1 + 8 + 8 * ntags : 0);
+}
+
 /* Bytes to allocate for an item of this shape. */
 static inline size_t
-item_size(size_t nkey, size_t nvalue, uint32_t flags)
+item_size(size_t nkey, size_t nvalue, uint32_t flags, size_t ntags)
 {
-    return ITEM_HEADER_SIZE + nkey + nvalue + (flags != 0 ? 1 + 4 : 0);
+    return ITEM_HEADER_SIZE + nkey + nvalue + ext_size(flags, ntags);
 }
 
 static inline const char *
@@ -159,17 +174,69 @@ item_freq_set(item_t *it, unsigned f)
     }
 }
 
+/* The extension block, or NULL. */
+static inline char *
+item_ext(const item_t *it)
+{
+    return item_has(it, ITEM_EXT) ? (char *)it->data + it->nkey + it->nvalue
+                                  : NULL;
+}
+
 static inline uint32_t
 item_flags(const item_t *it)
 {
+    const char *ext = item_ext(it);
     uint32_t f = 0;
-    if (item_has(it, ITEM_EXT)) {
-        const char *ext = it->data + it->nkey + it->nvalue;
-        if ((uint8_t)ext[0] & EXT_FLAGS) {
-            memcpy(&f, ext + 1, sizeof(f));
-        }
+    if (ext != NULL && ((uint8_t)ext[0] & EXT_FLAGS)) {
+        memcpy(&f, ext + 1, sizeof(f));
     }
     return f;
+}
+
+/* The tag part of the extension block (count byte first), or NULL. */
+static inline char *
+item_tag_block(const item_t *it)
+{
+    char *ext = item_ext(it);
+    if (ext == NULL || !((uint8_t)ext[0] & EXT_TAGS)) {
+        return NULL;
+    }
+    return ext + 1 + (((uint8_t)ext[0] & EXT_FLAGS) ? 4 : 0);
+}
+
+static inline size_t
+item_ntags(const item_t *it)
+{
+    const char *tb = item_tag_block(it);
+    return tb != NULL ? (uint8_t)tb[0] : 0;
+}
+
+static inline uint64_t
+item_tag_epoch(const item_t *it)
+{
+    uint64_t e;
+    memcpy(&e, item_tag_block(it) + 1, sizeof(e));
+    return e;
+}
+
+static inline void
+item_set_tag_epoch(item_t *it, uint64_t e)
+{
+    memcpy(item_tag_block(it) + 1, &e, sizeof(e));
+}
+
+static inline struct tag_rec *
+item_tag(const item_t *it, size_t i)
+{
+    struct tag_rec *r;
+    memcpy(&r, item_tag_block(it) + 1 + 8 + 8 * i, sizeof(r));
+    return r;
+}
+
+static inline void
+item_set_tag(item_t *it, size_t i, struct tag_rec *r)
+{
+    memcpy(item_tag_block(it) + 1 + 8 + 8 * i, &r, sizeof(r));
 }
 
 static inline uint64_t
@@ -192,9 +259,16 @@ item_atime(const item_t *it)
 }
 
 /* Allocate an unlinked item with refs = 1, key and flags filled, value
- * uninitialised.  *out_real gets the allocation's real size. */
+ * uninitialised, room for ntags tags (all NULL: the caller sets each with
+ * item_set_tag, handing over one reference per record).  *out_real gets
+ * the allocation's real size. */
 item_t *item_create(struct mem *m, const void *key, size_t nkey,
-                    size_t nvalue, uint32_t flags, size_t *out_real);
+                    size_t nvalue, uint32_t flags, size_t ntags,
+                    size_t *out_real);
+
+/* Give `to` (created with item_ntags(from) tag slots) the tags of `from`,
+ * each with a new reference, and from's tag epoch. */
+void item_copy_tags(item_t *to, const item_t *from);
 
 /* The real allocation size of an existing item. */
 size_t item_real_size(const item_t *it);
@@ -212,7 +286,8 @@ item_pin(item_t *it)
     return true;
 }
 
-/* Drop a reference; frees the item when it was the last. */
+/* Drop a reference; frees the item (and releases its tag records) when it
+ * was the last. */
 void item_unref(item_t *it);
 
 /* A private (never linked) copy of a live item, refs = 1; NULL on ENOMEM. */

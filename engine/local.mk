@@ -9,6 +9,8 @@ ENGINE_SOURCES = \
 	engine/cache.h \
 	engine/common.h \
 	engine/corral.c \
+	engine/events.c \
+	engine/events.h \
 	engine/evict.c \
 	engine/evict.h \
 	engine/expire.c \
@@ -23,7 +25,9 @@ ENGINE_SOURCES = \
 	engine/stats.h \
 	engine/status.c \
 	engine/table.c \
-	engine/table.h
+	engine/table.h \
+	engine/tag.c \
+	engine/tag.h
 
 # Sanitizer builds allocate with libc (see engine/mem.h): jemalloc would
 # replace malloc underneath the sanitizer's own.

@@ -97,6 +97,7 @@ shard_deinit(struct shard *s)
     /* Every linked item is also queued: releasing the queues frees all. */
     policy_foreach(&s->policy, drop_ref, NULL);
     policy_deinit(&s->policy);
+    mem_free(s->rules);
     table_deinit(&s->table);
     pthread_rwlock_destroy(&s->lock);
 }
@@ -247,12 +248,105 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
     }
 }
 
+/* Retire the oldest prefix rules once the sweep has made a full pass over
+ * both queues since they were added: every item they could match has
+ * been unlinked by then. */
+static void
+retire_prefix_rules(struct shard *s)
+{
+    unsigned n = 0;
+    while (n < s->nrules &&
+           s->policy.small.passes >= s->rules[n].sweep_gen[0] + 2 &&
+           s->policy.main.passes >= s->rules[n].sweep_gen[1] + 2) {
+        n++;
+    }
+    if (n > 0) {
+        memmove(s->rules, s->rules + n,
+                (s->nrules - n) * sizeof(*s->rules));
+        s->nrules -= n;
+        stat_sub(&s->stats, ST_prefix_rules, n);
+    }
+}
+
 size_t
 shard_sweep(struct corral *c, struct shard *s, size_t n)
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
     policy_sweep(&s->policy, n, ctx_dead, ctx_drop, &x);
+    if (s->nrules != 0) {
+        retire_prefix_rules(s);
+    }
     return x.freed;
+}
+
+struct rule_apply {
+    struct shard_ctx *x;
+    const struct prefix_rule *rule;
+};
+
+static void
+apply_rule_to(item_t *it, void *ud)
+{
+    struct rule_apply *a = ud;
+    const struct prefix_rule *r = a->rule;
+    if (item_has(it, ITEM_LINKED) && item_cas(it) <= r->cas &&
+        it->nkey >= r->len && memcmp(it->data, r->prefix, r->len) == 0) {
+        shard_unlink(a->x->c, a->x->s, ctx_hash(it, a->x), it);
+        STAT_INC(&a->x->s->stats, reclaimed);
+    }
+}
+
+void
+shard_add_prefix_rule(struct corral *c, struct shard *s, const void *prefix,
+                      size_t len)
+{
+    struct prefix_rule *r;
+
+    if (s->rules == NULL) {
+        s->rules = mem_alloc(&c->mem,
+                             TAG_PREFIX_RULES_MAX * sizeof(*s->rules), NULL);
+    }
+    if (s->rules == NULL || s->nrules == TAG_PREFIX_RULES_MAX) {
+        /* No room to defer: apply the oldest rule (or this one, without
+         * memory for rules at all) by walking the shard's items now. */
+        struct prefix_rule now;
+        struct shard_ctx x = {c, s, cache_now(c), 0};
+        struct rule_apply a = {&x, s->rules != NULL ? &s->rules[0] : &now};
+        if (s->rules == NULL) {
+            now.cas = (s->cas_seq << c->shard_bits) | s->index;
+            now.len = (uint8_t)len;
+            memcpy(now.prefix, prefix, len);
+            policy_walk(&s->policy, apply_rule_to, &a);
+            return;
+        }
+        policy_walk(&s->policy, apply_rule_to, &a);
+        memmove(s->rules, s->rules + 1,
+                (s->nrules - 1) * sizeof(*s->rules));
+        s->nrules--;
+        stat_sub(&s->stats, ST_prefix_rules, 1);
+    }
+    r = &s->rules[s->nrules++];
+    r->cas = (s->cas_seq << c->shard_bits) | s->index;
+    r->sweep_gen[0] = s->policy.small.passes;
+    r->sweep_gen[1] = s->policy.main.passes;
+    r->len = (uint8_t)len;
+    memcpy(r->prefix, prefix, len);
+    stat_add(&s->stats, ST_prefix_rules, 1);
+}
+
+void
+shard_prune_prefix_rules(struct shard *s)
+{
+    unsigned n = 0;
+    while (n < s->nrules && s->rules[n].cas <= s->flush_cas) {
+        n++;
+    }
+    if (n > 0) {
+        memmove(s->rules, s->rules + n,
+                (s->nrules - n) * sizeof(*s->rules));
+        s->nrules -= n;
+        stat_sub(&s->stats, ST_prefix_rules, n);
+    }
 }
 
 item_t *

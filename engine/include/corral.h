@@ -59,6 +59,10 @@ extern "C" {
 /* The longest key, in bytes, as in memcached. */
 #define CORRAL_KEY_MAX 250
 
+/* Tags: at most this many per item, each 1..CORRAL_TAG_MAX bytes. */
+#define CORRAL_TAGS_MAX 8
+#define CORRAL_TAG_MAX 250
+
 /* Exptimes above this many seconds are absolute Unix times (30 days). */
 #define CORRAL_RELTIME_MAX 2592000
 
@@ -141,6 +145,11 @@ typedef struct corral_config {
     void *clock_ud;
     corral_log_fn log;        /* default NULL: no logging */
     void *log_ud;
+    size_t event_ring;        /* invalidation events held for subscribers
+                               * that fall behind or replay (see
+                               * corral_subscribe); default 4096, about
+                               * 280 bytes each, allocated on the first
+                               * subscription */
 } corral_config_t;
 
 /*
@@ -226,6 +235,16 @@ CORRAL_API uint32_t corral_item_flags(const corral_item_t *item);
 
 /* corral_item_cas - the CAS of the item as it was when pinned.  O(1). */
 CORRAL_API uint64_t corral_item_cas(const corral_item_t *item);
+
+/*
+ * corral_item_tags - the tags an item was stored with.
+ *
+ * @out_tags (OUT, may be NULL): up to @max NUL-terminated names, borrowed
+ *       until corral_item_release().
+ * Returns the item's number of tags (which may exceed max).  O(tags).
+ */
+CORRAL_API size_t corral_item_tags(const corral_item_t *item,
+                                   const char **out_tags, size_t max);
 
 /*
  * corral_item_ttl - remaining time to live in whole seconds, as the cache's
@@ -393,6 +412,10 @@ typedef struct corral_store_opts {
                             * this CAS (CORRAL_CAS requires it; other modes
                             * accept it as an extra condition) */
     unsigned options;      /* CORRAL_STORE_* */
+    const char *const *tags; /* NUL-terminated tag names, or NULL; copied.
+                              * Append and prepend keep the item's tags and
+                              * ignore these. */
+    size_t ntags;          /* 0..CORRAL_TAGS_MAX */
 } corral_store_opts_t;
 
 /*
@@ -407,7 +430,11 @@ typedef struct corral_store_opts {
  * when the key is absent and CORRAL_EEXISTS when the CAS differs;
  * CORRAL_ETOOBIG when the item would exceed max_item_size (a failed set
  * also removes the old value, as memcached does); CORRAL_ENOMEM when
- * nothing can be evicted to make room; CORRAL_EINVAL for a bad key.
+ * nothing can be evicted to make room; CORRAL_EINVAL for a bad key, more
+ * than CORRAL_TAGS_MAX tags or a tag that is empty or too long.
+ * A nonzero opts->cas makes CORRAL_SET behave as CORRAL_CAS, and makes
+ * append and prepend require it (CORRAL_EEXISTS otherwise); add and
+ * replace ignore it, as memcached's meta set does.
  * Evicts as needed.  Shard lock exclusive; O(1) amortised plus the copy.
  */
 CORRAL_API corral_status_t corral_store(corral_t *cache, const void *key,
@@ -555,6 +582,126 @@ CORRAL_API corral_status_t corral_flush(corral_t *cache, int64_t when);
 CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
 
 /* ---------------------------------------------------------------------- */
+/* Invalidation and events                                                */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * corral_invalidate_tag - make every item stored with this tag so far a
+ * miss.  Items stored with it afterwards are live.
+ *
+ * @tag: NUL-terminated, 1..CORRAL_TAG_MAX bytes.
+ * Returns CORRAL_OK (also when no item has the tag) or CORRAL_EINVAL.
+ * O(1) whatever the number of tagged items: readers find the items invalid
+ * (one atomic load per tag of an item), and their memory is reclaimed by
+ * eviction, lookups and the sweep afterwards.  Thread-safe.
+ */
+CORRAL_API corral_status_t corral_invalidate_tag(corral_t *cache,
+                                                 const char *tag);
+
+/*
+ * corral_invalidate_prefix - make every key that starts with @prefix (as
+ * stored so far) a miss.
+ *
+ * @prefix, @nprefix: 1..CORRAL_KEY_MAX bytes (an empty prefix would be a
+ *       flush: use corral_flush).
+ * Returns CORRAL_OK or CORRAL_EINVAL.
+ * Cost: O(shards) for the caller (a rule is added to each shard; no item
+ * is visited).  Until the incremental sweep has passed over a shard once
+ * more, lookups there compare the key with each pending rule (at most 64
+ * per shard; past that, the oldest rule is applied by walking the shard's
+ * items under its lock).  Thread-safe.
+ */
+CORRAL_API corral_status_t corral_invalidate_prefix(corral_t *cache,
+                                                    const void *prefix,
+                                                    size_t nprefix);
+
+/* Event types, for corral_event_t.type and corral_invalidate(). */
+typedef enum corral_event_type {
+    CORRAL_EVENT_DELETE = 1,    /* a key was deleted (or invalidated) */
+    CORRAL_EVENT_OVERWRITE = 2, /* a key's value was replaced: set, cas,
+                                 * append, prepend, incr, decr */
+    CORRAL_EVENT_STALE = 3,     /* a key was marked stale */
+    CORRAL_EVENT_TAG = 4,       /* a tag was invalidated */
+    CORRAL_EVENT_PREFIX = 5,    /* a key prefix was invalidated */
+    CORRAL_EVENT_FLUSH = 6,     /* everything, at flush_time */
+    CORRAL_EVENT_GAP = 7        /* this subscriber missed events from seq
+                                 * on: treat everything as invalidated */
+} corral_event_type_t;
+
+typedef struct corral_event {
+    uint64_t seq;               /* +1 per event in this cache */
+    corral_event_type_t type;
+    const void *name;           /* the key, tag or prefix, NUL-terminated
+                                 * (a key may contain NUL bytes: use len);
+                                 * borrowed for the callback's duration */
+    size_t len;
+    uint64_t cas;               /* the item's CAS where there is one: the
+                                 * new CAS of an overwrite or a stale mark,
+                                 * the old CAS of a delete; else 0 */
+    uint64_t origin;            /* who caused it: 0 for calls of this API,
+                                 * else the origin given to
+                                 * corral_invalidate() */
+    int64_t flush_time;         /* FLUSH: Unix time it takes effect, 0 =
+                                 * at once */
+} corral_event_t;
+
+/* An event callback.  Runs with no engine lock held, one at a time per
+ * cache, on a thread that made a change; it may call into the cache,
+ * including corral_unsubscribe() of itself. */
+typedef void (*corral_event_fn)(const corral_event_t *ev, void *ud);
+
+typedef struct corral_sub corral_sub_t;
+
+/*
+ * corral_subscribe - receive invalidation events.
+ *
+ * Events are recorded only while someone is subscribed.  Keys expiring or
+ * being evicted are not invalidations and send nothing.
+ * @since: 0 to start with the next event; else the first sequence number
+ *       wanted (replayed while the ring still holds it; otherwise the
+ *       first event delivered is CORRAL_EVENT_GAP).
+ * @out_sub (OUT): the subscription, ended with corral_unsubscribe().
+ * Returns CORRAL_OK or CORRAL_ENOMEM.  A subscriber that falls more than
+ * event_ring events behind gets CORRAL_EVENT_GAP and continues from the
+ * oldest held event: memory never grows with a slow subscriber.
+ * Thread-safe; O(1).
+ */
+CORRAL_API corral_status_t corral_subscribe(corral_t *cache,
+                                            corral_event_fn fn, void *ud,
+                                            uint64_t since,
+                                            corral_sub_t **out_sub);
+
+/*
+ * corral_unsubscribe - end a subscription.  NULL is a no-op.  After it
+ * returns the callback is not running and will not run again (unless it
+ * is called from inside that callback, which is allowed).  Do not call it
+ * while holding a lock the callback takes.  Thread-safe.
+ */
+CORRAL_API void corral_unsubscribe(corral_t *cache, corral_sub_t *sub);
+
+/* corral_event_seq - the sequence number the next event will get. */
+CORRAL_API uint64_t corral_event_seq(corral_t *cache);
+
+/* What corral_invalidate() invalidates. */
+typedef struct corral_invalidation {
+    corral_event_type_t type;   /* DELETE (a key), TAG, PREFIX or FLUSH */
+    const void *name;           /* the key, tag (NUL-terminated) or prefix */
+    size_t len;
+    int64_t flush_time;         /* FLUSH: an exptime, as corral_flush() */
+    uint64_t origin;            /* copied into the resulting event */
+} corral_invalidation_t;
+
+/*
+ * corral_invalidate - apply an invalidation received from elsewhere (a
+ * peer, a server stream), tagging the event it causes with an origin so
+ * that whoever forwards events can tell local changes from relayed ones.
+ * A DELETE of an absent key still produces its event.
+ * Returns CORRAL_OK or CORRAL_EINVAL.  Thread-safe.
+ */
+CORRAL_API corral_status_t corral_invalidate(corral_t *cache,
+                                             const corral_invalidation_t *inv);
+
+/* ---------------------------------------------------------------------- */
 /* Statistics                                                             */
 /* ---------------------------------------------------------------------- */
 
@@ -580,6 +727,8 @@ CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
     X(get_misses, counter, "lookups that found nothing live")                 \
     X(get_expired, counter, "lookups that found an expired item")             \
     X(get_flushed, counter, "lookups that found a flushed item")              \
+    X(get_invalidated, counter, "lookups that found an item invalidated by "  \
+                                "tag or prefix")                              \
     X(delete_hits, counter, "deletes that found the key")                     \
     X(delete_misses, counter, "deletes that did not")                         \
     X(incr_hits, counter, "increments that found the key")                   \
@@ -596,7 +745,12 @@ CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
     X(expired_unfetched, counter, "expired items reclaimed never fetched")    \
     X(reclaimed, counter, "expired, flushed or removed items freed")          \
     X(store_too_large, counter, "stores refused as too large")                \
-    X(store_no_memory, counter, "stores refused for lack of memory")
+    X(store_no_memory, counter, "stores refused for lack of memory")         \
+    X(tag_invalidations, counter, "tags invalidated")                         \
+    X(prefix_invalidations, counter, "prefixes invalidated")                  \
+    X(prefix_rules, gauge, "prefix rules waiting for the sweep")              \
+    X(tags_live, gauge, "distinct tags held by items")                        \
+    X(events, counter, "invalidation events recorded")
 
 typedef struct corral_stats {
 #define CORRAL_STATS_FIELD(name, kind, text) uint64_t name;

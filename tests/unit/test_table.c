@@ -18,7 +18,7 @@ static struct mem m;
 static item_t *
 mk(const char *key)
 {
-    item_t *it = item_create(&m, key, strlen(key), 0, 0, NULL);
+    item_t *it = item_create(&m, key, strlen(key), 0, 0, 0, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(it);
     return it;
 }
@@ -106,7 +106,7 @@ run_model(unsigned shard_bits, unsigned steps, unsigned nkeys)
         n = (size_t)snprintf(key, sizeof(key), "key:%u", k);
         h = hash_key(SEED, key, n);
         if (op < 6) {
-            item_t *it = item_create(&m, key, n, 0, 0, NULL);
+            item_t *it = item_create(&m, key, n, 0, 0, 0, NULL);
             bool was_old = t.old != NULL;
             if (model[k] != NULL) {
                 table_replace(&t, h, model[k], it);
@@ -160,7 +160,7 @@ test_load_stays_bounded(void)
     CU_ASSERT_FATAL(table_init(&t, &m, 0, 0, SEED));
     for (int i = 0; i < 1000; i++) {
         size_t n = (size_t)snprintf(key, sizeof(key), "%d", i);
-        items[i] = item_create(&m, key, n, 0, 0, NULL);
+        items[i] = item_create(&m, key, n, 0, 0, 0, NULL);
         CU_ASSERT(table_insert(&t, &m, hash_key(SEED, key, n), items[i]));
         /* never fuller than 4/5 */
         CU_ASSERT(table_count(&t) * 5 <= t.cap * 4);
@@ -189,7 +189,7 @@ test_alloc_failure_on_growth(void)
     cap = t.cap;
     for (int i = 0; i < 15; i++) {
         size_t n = (size_t)snprintf(key, sizeof(key), "%d", i);
-        items[i] = item_create(&m, key, n, 0, 0, NULL);
+        items[i] = item_create(&m, key, n, 0, 0, 0, NULL);
     }
     /* The first insert past 4/5 of the slots tries to grow; make that
      * allocation fail.  The insert must still succeed, in place. */
