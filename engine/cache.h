@@ -27,6 +27,7 @@
 #include "events.h"
 #include "evict.h"
 #include "expire.h"
+#include "fetch.h"
 #include "hash.h"
 #include "item.h"
 #include "mem.h"
@@ -46,6 +47,9 @@ struct shard {
     unsigned index;
     struct prefix_rule *rules; /* pending prefix rules, oldest first */
     unsigned nrules;
+    uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
+    uint64_t retired_seq;  /* highest sequence of a retired rule */
+    struct keyrecs keyrecs; /* loads in flight and failing keys */
     struct stats stats;
 } CR_ALIGNED(CR_CACHELINE);
 
@@ -61,6 +65,9 @@ struct corral {
                                    * flushed once it has come; 0 = none */
     struct tags tags;
     struct events events;
+    struct fetch_state fetch;
+    _Atomic(struct writer *) writer; /* write-through/behind, or NULL */
+    _Atomic uint64_t write_seq;
     struct shard *shards;
 };
 
@@ -69,8 +76,17 @@ enum item_state {
     ITEM_LIVE = 0,
     ITEM_EXPIRED,
     ITEM_FLUSHED,
-    ITEM_INVALIDATED /* by tag or prefix */
+    ITEM_INVALIDATED, /* by tag or prefix */
+    ITEM_NEGATIVE     /* live, but a cached "does not exist": a miss for
+                       * every call except corral_fetch */
 };
+
+/* States whose items can be reclaimed. */
+static inline bool
+item_state_dead(enum item_state st)
+{
+    return st != ITEM_LIVE && st != ITEM_NEGATIVE;
+}
 
 /* True if a pending prefix rule of the shard covers the item. */
 static inline bool
@@ -137,11 +153,16 @@ item_state(const struct corral *c, const struct shard *s, const item_t *it,
     if (ol != 0 && ol <= now && item_atime(it) <= ol) {
         return ITEM_FLUSHED;
     }
-    if (unlikely(item_has(it, ITEM_EXT)) && item_tags_invalid(it)) {
-        return ITEM_INVALIDATED;
-    }
     if (unlikely(s->nrules != 0) && prefix_rules_match(s, it)) {
         return ITEM_INVALIDATED;
+    }
+    if (unlikely(item_has(it, ITEM_EXT))) {
+        if (item_tags_invalid(it)) {
+            return ITEM_INVALIDATED;
+        }
+        if (item_negative(it)) {
+            return ITEM_NEGATIVE;
+        }
     }
     return ITEM_LIVE;
 }
@@ -199,6 +220,23 @@ void shard_add_prefix_rule(struct corral *c, struct shard *s,
 void shard_prune_prefix_rules(struct shard *s);
 
 bool shard_init(struct corral *c, struct shard *s, unsigned index);
+
+/* corral.c: shared by the access-pattern files. */
+
+/* Link `it` in place of `old` (pinned by the caller, or NULL) or as a new
+ * key, evicting to make room; breaks leases, records the overwrite event.
+ * Exclusive shard lock. */
+corral_status_t cache_install(struct corral *c, struct shard *s, uint64_t h,
+                              item_t *it, item_t *old, uint64_t *out_cas);
+
+/* Deliver recorded events; no engine lock held. */
+void cache_deliver(struct corral *c);
+
+/* Pin for a caller, or a private copy when pins are saturated. */
+item_t *pin_for_caller(struct corral *c, item_t *it);
+
+/* writer.c: flush queued writes and free the writer (destroy). */
+void writer_close(struct corral *c);
 void shard_deinit(struct shard *s);
 
 #endif /* CORRAL_CACHE_H */

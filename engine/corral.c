@@ -42,6 +42,11 @@ corral_config_init(corral_config_t *cfg)
     cfg->shards = 0;
     cfg->policy = CORRAL_POLICY_S3FIFO;
     cfg->event_ring = DEFAULT_EVENT_RING;
+    cfg->refresh_threads = 2;
+    cfg->breaker_failures = 20;
+    cfg->breaker_open_ms = 1000;
+    cfg->backoff_min_ms = 100;
+    cfg->backoff_max_ms = 10000;
 }
 
 static bool
@@ -99,7 +104,9 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
     if (out->max_memory < MIN_MAX_MEMORY ||
         out->max_item_size < MIN_MAX_ITEM_SIZE ||
         out->max_item_size > out->max_memory / 2 ||
-        out->policy != CORRAL_POLICY_S3FIFO || out->event_ring < 16) {
+        out->policy != CORRAL_POLICY_S3FIFO || out->event_ring < 16 ||
+        out->refresh_threads > 64 || out->breaker_open_ms < 0 ||
+        out->backoff_min_ms < 1 || out->backoff_max_ms < out->backoff_min_ms) {
         return CORRAL_EINVAL;
     }
     if (out->shards == 0) {
@@ -164,8 +171,17 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
         free(c);
         return CORRAL_ENOMEM;
     }
+    if (!fetch_init(&c->fetch)) {
+        events_deinit(&c->events);
+        tags_deinit(&c->tags);
+        free(c);
+        return CORRAL_ENOMEM;
+    }
+    atomic_init(&c->writer, NULL);
+    atomic_init(&c->write_seq, 0);
     if (posix_memalign(&mem, CR_CACHELINE,
                        c->nshards * sizeof(struct shard)) != 0) {
+        fetch_deinit(c);
         events_deinit(&c->events);
         tags_deinit(&c->tags);
         free(c);
@@ -178,6 +194,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
                 shard_deinit(&c->shards[i]);
             }
             free(c->shards);
+            fetch_deinit(c);
             events_deinit(&c->events);
             tags_deinit(&c->tags);
             free(c);
@@ -194,10 +211,13 @@ corral_destroy(corral_t *c)
     if (c == NULL) {
         return;
     }
+    writer_close(c); /* every acknowledged write reaches the writer */
+    fetch_stop(c);   /* background refreshes finish */
     for (unsigned i = 0; i < c->nshards; i++) {
         shard_deinit(&c->shards[i]);
     }
     free(c->shards);
+    fetch_deinit(c);
     events_deinit(&c->events);
     tags_deinit(&c->tags); /* after the items, which hold tag records */
     free(c);
@@ -321,9 +341,19 @@ emit(struct corral *c, struct shard *s, corral_event_type_t type,
     }
 }
 
-/* Deliver recorded events (no engine lock held). */
+/* A write or delete of a key: a load of it in flight must not store its
+ * now older result (exclusive shard lock). */
 static inline void
-deliver(struct corral *c)
+lease_break(struct shard *s, uint64_t h, const void *key, size_t nkey)
+{
+    if (unlikely(s->keyrecs.count != 0)) {
+        keyrecs_break(&s->keyrecs, h, key, nkey);
+    }
+}
+
+/* Deliver recorded events (no engine lock held). */
+void
+cache_deliver(struct corral *c)
 {
     if (events_wanted(&c->events)) {
         events_dispatch(&c->events);
@@ -345,13 +375,14 @@ count_dead(struct shard *s, enum item_state seen)
         STAT_INC(&s->stats, get_invalidated);
         break;
     case ITEM_LIVE:
+    case ITEM_NEGATIVE:
         break;
     }
 }
 
 /* Pin an item for the caller, or hand out a private copy when the pin
  * count is saturated. */
-static item_t *
+item_t *
 pin_for_caller(struct corral *c, item_t *it)
 {
     return item_pin(it) ? it : item_clone(&c->mem, it);
@@ -493,7 +524,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
             }
         }
         shard_unlock(s);
-        if (it != NULL && seen != ITEM_LIVE) {
+        if (it != NULL && item_state_dead(seen)) {
             reclaim_dead(c, s, h, key, nkey, seen);
         }
         if (st == CORRAL_ENOTFOUND) {
@@ -676,6 +707,7 @@ drop_key_locked(struct corral *c, struct shard *s, uint64_t h,
                 const void *key, size_t nkey, uint32_t now)
 {
     item_t *old = shard_find_live(c, s, h, key, nkey, now, NULL);
+    lease_break(s, h, key, nkey);
     if (old != NULL) {
         shard_unlink(c, s, h, old);
         emit(c, s, CORRAL_EVENT_DELETE, key, nkey, item_cas(old), 0, 0);
@@ -687,9 +719,9 @@ drop_key_locked(struct corral *c, struct shard *s, uint64_t h,
  * pinned by the caller so that eviction cannot free it under us; if
  * eviction unlinked it, the new item goes in as a fresh key.
  */
-static corral_status_t
-install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
-        item_t *old, uint64_t *out_cas)
+corral_status_t
+cache_install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+              item_t *old, uint64_t *out_cas)
 {
     uint64_t cas;
 
@@ -700,6 +732,7 @@ install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
     if (old != NULL && !item_has(old, ITEM_LINKED)) {
         old = NULL;
     }
+    lease_break(s, h, item_key(it), it->nkey);
     cas = shard_next_cas(c, s);
     atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
     if (!shard_link(c, s, h, it, old)) {
@@ -809,7 +842,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         item_set_tag_epoch(it, tags_epoch(&c->tags));
     }
     if (st == CORRAL_OK) {
-        st = install(c, s, h, it, old, out_cas);
+        st = cache_install(c, s, h, it, old, out_cas);
         if (st == CORRAL_OK) {
             it = NULL; /* the cache owns it now */
         }
@@ -823,7 +856,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     }
     shard_write_done(c, s);
     shard_unlock(s);
-    deliver(c);
+    cache_deliver(c);
 
     if (old != NULL) {
         item_unref(old);
@@ -923,6 +956,7 @@ delete_key(struct corral *c, const void *key, size_t nkey,
     now = cache_now(c);
 
     shard_wrlock(s);
+    lease_break(s, h, key, nkey);
     it = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (it == NULL) {
         st = CORRAL_ENOTFOUND;
@@ -951,7 +985,7 @@ delete_key(struct corral *c, const void *key, size_t nkey,
     }
     shard_write_done(c, s);
     shard_unlock(s);
-    deliver(c);
+    cache_deliver(c);
     return st;
 }
 
@@ -1126,7 +1160,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                                 exptime_abs(o->vivify_exptime, now), now,
                                 NULL);
             st = fresh == NULL ? CORRAL_ENOMEM
-                               : install(c, s, h, fresh, NULL, NULL);
+                               : cache_install(c, s, h, fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
             fresh = st == CORRAL_OK ? NULL : fresh;
         }
@@ -1145,6 +1179,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             /* Nobody can be reading it: rewrite in place, padded with
              * spaces as memcached does. */
             uint64_t cas = shard_next_cas(c, s);
+            lease_break(s, h, key, nkey);
             memcpy(item_value(it), digits, n);
             memset(item_value(it) + n, ' ', it->nvalue - n);
             atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
@@ -1156,7 +1191,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                 st = CORRAL_ENOMEM;
             } else {
                 item_pin(it);
-                st = install(c, s, h, fresh, it, NULL);
+                st = cache_install(c, s, h, fresh, it, NULL);
                 item_unref(it);
                 if (st == CORRAL_OK) {
                     it = fresh;
@@ -1179,7 +1214,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
     }
     shard_write_done(c, s);
     shard_unlock(s);
-    deliver(c);
+    cache_deliver(c);
     if (fresh != NULL) {
         item_unref(fresh);
     }
@@ -1228,6 +1263,7 @@ flush_all(struct corral *c, int64_t when, uint64_t origin)
     uint32_t at = when > 0 ? exptime_abs(when, now) : 0;
 
     STAT_INC(&c->shards[0].stats, cmd_flush);
+    fetch_flushed(&c->fetch);
     if (at > now) {
         /* memcached: items last stored (or used) at or before the second
          * before the deadline are flushed once it arrives. */
@@ -1248,7 +1284,7 @@ flush_all(struct corral *c, int64_t when, uint64_t origin)
         shard_wrlock(s); /* events are recorded under a shard lock */
         emit(c, s, CORRAL_EVENT_FLUSH, NULL, 0, 0, origin, at);
         shard_unlock(s);
-        deliver(c);
+        cache_deliver(c);
     }
 }
 
@@ -1280,7 +1316,7 @@ invalidate_tag(struct corral *c, const char *tag, size_t len,
     STAT_INC(&s->stats, tag_invalidations);
     emit(c, s, CORRAL_EVENT_TAG, tag, len, 0, origin, 0);
     shard_unlock(s);
-    deliver(c);
+    cache_deliver(c);
     return CORRAL_OK;
 }
 
@@ -1311,7 +1347,7 @@ invalidate_prefix(struct corral *c, const void *prefix, size_t len,
         }
         shard_unlock(s);
     }
-    deliver(c);
+    cache_deliver(c);
     return CORRAL_OK;
 }
 

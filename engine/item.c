@@ -12,7 +12,16 @@ item_t *
 item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
             uint32_t flags, size_t ntags, size_t *out_real)
 {
-    item_t *it = mem_alloc(m, item_size(nkey, nvalue, flags, ntags),
+    return item_create_ext(m, key, nkey, nvalue, flags, ntags, 0, out_real);
+}
+
+item_t *
+item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
+                uint32_t flags, size_t ntags, unsigned extras,
+                size_t *out_real)
+{
+    size_t esize = ext_size(flags, ntags, extras);
+    item_t *it = mem_alloc(m, ITEM_HEADER_SIZE + nkey + nvalue + esize,
                            out_real);
     char *ext;
 
@@ -26,20 +35,21 @@ item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
     it->nvalue = (uint32_t)nvalue;
     atomic_init(&it->refs, 1);
     it->nkey = (uint8_t)nkey;
-    atomic_init(&it->bits, ext_size(flags, ntags) != 0 ? ITEM_EXT : 0);
+    atomic_init(&it->bits, esize != 0 ? ITEM_EXT : 0);
     memcpy(it->data, key, nkey);
-    if (ext_size(flags, ntags) == 0) {
+    if (esize == 0) {
         return it;
     }
     ext = it->data + nkey + nvalue;
-    ext[0] = (char)((flags != 0 ? EXT_FLAGS : 0) | (ntags != 0 ? EXT_TAGS : 0));
+    memset(ext, 0, esize);
+    ext[0] = (char)((flags != 0 ? EXT_FLAGS : 0) |
+                    (ntags != 0 ? EXT_TAGS : 0) |
+                    (extras & (EXT_FETCH | EXT_NEGATIVE)));
     if (flags != 0) {
         memcpy(ext + 1, &flags, sizeof(flags));
     }
     if (ntags != 0) {
-        char *tb = item_tag_block(it);
-        tb[0] = (char)ntags;
-        memset(tb + 1, 0, 8 + 8 * ntags);
+        item_tag_block(it)[0] = (char)ntags;
     }
     return it;
 }
@@ -47,8 +57,9 @@ item_create(struct mem *m, const void *key, size_t nkey, size_t nvalue,
 size_t
 item_real_size(const item_t *it)
 {
-    return mem_real_size(
-        item_size(it->nkey, it->nvalue, item_flags(it), item_ntags(it)));
+    return mem_real_size(item_size_ext(it->nkey, it->nvalue, item_flags(it),
+                                       item_ntags(it),
+                                       item_ext_mask(it) & EXT_FETCH));
 }
 
 void
@@ -87,13 +98,18 @@ item_unref(item_t *it)
 item_t *
 item_clone(struct mem *m, const item_t *it)
 {
-    item_t *copy = item_create(m, item_key(it), it->nkey, it->nvalue,
-                               item_flags(it), item_ntags(it), NULL);
+    unsigned extras = item_ext_mask(it) & (EXT_FETCH | EXT_NEGATIVE);
+    item_t *copy = item_create_ext(m, item_key(it), it->nkey, it->nvalue,
+                                   item_flags(it), item_ntags(it), extras,
+                                   NULL);
     if (copy == NULL) {
         return NULL;
     }
     memcpy(item_value(copy), it->data + it->nkey, it->nvalue);
     item_copy_tags(copy, it);
+    if (extras & EXT_FETCH) {
+        memcpy(item_fetch_block(copy), item_fetch_block(it), 8);
+    }
     atomic_init(&copy->cas, item_cas(it));
     atomic_init(&copy->exptime, item_exptime(it));
     atomic_init(&copy->atime, item_atime(it));

@@ -19,8 +19,10 @@
  * - bits: eviction frequency, queue, state flags (ITEM_*).
  * - ext: optional fields, in mask-bit order: client flags (u32, only when
  *   nonzero, as memcached does); tags (u8 count, u64 tag epoch at store,
- *   then one tag record pointer each: see tag.h).  Fields are unaligned:
- *   read and written with memcpy.
+ *   then one tag record pointer each: see tag.h); fetch metadata (u32
+ *   end of freshness, u32 duration of the load that produced the value,
+ *   see fetch.c); the negative mark.  Fields are unaligned: read and
+ *   written with memcpy.
  *
  * A linked item's key, value, nkey and nvalue never change; exptime and cas
  * may (touch, mark-stale), so they are atomics.  The value bytes may change
@@ -65,6 +67,8 @@ typedef struct corral_item item_t;
 /* ext mask */
 #define EXT_FLAGS 0x01u
 #define EXT_TAGS 0x02u
+#define EXT_FETCH 0x04u    /* u32 fresh_until, u32 last load in ms */
+#define EXT_NEGATIVE 0x08u /* a cached "does not exist" (no payload) */
 
 struct tag_rec;
 
@@ -73,21 +77,30 @@ struct tag_rec;
 
 #define ITEM_HEADER_SIZE offsetof(struct corral_item, data)
 
-/* Bytes of the extension block for these optional fields. */
+/* Bytes of the extension block for these optional fields; extras is
+ * EXT_FETCH and/or EXT_NEGATIVE. */
 static inline size_t
-ext_size(uint32_t flags, size_t ntags)
+ext_size(uint32_t flags, size_t ntags, unsigned extras)
 {
-    if (flags == 0 && ntags == 0) {
+    if (flags == 0 && ntags == 0 && extras == 0) {
         return 0;
     }
-    return 1 + (flags != 0 ? 4 : 0) + (ntags != 0 ? 1 + 8 + 8 * ntags : 0);
+    return 1 + (flags != 0 ? 4 : 0) + (ntags != 0 ? 1 + 8 + 8 * ntags : 0) +
+           ((extras & EXT_FETCH) ? 8 : 0);
 }
 
 /* Bytes to allocate for an item of this shape. */
 static inline size_t
+item_size_ext(size_t nkey, size_t nvalue, uint32_t flags, size_t ntags,
+              unsigned extras)
+{
+    return ITEM_HEADER_SIZE + nkey + nvalue + ext_size(flags, ntags, extras);
+}
+
+static inline size_t
 item_size(size_t nkey, size_t nvalue, uint32_t flags, size_t ntags)
 {
-    return ITEM_HEADER_SIZE + nkey + nvalue + ext_size(flags, ntags);
+    return item_size_ext(nkey, nvalue, flags, ntags, 0);
 }
 
 static inline const char *
@@ -211,6 +224,38 @@ item_ntags(const item_t *it)
     return tb != NULL ? (uint8_t)tb[0] : 0;
 }
 
+static inline unsigned
+item_ext_mask(const item_t *it)
+{
+    const char *ext = item_ext(it);
+    return ext != NULL ? (uint8_t)ext[0] : 0;
+}
+
+/* The fetch metadata (8 bytes), or NULL. */
+static inline char *
+item_fetch_block(const item_t *it)
+{
+    char *ext = item_ext(it);
+    unsigned mask;
+    size_t off = 1;
+    if (ext == NULL || !((mask = (uint8_t)ext[0]) & EXT_FETCH)) {
+        return NULL;
+    }
+    if (mask & EXT_FLAGS) {
+        off += 4;
+    }
+    if (mask & EXT_TAGS) {
+        off += 1 + 8 + 8 * (size_t)(uint8_t)ext[off];
+    }
+    return ext + off;
+}
+
+static inline bool
+item_negative(const item_t *it)
+{
+    return (item_ext_mask(it) & EXT_NEGATIVE) != 0;
+}
+
 static inline uint64_t
 item_tag_epoch(const item_t *it)
 {
@@ -265,6 +310,12 @@ item_atime(const item_t *it)
 item_t *item_create(struct mem *m, const void *key, size_t nkey,
                     size_t nvalue, uint32_t flags, size_t ntags,
                     size_t *out_real);
+
+/* As item_create, with room for the extra ext fields (EXT_FETCH, zeroed)
+ * and marks (EXT_NEGATIVE). */
+item_t *item_create_ext(struct mem *m, const void *key, size_t nkey,
+                        size_t nvalue, uint32_t flags, size_t ntags,
+                        unsigned extras, size_t *out_real);
 
 /* Give `to` (created with item_ntags(from) tag slots) the tags of `from`,
  * each with a new reference, and from's tag epoch. */

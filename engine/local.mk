@@ -15,6 +15,8 @@ ENGINE_SOURCES = \
 	engine/evict.h \
 	engine/expire.c \
 	engine/expire.h \
+	engine/fetch.c \
+	engine/fetch.h \
 	engine/hash.h \
 	engine/item.c \
 	engine/item.h \
@@ -27,7 +29,8 @@ ENGINE_SOURCES = \
 	engine/table.c \
 	engine/table.h \
 	engine/tag.c \
-	engine/tag.h
+	engine/tag.h \
+	engine/writer.c
 
 # Sanitizer builds allocate with libc (see engine/mem.h): jemalloc would
 # replace malloc underneath the sanitizer's own.
@@ -42,7 +45,7 @@ endif
 ENGINE_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/engine -DCORRAL_BUILDING
 ENGINE_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(ENGINE_MEM_CFLAGS) \
 	$(XXHASH_CFLAGS)
-ENGINE_LIBS = $(ENGINE_MEM_LIBS) $(XXHASH_LIBS) -lpthread
+ENGINE_LIBS = $(ENGINE_MEM_LIBS) $(XXHASH_LIBS) -lpthread -lm
 
 noinst_LTLIBRARIES += engine/libcorral_core.la
 engine_libcorral_core_la_SOURCES = $(ENGINE_SOURCES)

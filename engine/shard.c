@@ -98,6 +98,7 @@ shard_deinit(struct shard *s)
     policy_foreach(&s->policy, drop_ref, NULL);
     policy_deinit(&s->policy);
     mem_free(s->rules);
+    keyrecs_deinit(&s->keyrecs);
     table_deinit(&s->table);
     pthread_rwlock_destroy(&s->lock);
 }
@@ -183,7 +184,7 @@ ctx_dead(item_t *it, void *ud)
 {
     const struct shard_ctx *x = ud;
     return !item_has(it, ITEM_LINKED) ||
-           item_state(x->c, x->s, it, x->now) != ITEM_LIVE;
+           item_state_dead(item_state(x->c, x->s, it, x->now));
 }
 
 /* Take a dequeued item from the cache: unlink it if needed, count why,
@@ -197,7 +198,7 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
         enum item_state st = item_state(x->c, s, it, x->now);
         bool fetched = item_has(it, ITEM_FETCHED);
         shard_unlink(x->c, s, ctx_hash(it, x), it);
-        if (st == ITEM_LIVE) {
+        if (!item_state_dead(st)) {
             CR_ASSERT(evicting);
             STAT_INC(&s->stats, evictions);
             if (!fetched) {
@@ -261,6 +262,7 @@ retire_prefix_rules(struct shard *s)
         n++;
     }
     if (n > 0) {
+        s->retired_seq = s->rules[n - 1].seq;
         memmove(s->rules, s->rules + n,
                 (s->nrules - n) * sizeof(*s->rules));
         s->nrules -= n;
@@ -313,6 +315,7 @@ shard_add_prefix_rule(struct corral *c, struct shard *s, const void *prefix,
         struct shard_ctx x = {c, s, cache_now(c), 0};
         struct rule_apply a = {&x, s->rules != NULL ? &s->rules[0] : &now};
         if (s->rules == NULL) {
+            s->retired_seq = ++s->inval_seq;
             now.cas = (s->cas_seq << c->shard_bits) | s->index;
             now.len = (uint8_t)len;
             memcpy(now.prefix, prefix, len);
@@ -320,12 +323,14 @@ shard_add_prefix_rule(struct corral *c, struct shard *s, const void *prefix,
             return;
         }
         policy_walk(&s->policy, apply_rule_to, &a);
+        s->retired_seq = s->rules[0].seq;
         memmove(s->rules, s->rules + 1,
                 (s->nrules - 1) * sizeof(*s->rules));
         s->nrules--;
         stat_sub(&s->stats, ST_prefix_rules, 1);
     }
     r = &s->rules[s->nrules++];
+    r->seq = ++s->inval_seq;
     r->cas = (s->cas_seq << c->shard_bits) | s->index;
     r->sweep_gen[0] = s->policy.small.passes;
     r->sweep_gen[1] = s->policy.main.passes;
@@ -342,6 +347,7 @@ shard_prune_prefix_rules(struct shard *s)
         n++;
     }
     if (n > 0) {
+        s->retired_seq = s->rules[n - 1].seq;
         memmove(s->rules, s->rules + n,
                 (s->nrules - n) * sizeof(*s->rules));
         s->nrules -= n;
@@ -371,7 +377,9 @@ shard_find_live(struct corral *c, struct shard *s, uint64_t h,
         *out_dead_state = st;
     }
     shard_unlink(c, s, h, it);
-    STAT_INC(&s->stats, reclaimed);
+    if (item_state_dead(st)) {
+        STAT_INC(&s->stats, reclaimed);
+    }
     if (st == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED)) {
         STAT_INC(&s->stats, expired_unfetched);
     }

@@ -107,6 +107,7 @@ tag_rec_invalid(const struct tag_rec *r, uint64_t epoch)
 /* A prefix rule of one shard. */
 struct prefix_rule {
     uint64_t cas;               /* items with CAS <= this are invalid */
+    uint64_t seq;               /* the shard's inval_seq for this rule */
     uint64_t sweep_gen[2];      /* sweep passes of small/main when added */
     uint8_t len;
     char prefix[256];

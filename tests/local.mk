@@ -1,7 +1,7 @@
 # tests/local.mk - every test, run by make check.  Fragments per area.
 include tests/unit/local.mk
 include tests/unit/proto.mk
-include tests/unit/invalidation.mk
+include tests/unit/patterns.mk
 include tests/fuzz/local.mk
 include tests/integration/local.mk
 

@@ -82,7 +82,8 @@ extern "C" {
     X(ERANGE, -8, "buffer too small")                                         \
     X(ETIMEDOUT, -9, "timed out")                                             \
     X(ESTALE, -10, "stale: superseded by a newer write or invalidation")      \
-    X(EBUSY, -11, "busy")
+    X(EBUSY, -11, "busy: the loader is backing off or its circuit is open") \
+    X(ELOAD, -12, "the loader failed")
 
 typedef enum corral_status {
 #define CORRAL_STATUS_ENUM(name, value, text) CORRAL_##name = (value),
@@ -150,6 +151,18 @@ typedef struct corral_config {
                                * corral_subscribe); default 4096, about
                                * 280 bytes each, allocated on the first
                                * subscription */
+    unsigned refresh_threads; /* threads for background refreshes
+                               * (CORRAL_FETCH_BACKGROUND), started on
+                               * first use; default 2 */
+    unsigned breaker_failures;/* consecutive loader failures (any key)
+                               * that open the circuit breaker; 0 turns it
+                               * off; default 20 */
+    int64_t breaker_open_ms;  /* how long it stays open before letting one
+                               * trial load through; default 1000 */
+    int64_t backoff_min_ms;   /* first retry delay of a failing key's
+                               * loader; doubles per failure, with jitter;
+                               * default 100 */
+    int64_t backoff_max_ms;   /* cap of that delay; default 10000 */
 } corral_config_t;
 
 /*
@@ -702,6 +715,234 @@ CORRAL_API corral_status_t corral_invalidate(corral_t *cache,
                                              const corral_invalidation_t *inv);
 
 /* ---------------------------------------------------------------------- */
+/* Cache-aside: fetch through a loader                                    */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * The loader's handle on the value it produces, valid during the loader
+ * call only.
+ */
+typedef struct corral_load corral_load_t;
+
+/*
+ * A loader computes the value of a key that is missing, stale or due for
+ * an early refresh.  It calls corral_load_set() (or corral_load_absent())
+ * and returns 0, or returns a nonzero error code of its own choosing,
+ * which every caller waiting for this load receives (CORRAL_ELOAD with
+ * *out_error set).  It runs with no engine lock held, on a fetching thread
+ * or, for background refreshes, on one of the cache's refresh threads; it
+ * may use the cache, except to fetch the very key it is loading.
+ */
+typedef int (*corral_loader_fn)(corral_load_t *load, const void *key,
+                                size_t nkey, void *ud);
+
+/*
+ * corral_load_set - the loaded value (copied) and its client flags.
+ * Returns CORRAL_OK, CORRAL_ETOOBIG or CORRAL_ENOMEM.  Calling it again
+ * replaces the value.
+ */
+CORRAL_API corral_status_t corral_load_set(corral_load_t *load,
+                                           const void *value, size_t nvalue,
+                                           uint32_t flags);
+
+/*
+ * corral_load_ttl - override the fetch's ttl and stale_ttl for this value.
+ */
+CORRAL_API void corral_load_ttl(corral_load_t *load, int64_t ttl,
+                                int64_t stale_ttl);
+
+/*
+ * corral_load_tags - tags for the loaded item (names copied).  An
+ * invalidation of one of them while the load runs keeps the result out of
+ * the cache (see leases at corral_fetch).  Returns CORRAL_OK,
+ * CORRAL_EINVAL or CORRAL_ENOMEM.
+ */
+CORRAL_API corral_status_t corral_load_tags(corral_load_t *load,
+                                            const char *const *tags,
+                                            size_t ntags);
+
+/*
+ * corral_load_absent - the key does not exist in the backend: remember
+ * that for ttl seconds (negative caching; fetches answer
+ * CORRAL_ENOTFOUND meanwhile without calling the loader).
+ */
+CORRAL_API void corral_load_absent(corral_load_t *load, int64_t ttl);
+
+/* Options for corral_fetch(): OR of these in corral_fetch_opts_t.options. */
+#define CORRAL_FETCH_BACKGROUND 0x1u /* refresh stale or early-expiring
+                                      * values on the refresh threads; the
+                                      * caller always gets the current
+                                      * value at once */
+#define CORRAL_FETCH_NO_EARLY 0x2u   /* no probabilistic early refresh */
+
+typedef struct corral_fetch_opts {
+    unsigned options;       /* CORRAL_FETCH_* */
+    int64_t ttl;            /* seconds a loaded value is fresh (exptime
+                             * rules; 0 never expires), unless the loader
+                             * says otherwise */
+    int64_t stale_ttl;      /* seconds after that during which the old
+                             * value is still served while one caller
+                             * refreshes it; 0 none */
+    int64_t wait_ms;        /* how long a caller waits for a load another
+                             * caller runs; 0 means 10000; negative: do not
+                             * wait (CORRAL_ETIMEDOUT at once) */
+    int64_t error_ms;       /* a failed load's error is answered to
+                             * fetches of the key for this long without
+                             * calling the loader again (the key's backoff
+                             * delay, if longer, applies instead); 0 means
+                             * 1000 */
+    int64_t stale_if_error; /* seconds a stale value keeps being served
+                             * after its refresh failed, counted from the
+                             * first failure; 0 means stale_ttl */
+    double beta;            /* XFetch's beta; 0 means 1.0; larger refreshes
+                             * earlier */
+} corral_fetch_opts_t;
+
+/*
+ * corral_fetch - read through: return the cached value, or load it.
+ *
+ * Single flight: however many threads fetch the same missing key at once,
+ * the loader runs once; the others wait (up to wait_ms) and receive that
+ * same value, or that same error.  A failing key is retried no sooner
+ * than its backoff (backoff_min_ms doubling up to backoff_max_ms, with
+ * jitter); meanwhile fetches answer its last error.  After
+ * breaker_failures consecutive failures across the cache the breaker
+ * opens: fetches that would load answer CORRAL_EBUSY (or a stale value)
+ * for breaker_open_ms, then one trial load decides.
+ *
+ * Stale-while-revalidate: during the stale_ttl window after ttl, the first
+ * caller refreshes (in its own thread, getting the new value, or on the
+ * refresh threads with CORRAL_FETCH_BACKGROUND) and everyone else gets
+ * the stale value at once.  Early refresh (XFetch, Vattani et al. 2015):
+ * a caller also refreshes when now - delta * beta * ln(u) >= expiry, with
+ * u uniform in (0, 1] and delta the duration of the key's last load.
+ * If a refresh fails, the stale value stays servable for stale_if_error
+ * seconds.
+ *
+ * Leases: a load's result is stored only if no write, delete, tag or
+ * prefix invalidation of its key and no flush happened after the load
+ * began; otherwise the callers still get the loaded value (they asked
+ * before the change) but the cache keeps the newer state.
+ *
+ * @loader, @ud: called as described above.  @opts: may be NULL.
+ * @out_item (OUT): on CORRAL_OK the pinned value (release it with
+ *       corral_item_release()); NULL otherwise.
+ * @out_error (OUT, may be NULL): the loader's code on CORRAL_ELOAD.
+ * Returns CORRAL_OK; CORRAL_ENOTFOUND when the loader said the key is
+ * absent (now or in a negative entry still cached); CORRAL_ELOAD;
+ * CORRAL_ETIMEDOUT; CORRAL_EBUSY (breaker open, nothing stale to serve);
+ * CORRAL_ENOMEM; CORRAL_EINVAL.  Thread-safe.
+ */
+CORRAL_API corral_status_t corral_fetch(corral_t *cache, const void *key,
+                                        size_t nkey, corral_loader_fn loader,
+                                        void *ud,
+                                        const corral_fetch_opts_t *opts,
+                                        corral_item_t **out_item,
+                                        int *out_error);
+
+/* ---------------------------------------------------------------------- */
+/* Write-through and write-behind                                         */
+/* ---------------------------------------------------------------------- */
+
+typedef enum corral_write_op {
+    CORRAL_WRITE_SET = 1,
+    CORRAL_WRITE_DELETE = 2
+} corral_write_op_t;
+
+/* A write for the backend.  Pointers are borrowed for the writer call. */
+typedef struct corral_write {
+    corral_write_op_t op;
+    const void *key;
+    size_t nkey;
+    const void *value;      /* SET only */
+    size_t nvalue;
+    uint32_t flags;
+    uint64_t seq;           /* increases with every put/remove of the
+                             * cache: a key's writes reach the writer in
+                             * increasing seq */
+} corral_write_t;
+
+/*
+ * A write-through writer: write one change to the backend; return 0, or a
+ * nonzero error code (returned to the caller of corral_put/remove).  Runs
+ * on the caller's thread with no engine lock held; writes of one key are
+ * never concurrent.
+ */
+typedef int (*corral_writer_fn)(const corral_write_t *write, void *ud);
+
+/*
+ * A write-behind batch writer: write n changes (distinct keys) and set
+ * results[i] to 0 for each one written or to a nonzero code for each one
+ * to retry later.  Runs on the cache's flusher thread.
+ */
+typedef int (*corral_batch_writer_fn)(const corral_write_t *writes,
+                                      size_t n, int *results, void *ud);
+
+/*
+ * corral_use_write_through - route corral_put() and corral_remove()
+ * through fn before the cache is changed.  Returns CORRAL_OK, or
+ * CORRAL_EINVAL if a writer is already set.
+ */
+CORRAL_API corral_status_t corral_use_write_through(corral_t *cache,
+                                                    corral_writer_fn fn,
+                                                    void *ud);
+
+typedef struct corral_wb_opts {
+    size_t queue_max;       /* keys waiting to be written; 0 means 65536 */
+    size_t batch_max;       /* writes per batch; 0 means 128 */
+    int64_t delay_ms;       /* how long a write may wait to be batched and
+                             * coalesced with later writes of its key;
+                             * 0 means 50 */
+    int64_t retry_min_ms;   /* first retry delay; 0 means 10 */
+    int64_t retry_max_ms;   /* retry delay cap; 0 means 5000 */
+    int refuse_when_full;   /* nonzero: corral_put answers CORRAL_EBUSY
+                             * when the queue is full; zero (default):
+                             * it blocks until there is room */
+} corral_wb_opts_t;
+
+/*
+ * corral_use_write_behind - acknowledge corral_put()/corral_remove() once
+ * queued; a flusher thread writes them in batches through fn, coalescing
+ * writes of one key (the latest wins), retrying failures with exponential
+ * backoff and jitter, in order per key.  @opts may be NULL.
+ * Returns CORRAL_OK, CORRAL_EINVAL (a writer is already set) or
+ * CORRAL_ENOMEM.
+ */
+CORRAL_API corral_status_t corral_use_write_behind(
+    corral_t *cache, corral_batch_writer_fn fn, void *ud,
+    const corral_wb_opts_t *opts);
+
+/*
+ * corral_put - store through the writer: write-through calls it first and
+ * changes the cache only if it succeeded; write-behind queues the write
+ * and changes the cache.  Arguments as corral_set().
+ * @out_error (OUT, may be NULL): the writer's code on CORRAL_ELOAD.
+ * Returns CORRAL_OK; CORRAL_ELOAD (write-through writer failed; the cache
+ * is untouched); CORRAL_EBUSY (write-behind queue full and refusing);
+ * CORRAL_EINVAL (no writer set, bad arguments); store errors.
+ */
+CORRAL_API corral_status_t corral_put(corral_t *cache, const void *key,
+                                      size_t nkey, const void *value,
+                                      size_t nvalue, uint32_t flags,
+                                      int64_t exptime, int *out_error);
+
+/* corral_remove - delete through the writer; as corral_put(). */
+CORRAL_API corral_status_t corral_remove(corral_t *cache, const void *key,
+                                         size_t nkey, int *out_error);
+
+/*
+ * corral_write_flush - wait until every write queued so far has been
+ * written (retrying failures), or timeout_ms passes (negative: no limit).
+ * @out_pending (OUT, may be NULL): writes still queued.
+ * Returns CORRAL_OK or CORRAL_ETIMEDOUT.  corral_destroy() does this with
+ * no limit before it frees the cache: after a clean destroy, every
+ * acknowledged write reached the writer.
+ */
+CORRAL_API corral_status_t corral_write_flush(corral_t *cache,
+                                              int64_t timeout_ms,
+                                              size_t *out_pending);
+
+/* ---------------------------------------------------------------------- */
 /* Statistics                                                             */
 /* ---------------------------------------------------------------------- */
 
@@ -750,7 +991,26 @@ CORRAL_API corral_status_t corral_invalidate(corral_t *cache,
     X(prefix_invalidations, counter, "prefixes invalidated")                  \
     X(prefix_rules, gauge, "prefix rules waiting for the sweep")              \
     X(tags_live, gauge, "distinct tags held by items")                        \
-    X(events, counter, "invalidation events recorded")
+    X(events, counter, "invalidation events recorded")                       \
+    X(fetches, counter, "corral_fetch calls")                                 \
+    X(loads, counter, "loader calls")                                         \
+    X(load_errors, counter, "loader calls that failed")                       \
+    X(load_waits, counter, "fetches that waited for another's load")          \
+    X(load_timeouts, counter, "fetches that gave up waiting")                 \
+    X(stampedes_absorbed, counter, "fetches answered by another's load")      \
+    X(stale_served, counter, "stale values served during a refresh")          \
+    X(early_refreshes, counter, "refreshes started early (XFetch)")           \
+    X(refreshes, counter, "refreshes of stale values")                        \
+    X(negative_hits, counter, "fetches answered by a negative entry")         \
+    X(error_hits, counter, "fetches answered by a remembered load error")     \
+    X(lease_rejects, counter, "loaded values not stored: the key changed")    \
+    X(breaker_opens, counter, "times the loader circuit breaker opened")      \
+    X(breaker_rejects, counter, "fetches refused while it was open")          \
+    X(writes, counter, "corral_put/corral_remove calls")                      \
+    X(write_errors, counter, "writer calls that failed")                      \
+    X(write_retries, counter, "write-behind writes retried")                  \
+    X(write_coalesced, counter, "write-behind writes replaced by newer ones") \
+    X(write_queue, gauge, "write-behind writes waiting")
 
 typedef struct corral_stats {
 #define CORRAL_STATS_FIELD(name, kind, text) uint64_t name;

@@ -1,0 +1,330 @@
+/*
+ * test_writer.c - write-through and write-behind: the writer runs before
+ * the cache changes and a failure leaves the cache untouched; write-behind
+ * coalesces, retries a writer that fails 30 % of its calls, keeps per-key
+ * order, and after a clean destroy every key's last write has reached
+ * the writer; a full queue refuses or blocks; flush waits.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "corral.h"
+#include "cu_main.h"
+
+static corral_t *
+mk(void)
+{
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    CU_ASSERT_FATAL(corral_create(&cfg, &c) == CORRAL_OK);
+    return c;
+}
+
+static bool
+cached(corral_t *c, const char *key, const char *want)
+{
+    corral_item_t *it = NULL;
+    bool ok = false;
+    if (corral_get(c, key, strlen(key), &it) == CORRAL_OK) {
+        size_t len;
+        const char *v = corral_item_value(it, &len);
+        ok = want != NULL && len == strlen(want) && memcmp(v, want, len) == 0;
+        corral_item_release(it);
+    } else {
+        ok = want == NULL;
+    }
+    return ok;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Write-through                                                          */
+
+struct backend {
+    pthread_mutex_t lock;
+    int fail_with;             /* nonzero: the next call fails */
+    int calls;
+    corral_t *c;
+    bool cache_had_it_first;   /* the cache changed before the writer ran */
+    char last_key[64];
+    char last_value[64];
+    corral_write_op_t last_op;
+};
+
+static int
+through(const corral_write_t *w, void *ud)
+{
+    struct backend *b = ud;
+    int err;
+    pthread_mutex_lock(&b->lock);
+    b->calls++;
+    snprintf(b->last_key, sizeof(b->last_key), "%.*s", (int)w->nkey,
+             (const char *)w->key);
+    snprintf(b->last_value, sizeof(b->last_value), "%.*s", (int)w->nvalue,
+             (const char *)w->value);
+    b->last_op = w->op;
+    if (w->op == CORRAL_WRITE_SET && cached(b->c, b->last_key, b->last_value)) {
+        b->cache_had_it_first = true;
+    }
+    err = b->fail_with;
+    b->fail_with = 0;
+    pthread_mutex_unlock(&b->lock);
+    return err;
+}
+
+static void
+test_write_through(void)
+{
+    static struct backend b;
+    corral_t *c = mk();
+    int err = 0;
+
+    memset(&b, 0, sizeof(b));
+    pthread_mutex_init(&b.lock, NULL);
+    b.c = c;
+    /* no writer yet */
+    CU_ASSERT(corral_put(c, "k", 1, "v", 1, 0, 0, &err) == CORRAL_EINVAL);
+    CU_ASSERT(corral_use_write_through(c, through, &b) == CORRAL_OK);
+    CU_ASSERT(corral_use_write_through(c, through, &b) == CORRAL_EINVAL);
+
+    CU_ASSERT(corral_put(c, "k", 1, "v1", 2, 0, 0, &err) == CORRAL_OK);
+    CU_ASSERT(cached(c, "k", "v1"));
+    CU_ASSERT_STRING_EQUAL(b.last_value, "v1");
+    CU_ASSERT(!b.cache_had_it_first);
+
+    /* a failing writer: the error comes back, the cache is untouched */
+    b.fail_with = 9;
+    CU_ASSERT(corral_put(c, "k", 1, "v2", 2, 0, 0, &err) == CORRAL_ELOAD);
+    CU_ASSERT_EQUAL(err, 9);
+    CU_ASSERT(cached(c, "k", "v1"));
+    b.fail_with = 3;
+    CU_ASSERT(corral_remove(c, "k", 1, &err) == CORRAL_ELOAD);
+    CU_ASSERT_EQUAL(err, 3);
+    CU_ASSERT(cached(c, "k", "v1"));
+
+    CU_ASSERT(corral_remove(c, "k", 1, &err) == CORRAL_OK);
+    CU_ASSERT_EQUAL(b.last_op, CORRAL_WRITE_DELETE);
+    CU_ASSERT(cached(c, "k", NULL));
+    CU_ASSERT(corral_remove(c, "absent", 6, &err) == CORRAL_OK);
+    CU_ASSERT_EQUAL(b.calls, 5);
+    corral_destroy(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Write-behind with a flaky writer                                       */
+
+#define WB_KEYS 50
+#define WB_PUTS 20000
+
+struct sink {
+    pthread_mutex_t lock;
+    unsigned rng;
+    uint64_t last_seq[WB_KEYS];
+    char last_value[WB_KEYS][32];
+    bool deleted[WB_KEYS];
+    bool order_ok;
+    long calls;
+    long failures;
+    long written;
+};
+
+static int
+flaky_batch(const corral_write_t *w, size_t n, int *results, void *ud)
+{
+    struct sink *s = ud;
+    pthread_mutex_lock(&s->lock);
+    s->calls++;
+    for (size_t i = 0; i < n; i++) {
+        int k = atoi((const char *)w[i].key + 1);
+        s->rng = s->rng * 1103515245u + 12345u;
+        if ((s->rng >> 16) % 100 < 30) {
+            results[i] = 1; /* 30 % of writes fail, to be retried */
+            s->failures++;
+            continue;
+        }
+        results[i] = 0;
+        s->written++;
+        if (w[i].seq <= s->last_seq[k]) {
+            s->order_ok = false;
+        }
+        s->last_seq[k] = w[i].seq;
+        s->deleted[k] = w[i].op == CORRAL_WRITE_DELETE;
+        snprintf(s->last_value[k], sizeof(s->last_value[k]), "%.*s",
+                 (int)w[i].nvalue, (const char *)w[i].value);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+struct wb_run {
+    corral_t *c;
+    int first, step;
+    char final[WB_KEYS][32];
+    bool final_deleted[WB_KEYS];
+};
+
+static void *
+wb_producer(void *arg)
+{
+    struct wb_run *r = arg;
+    char key[16], val[32];
+    unsigned rng = (unsigned)r->first * 7919u + 1;
+    for (int i = 0; i < WB_PUTS / 2; i++) {
+        int k;
+        if (i % 50 == 0) {
+            /* let batches go out between bursts, so that writes are
+             * not all coalesced into one batch */
+            struct timespec pause = {0, 200000};
+            nanosleep(&pause, NULL);
+        }
+        rng = rng * 1103515245u + 12345u;
+        k = r->first + r->step * (int)((rng >> 16) % (WB_KEYS / 2));
+        snprintf(key, sizeof(key), "k%d", k);
+        if ((rng >> 8) % 10 == 0) {
+            CU_ASSERT(corral_remove(r->c, key, strlen(key), NULL) ==
+                      CORRAL_OK);
+            r->final_deleted[k] = true;
+        } else {
+            snprintf(val, sizeof(val), "v%d.%d", k, i);
+            CU_ASSERT(corral_put(r->c, key, strlen(key), val, strlen(val), 0,
+                                 0, NULL) == CORRAL_OK);
+            snprintf(r->final[k], sizeof(r->final[k]), "%s", val);
+            r->final_deleted[k] = false;
+        }
+    }
+    return NULL;
+}
+
+static void
+test_write_behind_flaky(void)
+{
+    static struct sink s;
+    static struct wb_run even, odd;
+    corral_wb_opts_t o = {0};
+    corral_t *c = mk();
+    pthread_t th[2];
+    corral_stats_t st;
+
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.lock, NULL);
+    s.rng = 12345;
+    s.order_ok = true;
+    o.delay_ms = 1;
+    o.retry_min_ms = 1;
+    o.retry_max_ms = 20;
+    o.batch_max = 64;
+    CU_ASSERT_FATAL(corral_use_write_behind(c, flaky_batch, &s, &o) ==
+                    CORRAL_OK);
+    memset(&even, 0, sizeof(even));
+    memset(&odd, 0, sizeof(odd));
+    even.c = odd.c = c;
+    even.first = 0;
+    odd.first = 1;
+    even.step = odd.step = 2; /* each thread owns half of the keys */
+    pthread_create(&th[0], NULL, wb_producer, &even);
+    pthread_create(&th[1], NULL, wb_producer, &odd);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT_EQUAL(st.writes, WB_PUTS);
+    corral_destroy(c); /* flushes everything, retrying */
+
+    CU_ASSERT(s.order_ok);
+    CU_ASSERT(s.failures > 0);
+    for (int k = 0; k < WB_KEYS; k++) {
+        struct wb_run *r = k % 2 == 0 ? &even : &odd;
+        if (r->final[k][0] == '\0' && !r->final_deleted[k]) {
+            continue; /* never written */
+        }
+        CU_ASSERT_EQUAL(s.deleted[k], r->final_deleted[k]);
+        if (!r->final_deleted[k]) {
+            CU_ASSERT_STRING_EQUAL(s.last_value[k], r->final[k]);
+        }
+    }
+    printf("\n  write-behind: %ld batches, %ld written, %ld failed+retried\n",
+           s.calls, s.written, s.failures);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Queue bounds and flush                                                 */
+
+struct blocked {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool open;
+    long written;
+};
+
+static int
+blocked_batch(const corral_write_t *w, size_t n, int *results, void *ud)
+{
+    struct blocked *b = ud;
+    (void)w;
+    pthread_mutex_lock(&b->lock);
+    while (!b->open) {
+        pthread_cond_wait(&b->cond, &b->lock);
+    }
+    b->written += (long)n;
+    pthread_mutex_unlock(&b->lock);
+    memset(results, 0, n * sizeof(*results));
+    return 0;
+}
+
+static void
+test_write_behind_full_and_flush(void)
+{
+    static struct blocked b;
+    corral_wb_opts_t o = {0};
+    corral_t *c = mk();
+    char key[16];
+    size_t pending = 0;
+    int refused = 0;
+
+    memset(&b, 0, sizeof(b));
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_cond_init(&b.cond, NULL);
+    o.queue_max = 8;
+    o.batch_max = 4;
+    o.delay_ms = 1;
+    o.refuse_when_full = 1;
+    CU_ASSERT_FATAL(corral_use_write_behind(c, blocked_batch, &b, &o) ==
+                    CORRAL_OK);
+    for (int i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        if (corral_put(c, key, strlen(key), "v", 1, 0, 0, NULL) ==
+            CORRAL_EBUSY) {
+            refused++;
+        }
+    }
+    /* at most 8 queued: the rest were refused, and not cached */
+    CU_ASSERT(refused >= 40 - 8);
+    CU_ASSERT(!cached(c, "k39", "v"));
+    /* coalescing with a queued write needs no room (k7 is queued: the
+     * flusher is stuck in its first batch, at most k0..k3) */
+    CU_ASSERT(corral_put(c, "k7", 2, "v2", 2, 0, 0, NULL) == CORRAL_OK);
+    CU_ASSERT(corral_write_flush(c, 50, &pending) == CORRAL_ETIMEDOUT);
+    CU_ASSERT(pending > 0);
+    pthread_mutex_lock(&b.lock);
+    b.open = true;
+    pthread_cond_broadcast(&b.cond);
+    pthread_mutex_unlock(&b.lock);
+    CU_ASSERT(corral_write_flush(c, -1, &pending) == CORRAL_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(b.written, 40 - refused);
+    corral_destroy(c);
+}
+
+static const struct cu_test writer_tests[] = {
+    CU_TEST(test_write_through),
+    CU_TEST(test_write_behind_flaky),
+    CU_TEST(test_write_behind_full_and_flush),
+    CU_END,
+};
+
+CU_MAIN({"writers", writer_tests, NULL, NULL})
