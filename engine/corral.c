@@ -769,7 +769,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     shard_wrlock(s);
     old = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (old != NULL) {
-        item_pin(old);
+        item_ref(old);
     }
     if (st != CORRAL_OK) {
         /* refused before we got here */
@@ -1155,7 +1155,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             if (fresh == NULL) {
                 st = CORRAL_ENOMEM;
             } else {
-                item_pin(it);
+                item_ref(it);
                 st = install(c, s, h, fresh, it, NULL);
                 item_unref(it);
                 if (st == CORRAL_OK) {
