@@ -1,1 +1,24 @@
-# bench rules (empty so far)
+# bench/local.mk - corral-bench, the benchmark program (never installed,
+# never run by make check: it prints numbers and asserts nothing).
+#
+# It uses libcorral through corral.h only.  The bare reference table hashes
+# with xxHash (header-only, XXH_INLINE_ALL); trace replay reads zstd.
+# libzstd is linked directly until configure.ac checks for it (see
+# bench/README.md for the lines it needs).
+
+noinst_PROGRAMS += bench/corral-bench
+bench_corral_bench_SOURCES = \
+	bench/bench.h \
+	bench/corral-bench.c \
+	bench/engine.c \
+	bench/hist.c \
+	bench/hist.h \
+	bench/keydist.c \
+	bench/keydist.h \
+	bench/net.c \
+	bench/trace.c
+bench_corral_bench_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
+bench_corral_bench_LDADD = engine/libcorral.la $(XXHASH_LIBS) -lzstd \
+	-lpthread -lm
+
+EXTRA_DIST += bench/README.md

@@ -480,7 +480,7 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
         item_unref(it);
         return CORRAL_ENOMEM;
     }
-    item_pin(it);
+    item_ref(it);
     *out_item = it;
     if (out_res != NULL) {
         out_res->flags |= CORRAL_RES_WIN | CORRAL_RES_VIVIFIED;
@@ -802,7 +802,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     shard_wrlock(s);
     old = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (old != NULL) {
-        item_pin(old);
+        item_ref(old);
     }
     if (st != CORRAL_OK) {
         /* refused before we got here */
@@ -933,6 +933,39 @@ corral_cas(corral_t *c, const void *key, size_t nkey, const void *value,
 /* Deletion and touch                                                     */
 
 /*
+ * Put a copy of the pinned item *itp in its place, so that marking the
+ * key stale does not change the CAS its readers pinned.  On success *itp
+ * is the copy, linked.  CORRAL_ENOMEM without memory for it;
+ * CORRAL_ENOTFOUND if making room evicted the item.
+ */
+static corral_status_t
+stale_copy(struct corral *c, struct shard *s, uint64_t h, item_t **itp)
+{
+    item_t *old = *itp;
+    item_t *copy = item_clone(&c->mem, old);
+    corral_status_t st = CORRAL_OK;
+
+    if (copy == NULL) {
+        return CORRAL_ENOMEM;
+    }
+    item_ref(old); /* eviction must not free it under us */
+    if (!shard_make_room(c, s, item_real_size(copy), 0)) {
+        st = CORRAL_ENOMEM;
+    } else if (!item_has(old, ITEM_LINKED)) {
+        st = CORRAL_ENOTFOUND;
+    } else {
+        shard_link(c, s, h, copy, old); /* a replacement cannot fail */
+        *itp = copy;
+        copy = NULL;
+    }
+    item_unref(old);
+    if (copy != NULL) {
+        item_unref(copy);
+    }
+    return st;
+}
+
+/*
  * Delete (or mark stale) a key.  origin goes into the event; with
  * always_emit the event is recorded even when the key is absent (an
  * invalidation relayed from elsewhere must reach local subscribers
@@ -966,6 +999,10 @@ delete_key(struct corral *c, const void *key, size_t nkey,
         }
     } else if (o != NULL && o->cas != 0 && o->cas != item_cas(it)) {
         st = CORRAL_EEXISTS;
+    } else if (o != NULL && (o->options & CORRAL_DELETE_STALE) &&
+               atomic_load(&it->refs) > 1 &&
+               (st = stale_copy(c, s, h, &it)) != CORRAL_OK) {
+        /* pinned, and no memory for the copy that must take its place */
     } else if (o != NULL && (o->options & CORRAL_DELETE_STALE)) {
         /* Keep serving the value, flagged, and hand out a new token. */
         uint64_t cas = shard_next_cas(c, s);
@@ -1190,7 +1227,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             if (fresh == NULL) {
                 st = CORRAL_ENOMEM;
             } else {
-                item_pin(it);
+                item_ref(it);
                 st = cache_install(c, s, h, fresh, it, NULL);
                 item_unref(it);
                 if (st == CORRAL_OK) {

@@ -614,9 +614,9 @@ lead(struct leader *L)
                 item_t *old = shard_find_live(c, s, L->h, L->key, L->nkey,
                                               now, NULL);
                 if (old != NULL) {
-                    item_pin(old);
+                    item_ref(old);
                 }
-                item_pin(it); /* one reference for the cache, one kept */
+                item_ref(it); /* one reference for the cache, one kept */
                 stored = cache_install(c, s, L->h, it, old, NULL) ==
                          CORRAL_OK;
                 if (!stored) {

@@ -337,6 +337,14 @@ item_pin(item_t *it)
     return true;
 }
 
+/* A reference for the engine itself, under the shard's exclusive lock:
+ * never fails (ITEM_REFS_MAX leaves room for these above readers' pins). */
+static inline void
+item_ref(item_t *it)
+{
+    atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
+}
+
 /* Drop a reference; frees the item (and releases its tag records) when it
  * was the last. */
 void item_unref(item_t *it);

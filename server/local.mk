@@ -1,1 +1,29 @@
-# server rules (empty so far)
+# server/local.mk - corrald, the memcached-compatible server.
+#
+# Server code sees the engine only through its public header
+# (-I engine/include, in AM_CPPFLAGS) and the protocol library through
+# server/proto/proto.h; exec.c is the one file that includes both.
+
+bin_PROGRAMS += server/corrald
+server_corrald_SOURCES = \
+	server/conn.c \
+	server/conn.h \
+	server/exec.c \
+	server/exec.h \
+	server/listener.c \
+	server/listener.h \
+	server/log.c \
+	server/log.h \
+	server/main.c \
+	server/server.c \
+	server/server.h \
+	server/settings.c \
+	server/settings.h \
+	server/worker.c \
+	server/worker.h
+server_corrald_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server/proto
+server_corrald_LDADD = engine/libcorral_core.la \
+	server/proto/libcorral_proto.la \
+	$(EV_LIBS) -lpthread
+
+dist_man_MANS += server/corrald.8

@@ -6,7 +6,8 @@ UNIT_CFLAGS = $(AM_CFLAGS) $(CUNIT_CFLAGS) $(ENGINE_MEM_CFLAGS) $(XXHASH_CFLAGS)
 UNIT_LDADD = engine/libcorral_core.la $(CUNIT_LIBS)
 
 UNIT_TESTS = \
-	tests/unit/test_table
+	tests/unit/test_table \
+	tests/unit/test_api
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -15,3 +16,8 @@ tests_unit_test_table_SOURCES = tests/unit/test_table.c tests/unit/cu_main.h
 tests_unit_test_table_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_table_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_table_LDADD = $(UNIT_LDADD)
+
+tests_unit_test_api_SOURCES = tests/unit/test_api.c tests/unit/cu_main.h
+tests_unit_test_api_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_api_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_api_LDADD = $(UNIT_LDADD)

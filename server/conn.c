@@ -1,0 +1,805 @@
+/*
+ * conn.c - one client connection: input buffer, batch execution, output
+ * queue, back-pressure and close.
+ *
+ * Life of a read event:
+ *
+ *   read() ──► rbuf ──► exec_process() ──► output queue ──► writev()
+ *              (grows    (every complete    (iovecs: arena    (one call
+ *               only as   request in the     bytes and pinned  per batch)
+ *               needed)   buffer)            item values)
+ *
+ * Input.  rbuf is borrowed from the worker's block pool when bytes
+ * arrive and given back as soon as every byte in it has been consumed, so
+ * an idle connection holds no buffer.  A request larger than a block
+ * (a big value, a long multi-get line) grows rbuf to the size it needs,
+ * up to settings->request_max; past that the request is refused and the
+ * connection closed.  Bytes the protocol says to discard after an error
+ * (a refused data block) are counted down in `swallow`.
+ *
+ * Output.  Replies are a list of iovecs, each pointing either into the
+ * arena (a chain of chunks holding composed lines and small values) or
+ * into the value of a pinned item (own[i] != NULL), which is released
+ * once its bytes are written.  Consecutive arena bytes share one iovec.
+ * After each batch the queue is written with writev(); what the socket
+ * does not take waits for EV_WRITE.
+ *
+ * Back-pressure.  When the unsent output passes CONN_OUT_MAX, requests
+ * are no longer executed and the socket is no longer read, until the
+ * queue has been written completely.  A client that does not read its
+ * replies therefore stalls only itself, and its memory stays bounded.
+ *
+ * Invariants: head <= niov; out_bytes is the sum of iov[head..niov) lengths;
+ * the read watcher is active unless paused, closing or at EOF; the write
+ * watcher is active exactly while output is pending.  A connection is
+ * freed only at the end of a top-level event callback (conn_after_io) or
+ * by the worker, never in the middle of exec_process().
+ *
+ * Threads: a connection is used only by its worker's thread.  `state`,
+ * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
+ * workers under the owner's list lock; the first two are atomics, the
+ * others never change.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "exec.h"
+#include "log.h"
+#include "server.h"
+#include "worker.h"
+
+/* Unsent output beyond which a connection stops executing and reading. */
+#define CONN_OUT_MAX ((size_t)1 << 20)
+
+/* Values up to this size are copied into the arena rather than pinned:
+ * cheaper than one more iovec and a pinned item. */
+#define CONN_INLINE_MAX 512
+
+/* iovecs per writev() call. */
+#ifdef IOV_MAX
+#define CONN_IOV_BATCH IOV_MAX
+#else
+#define CONN_IOV_BATCH 1024
+#endif
+
+/* Shrink the iovec arrays back when they grew past this. */
+#define CONN_IOV_KEEP 256
+
+enum conn_state {
+#define CONN_STATE_TABLE(X)                                                   \
+    X(NEW_CMD, "conn_new_cmd")                                                \
+    X(WAITING, "conn_waiting")                                                \
+    X(NREAD, "conn_nread")                                                    \
+    X(SWALLOW, "conn_swallow")                                                \
+    X(PARSE_CMD, "conn_parse_cmd")                                            \
+    X(MWRITE, "conn_mwrite")                                                  \
+    X(CLOSING, "conn_closing")
+#define CONN_STATE_ENUM(name, text) CONN_##name,
+    CONN_STATE_TABLE(CONN_STATE_ENUM)
+#undef CONN_STATE_ENUM
+};
+
+static const char *const conn_state_names[] = {
+#define CONN_STATE_NAME(name, text) text,
+    CONN_STATE_TABLE(CONN_STATE_NAME)
+#undef CONN_STATE_NAME
+};
+
+struct out_chunk {
+    struct out_chunk *next;
+    size_t cap;       /* bytes in data[] */
+    size_t used;
+    bool pooled;      /* a worker block, returned to the pool */
+    char data[];
+};
+
+#define CHUNK_POOLED_CAP (WORKER_BLOCK_SIZE - sizeof(struct out_chunk))
+
+struct conn {
+    struct worker *w;
+    struct worker_link link;      /* worker list, under w->lock */
+    int fd;
+    ev_io rio;
+    ev_io wio;
+
+    /* input */
+    char *rbuf;
+    size_t rcap;
+    size_t rlen;
+    bool rpooled;
+    size_t swallow;               /* input bytes still to discard */
+
+    /* output */
+    struct iovec *iov;
+    corral_item_t **own;          /* parallel to iov: pinned item or NULL */
+    size_t niov, head, iovcap;
+    struct out_chunk *chunks, *tail;
+    size_t out_bytes;             /* unsent */
+
+    bool closing;                 /* close once the output is written */
+    bool killed;                  /* close now */
+    bool eof;                     /* the peer closed its side */
+    bool paused;                  /* reading stopped by back-pressure */
+    bool draining;                /* SIGTERM: close when idle */
+    double last_active;           /* ev_now() of the last read */
+
+    _Atomic unsigned char state;  /* enum conn_state, for stats conns */
+    _Atomic int64_t last_cmd;     /* Unix seconds of the last command */
+    char peer[64];
+};
+
+static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
+
+static void
+conn_set_state(struct conn *c, enum conn_state s)
+{
+    atomic_store_explicit(&c->state, (unsigned char)s, memory_order_relaxed);
+}
+
+struct conn *
+conn_create(struct worker *w, int fd, const char *peer)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        log_warn("out of memory accepting a connection");
+        close(fd);
+        atomic_fetch_sub(&w->srv->curr_conns, 1);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->last_active = ev_now(w->loop);
+    atomic_store_explicit(&c->last_cmd, (int64_t)c->last_active,
+                          memory_order_relaxed);
+    conn_set_state(c, CONN_NEW_CMD);
+    ev_io_init(&c->rio, conn_on_read, fd, EV_READ);
+    ev_io_init(&c->wio, conn_on_write, fd, EV_WRITE);
+    c->rio.data = c;
+    c->wio.data = c;
+    c->link.conn = c;
+    worker_conn_add(w, &c->link);
+    ev_io_start(w->loop, &c->rio);
+    log_verbose("<%d new client connection from %s", fd, c->peer);
+    return c;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Buffers                                                                */
+
+static void
+rbuf_release(struct conn *c)
+{
+    if (c->rbuf == NULL) {
+        return;
+    }
+    if (c->rpooled) {
+        worker_block_put(c->w, c->rbuf);
+    } else {
+        free(c->rbuf);
+    }
+    c->rbuf = NULL;
+    c->rcap = 0;
+    c->rlen = 0;
+    c->rpooled = false;
+}
+
+static bool
+rbuf_acquire(struct conn *c)
+{
+    c->rbuf = worker_block_get(c->w);
+    if (c->rbuf == NULL) {
+        return false;
+    }
+    c->rcap = WORKER_BLOCK_SIZE;
+    c->rpooled = true;
+    c->rlen = 0;
+    return true;
+}
+
+/* Grow rbuf to @cap bytes, keeping its contents. */
+static bool
+rbuf_grow(struct conn *c, size_t cap)
+{
+    char *nb;
+
+    if (c->rpooled) {
+        nb = malloc(cap);
+        if (nb == NULL) {
+            return false;
+        }
+        memcpy(nb, c->rbuf, c->rlen);
+        worker_block_put(c->w, c->rbuf);
+        c->rpooled = false;
+    } else {
+        nb = realloc(c->rbuf, cap);
+        if (nb == NULL) {
+            return false;
+        }
+    }
+    c->rbuf = nb;
+    c->rcap = cap;
+    return true;
+}
+
+static void
+chunk_free(struct conn *c, struct out_chunk *k)
+{
+    if (k->pooled) {
+        worker_block_put(c->w, k);
+    } else {
+        free(k);
+    }
+}
+
+static void
+chunks_free_after(struct conn *c, struct out_chunk *keep)
+{
+    struct out_chunk *k = keep != NULL ? keep->next : c->chunks;
+
+    while (k != NULL) {
+        struct out_chunk *next = k->next;
+        chunk_free(c, k);
+        k = next;
+    }
+    if (keep != NULL) {
+        keep->next = NULL;
+    } else {
+        c->chunks = NULL;
+    }
+    c->tail = keep;
+}
+
+/* Everything has been written: release the queue's memory. */
+static void
+out_reset(struct conn *c)
+{
+    for (size_t i = c->head; i < c->niov; i++) {
+        corral_item_release(c->own[i]);
+    }
+    c->niov = 0;
+    c->head = 0;
+    c->out_bytes = 0;
+    chunks_free_after(c, NULL);
+    if (c->iovcap > CONN_IOV_KEEP) {
+        free(c->iov);
+        free(c->own);
+        c->iov = NULL;
+        c->own = NULL;
+        c->iovcap = 0;
+    }
+}
+
+static bool
+iov_reserve(struct conn *c)
+{
+    size_t cap;
+    struct iovec *iov;
+    corral_item_t **own;
+
+    if (c->niov < c->iovcap) {
+        return true;
+    }
+    cap = c->iovcap == 0 ? 16 : c->iovcap * 2;
+    iov = realloc(c->iov, cap * sizeof(*iov));
+    if (iov == NULL) {
+        return false;
+    }
+    c->iov = iov;
+    own = realloc(c->own, cap * sizeof(*own));
+    if (own == NULL) {
+        return false;
+    }
+    c->own = own;
+    c->iovcap = cap;
+    return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Output API                                                             */
+
+char *
+conn_out_reserve(struct conn *c, size_t n)
+{
+    struct out_chunk *k = c->tail;
+
+    if (k != NULL && k->cap - k->used >= n) {
+        return k->data + k->used;
+    }
+    if (n <= CHUNK_POOLED_CAP) {
+        k = worker_block_get(c->w);
+        if (k == NULL) {
+            return NULL;
+        }
+        k->cap = CHUNK_POOLED_CAP;
+        k->pooled = true;
+    } else {
+        k = malloc(sizeof(*k) + n);
+        if (k == NULL) {
+            return NULL;
+        }
+        k->cap = n;
+        k->pooled = false;
+    }
+    k->used = 0;
+    k->next = NULL;
+    if (c->tail != NULL) {
+        c->tail->next = k;
+    } else {
+        c->chunks = k;
+    }
+    c->tail = k;
+    return k->data;
+}
+
+void
+conn_out_commit(struct conn *c, size_t n)
+{
+    struct out_chunk *k = c->tail;
+    char *p;
+
+    if (n == 0) {
+        return;
+    }
+    p = k->data + k->used;
+    k->used += n;
+    c->out_bytes += n;
+    if (c->niov > c->head && c->own[c->niov - 1] == NULL &&
+        (char *)c->iov[c->niov - 1].iov_base + c->iov[c->niov - 1].iov_len ==
+            p) {
+        c->iov[c->niov - 1].iov_len += n;
+        return;
+    }
+    if (!iov_reserve(c)) {
+        /* Drop the bytes and the connection: the reply cannot be sent
+         * whole. */
+        c->out_bytes -= n;
+        c->killed = true;
+        return;
+    }
+    c->iov[c->niov].iov_base = p;
+    c->iov[c->niov].iov_len = n;
+    c->own[c->niov] = NULL;
+    c->niov++;
+}
+
+bool
+conn_out_copy(struct conn *c, const void *p, size_t n)
+{
+    char *dst = conn_out_reserve(c, n);
+
+    if (dst == NULL) {
+        c->killed = true;
+        return false;
+    }
+    memcpy(dst, p, n);
+    conn_out_commit(c, n);
+    return true;
+}
+
+bool
+conn_out_value(struct conn *c, corral_item_t *item, const void *p, size_t n)
+{
+    if (n <= CONN_INLINE_MAX) {
+        bool ok = conn_out_copy(c, p, n);
+        corral_item_release(item);
+        return ok;
+    }
+    if (!iov_reserve(c)) {
+        corral_item_release(item);
+        c->killed = true;
+        return false;
+    }
+    c->iov[c->niov].iov_base = (void *)(uintptr_t)p;
+    c->iov[c->niov].iov_len = n;
+    c->own[c->niov] = item;
+    c->niov++;
+    c->out_bytes += n;
+    return true;
+}
+
+void
+conn_out_mark(const struct conn *c, struct conn_mark *m)
+{
+    m->niov = c->niov;
+    m->last_len = c->niov > 0 ? c->iov[c->niov - 1].iov_len : 0;
+    m->chunk = c->tail;
+    m->chunk_used = c->tail != NULL ? c->tail->used : 0;
+    m->bytes = c->out_bytes;
+}
+
+void
+conn_out_rewind(struct conn *c, const struct conn_mark *m)
+{
+    struct out_chunk *keep = m->chunk;
+
+    for (size_t i = m->niov; i < c->niov; i++) {
+        corral_item_release(c->own[i]);
+    }
+    c->niov = m->niov;
+    if (c->niov > 0) {
+        c->iov[c->niov - 1].iov_len = m->last_len;
+    }
+    chunks_free_after(c, keep);
+    if (keep != NULL) {
+        keep->used = m->chunk_used;
+    }
+    c->out_bytes = m->bytes;
+}
+
+bool
+conn_out_full(const struct conn *c)
+{
+    return c->out_bytes >= CONN_OUT_MAX;
+}
+
+void
+conn_swallow(struct conn *c, size_t n)
+{
+    c->swallow += n;
+}
+
+void
+conn_quit(struct conn *c)
+{
+    c->closing = true;
+}
+
+void
+conn_kill(struct conn *c)
+{
+    c->killed = true;
+}
+
+bool
+conn_closing(const struct conn *c)
+{
+    return c->closing || c->killed;
+}
+
+struct worker *
+conn_worker(const struct conn *c)
+{
+    return c->w;
+}
+
+struct server *
+conn_server(const struct conn *c)
+{
+    return c->w->srv;
+}
+
+int
+conn_fd(const struct conn *c)
+{
+    return c->fd;
+}
+
+const char *
+conn_report_state(const struct conn *c)
+{
+    unsigned s = atomic_load_explicit(&((struct conn *)c)->state,
+                                      memory_order_relaxed);
+    return s < sizeof(conn_state_names) / sizeof(conn_state_names[0])
+               ? conn_state_names[s]
+               : "conn_unknown";
+}
+
+long
+conn_report_idle(const struct conn *c, double now)
+{
+    int64_t t = atomic_load_explicit(&((struct conn *)c)->last_cmd,
+                                     memory_order_relaxed);
+    return now > (double)t ? (long)(now - (double)t) : 0;
+}
+
+const char *
+conn_report_peer(const struct conn *c)
+{
+    return c->peer;
+}
+
+int
+conn_report_fd(const struct conn *c)
+{
+    return c->fd;
+}
+
+/* ---------------------------------------------------------------------- */
+/* I/O                                                                    */
+
+/* Read once.  Sets eof or killed on end of stream or error. */
+static void
+conn_read_once(struct conn *c)
+{
+    ssize_t n;
+
+    if (c->rbuf == NULL && !rbuf_acquire(c)) {
+        log_warn("out of memory reading from %s", c->peer);
+        c->killed = true;
+        return;
+    }
+    if (c->rlen == c->rcap) {
+        return; /* conn_process() grows the buffer before reading again */
+    }
+    n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    if (n > 0) {
+        c->rlen += (size_t)n;
+        c->last_active = ev_now(c->w->loop);
+        srv_counter_add(&c->w->counters.bytes_read, (uint64_t)n);
+        return;
+    }
+    if (n == 0) {
+        c->eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        log_verbose("<%d read error: %s", c->fd, strerror(errno));
+        c->killed = true;
+    }
+    if (c->rlen == 0) {
+        rbuf_release(c);
+    }
+}
+
+/*
+ * Execute every complete request in rbuf.  Returns true when it stopped
+ * with requests left because the output is full.
+ */
+static bool
+conn_process(struct conn *c)
+{
+    size_t pos = 0, need = 0;
+    bool stalled = false;
+    const struct settings *st = c->w->srv->settings;
+
+    if (c->rlen == 0) {
+        return false;
+    }
+    conn_set_state(c, CONN_PARSE_CMD);
+    atomic_store_explicit(&c->last_cmd, (int64_t)ev_now(c->w->loop),
+                          memory_order_relaxed);
+    while (pos < c->rlen && !conn_closing(c)) {
+        size_t used;
+
+        if (c->swallow > 0) {
+            size_t k = c->rlen - pos < c->swallow ? c->rlen - pos
+                                                  : c->swallow;
+            pos += k;
+            c->swallow -= k;
+            continue;
+        }
+        if (conn_out_full(c)) {
+            stalled = true;
+            break;
+        }
+        need = 0;
+        used = exec_process(c, c->rbuf + pos, c->rlen - pos, &need);
+        pos += used;
+        if (c->swallow > 0) {
+            continue;
+        }
+        if (pos < c->rlen && conn_out_full(c) && !conn_closing(c)) {
+            stalled = true;
+        }
+        break;
+    }
+
+    /* Keep only the unconsumed bytes, at the front. */
+    if (pos >= c->rlen) {
+        rbuf_release(c);
+    } else if (pos > 0) {
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
+    }
+
+    if (c->rlen > 0 && !stalled && !conn_closing(c)) {
+        /* An incomplete request: make room for all of it. */
+        size_t want = need > c->rcap ? need : 0;
+        if (want == 0 && c->rlen == c->rcap) {
+            want = c->rcap * 2;
+        }
+        if (want > 0) {
+            if (c->rcap >= st->request_max || need > st->request_max) {
+                log_verbose("<%d request larger than %zu bytes", c->fd,
+                            st->request_max);
+                exec_reply_too_large(c);
+                conn_quit(c);
+                rbuf_release(c);
+            } else if (!rbuf_grow(c, want < st->request_max
+                                         ? want : st->request_max)) {
+                log_warn("out of memory buffering a request from %s",
+                         c->peer);
+                c->killed = true;
+            }
+        }
+        conn_set_state(c, need > 0 ? CONN_NREAD : CONN_WAITING);
+    } else if (c->swallow > 0) {
+        conn_set_state(c, CONN_SWALLOW);
+    }
+    return stalled;
+}
+
+/* Write what is queued.  Returns 0 when all is written, 1 when the socket
+ * is full, -1 on error (the connection is marked killed). */
+static int
+conn_flush(struct conn *c)
+{
+    while (c->head < c->niov) {
+        size_t cnt = c->niov - c->head;
+        ssize_t n;
+
+        if (cnt > CONN_IOV_BATCH) {
+            cnt = CONN_IOV_BATCH;
+        }
+        n = writev(c->fd, c->iov + c->head, (int)cnt);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return 1;
+            }
+            log_verbose("<%d write error: %s", c->fd, strerror(errno));
+            c->killed = true;
+            return -1;
+        }
+        srv_counter_add(&c->w->counters.bytes_written, (uint64_t)n);
+        c->out_bytes -= (size_t)n;
+        while (n > 0) {
+            struct iovec *v = &c->iov[c->head];
+            if ((size_t)n >= v->iov_len) {
+                n -= (ssize_t)v->iov_len;
+                corral_item_release(c->own[c->head]);
+                c->own[c->head] = NULL;
+                c->head++;
+            } else {
+                v->iov_base = (char *)v->iov_base + n;
+                v->iov_len -= (size_t)n;
+                n = 0;
+            }
+        }
+    }
+    out_reset(c);
+    return 0;
+}
+
+/* Execute and write until nothing more can be done now. */
+static void
+conn_run(struct conn *c)
+{
+    for (;;) {
+        bool stalled = conn_process(c);
+        int r;
+
+        if (c->killed) {
+            return;
+        }
+        r = conn_flush(c);
+        if (r != 0 || !stalled || conn_closing(c)) {
+            return;
+        }
+    }
+}
+
+/*
+ * Settle the watchers after an event, and close the connection when its
+ * work is done.  Returns true if the connection was freed.
+ */
+static bool
+conn_after_io(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (c->killed) {
+        conn_close(c);
+        return true;
+    }
+    if (c->head < c->niov) {
+        conn_set_state(c, CONN_MWRITE);
+        ev_io_start(loop, &c->wio);
+        if (conn_closing(c) || c->eof || conn_out_full(c)) {
+            c->paused = !conn_closing(c) && !c->eof;
+            ev_io_stop(loop, &c->rio);
+        }
+        return false;
+    }
+    ev_io_stop(loop, &c->wio);
+    if (conn_closing(c) || c->eof) {
+        conn_close(c);
+        return true;
+    }
+    if (c->draining && c->rlen == 0 && c->swallow == 0) {
+        conn_close(c);
+        return true;
+    }
+    if (c->rlen == 0 && c->swallow == 0) {
+        conn_set_state(c, CONN_NEW_CMD);
+    }
+    if (c->paused || !ev_is_active(&c->rio)) {
+        c->paused = false;
+        ev_io_start(loop, &c->rio);
+    }
+    return false;
+}
+
+static void
+conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    conn_read_once(c);
+    if (!c->killed) {
+        conn_run(c);
+    }
+    conn_after_io(c);
+}
+
+static void
+conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct conn *c = w->data;
+
+    (void)loop;
+    (void)revents;
+    if (conn_flush(c) == 0 && !conn_closing(c)) {
+        /* Requests held back by back-pressure may now run. */
+        conn_run(c);
+    }
+    conn_after_io(c);
+}
+
+void
+conn_drain(struct conn *c)
+{
+    c->draining = true;
+    if (!conn_closing(c) && !c->eof && !c->paused) {
+        conn_read_once(c);
+        if (!c->killed) {
+            conn_run(c);
+        }
+    }
+    conn_after_io(c);
+}
+
+bool
+conn_idle_check(struct conn *c, double now, double timeout)
+{
+    if (now - c->last_active < timeout) {
+        return false;
+    }
+    log_verbose("<%d idle timeout", c->fd);
+    srv_counter_add(&c->w->counters.idle_kicks, 1);
+    conn_close(c);
+    return true;
+}
+
+void
+conn_close(struct conn *c)
+{
+    struct worker *w = c->w;
+
+    log_verbose("<%d connection closed.", c->fd);
+    conn_set_state(c, CONN_CLOSING);
+    ev_io_stop(w->loop, &c->rio);
+    ev_io_stop(w->loop, &c->wio);
+    worker_conn_remove(w, &c->link);
+    close(c->fd);
+    out_reset(c);
+    free(c->iov);
+    free(c->own);
+    rbuf_release(c);
+    atomic_fetch_sub(&w->srv->curr_conns, 1);
+    free(c);
+}

@@ -1,0 +1,118 @@
+/*
+ * conn.h - one client connection: its input buffer, its output queue and
+ * its state machine.  A connection belongs to one worker thread for its
+ * whole life; every function here must be called on that thread, except
+ * the conn_report_*() readers, which "stats conns" calls from any worker
+ * under the owning worker's lock.
+ *
+ * Output.  exec.c composes replies through the conn_out_*() calls: bytes
+ * are copied into the connection's output arena, and large item values
+ * are queued by reference (zero copy) with the item kept pinned until
+ * its bytes have been written.  Everything queued is sent with writev()
+ * after the batch of requests that produced it.
+ */
+#ifndef CORRALD_CONN_H
+#define CORRALD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <corral.h>
+
+struct conn;
+struct worker;
+struct server;
+
+/*
+ * conn_create - take an accepted non-blocking socket into worker @w and
+ * start reading it.  @peer is copied.  On allocation failure the fd is
+ * closed and NULL returned.
+ */
+struct conn *conn_create(struct worker *w, int fd, const char *peer);
+
+/* conn_close - close now, dropping unsent output; frees @c. */
+void conn_close(struct conn *c);
+
+/*
+ * conn_drain - begin a graceful close (SIGTERM): the requests already
+ * received are executed, their replies written, then the connection
+ * closes.  A request only partly received may still complete.
+ */
+void conn_drain(struct conn *c);
+
+/*
+ * conn_idle_check - close @c if it has been idle for @timeout seconds at
+ * time @now (the idle timeout).  Returns true if it was closed.
+ */
+bool conn_idle_check(struct conn *c, double now, double timeout);
+
+/* Accessors. */
+struct worker *conn_worker(const struct conn *c);
+struct server *conn_server(const struct conn *c);
+int conn_fd(const struct conn *c);
+
+/* ---- output, for exec.c ---- */
+
+/*
+ * conn_out_reserve - room for at least @n bytes in the output arena.
+ * Write into it, then conn_out_commit() what was written (at most @n).
+ * Returns NULL when memory is exhausted.
+ */
+char *conn_out_reserve(struct conn *c, size_t n);
+void conn_out_commit(struct conn *c, size_t n);
+
+/* conn_out_copy - queue a copy of @n bytes.  Returns false on ENOMEM. */
+bool conn_out_copy(struct conn *c, const void *p, size_t n);
+
+/*
+ * conn_out_value - queue @n bytes at @p, which lie inside @item's value,
+ * and take over the caller's pin on @item: it is released once written
+ * (small values are copied and released at once).  Returns false on
+ * ENOMEM, with the item released.
+ */
+bool conn_out_value(struct conn *c, corral_item_t *item, const void *p,
+                    size_t n);
+
+/*
+ * A position in the output queue, to drop what was queued after it
+ * (a multi-key reply abandoned half way).  Valid until the batch ends.
+ */
+struct conn_mark {
+    size_t niov;
+    size_t last_len;
+    void *chunk;
+    size_t chunk_used;
+    size_t bytes;
+};
+void conn_out_mark(const struct conn *c, struct conn_mark *m);
+void conn_out_rewind(struct conn *c, const struct conn_mark *m);
+
+/* conn_out_full - true once the unsent output passes the bound: stop
+ * executing requests for this connection until it drains. */
+bool conn_out_full(const struct conn *c);
+
+/* ---- control, for exec.c ---- */
+
+/* conn_swallow - discard the next @n input bytes (a refused data block). */
+void conn_swallow(struct conn *c, size_t n);
+
+/* conn_quit - close once the output queued so far is written. */
+void conn_quit(struct conn *c);
+
+/* conn_kill - close without writing anything more ("shutdown"). */
+void conn_kill(struct conn *c);
+
+/* conn_closing - true after conn_quit() or conn_kill(). */
+bool conn_closing(const struct conn *c);
+
+/* ---- readable from other threads under the worker's lock ---- */
+
+/* memcached's state name ("conn_new_cmd", ...). */
+const char *conn_report_state(const struct conn *c);
+/* Seconds since the last command, at Unix time @now. */
+long conn_report_idle(const struct conn *c, double now);
+const char *conn_report_peer(const struct conn *c);
+int conn_report_fd(const struct conn *c);
+
+#endif /* CORRALD_CONN_H */

@@ -1,0 +1,1350 @@
+/*
+ * exec.c - the one file that joins the protocol library (proto.h) to the
+ * engine (corral.h): parse a connection's buffered requests, run each
+ * against the cache, and queue memcached 1.6's reply for it.
+ *
+ * Per request:
+ *
+ *   proto_parse() ──OK──► exec_<command>() ──► corral_*() ──► status
+ *        │                                                      │
+ *        ├─EINVAL──► error line (unless noreply) + swallow      ▼
+ *        ├─AGAIN───► stop: wait for more bytes         reply composed into
+ *        └─ECLOSE──► stop: close after the replies     the connection's
+ *                                                      output (conn_out_*)
+ *
+ * Replies are composed straight into the connection's output arena
+ * (conn_out_reserve/commit); a hit's value goes out by reference to the
+ * pinned item (conn_out_value), released once written.
+ *
+ * Where memcached's answer depends on more than one engine call can say,
+ * the emulation is spelled out at the function (meta flag order, C0 on
+ * md).  Every reply string comes from proto.h's tables.
+ *
+ * Threads: runs on the connection's worker thread; the engine is
+ * thread-safe, and the server-wide state it reads (settings, counters)
+ * is read-only or atomic (server.h).
+ */
+#include "exec.h"
+
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <ev.h>
+
+#include <corral.h>
+#include <proto.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+#include "worker.h"
+
+/* The version memcached clients see: the protocol level first, so that
+ * clients which test the version for meta command support keep working,
+ * then what actually answers. */
+#define EXEC_VERSION "1.6.18-corral-" PACKAGE_VERSION
+
+/* Descriptors reserved besides connections (stats: reserved_fds). */
+#define EXEC_RESERVED_FDS 32
+
+struct exec_ctx {
+    struct conn *c;
+    struct server *srv;
+    corral_t *cache;
+    const struct settings *st;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Output helpers                                                         */
+
+static void
+out_bytes(struct exec_ctx *x, const char *p, size_t n)
+{
+    conn_out_copy(x->c, p, n);
+}
+
+static void
+out_reply(struct exec_ctx *x, proto_reply_t r)
+{
+    size_t n;
+    const char *p = proto_reply_line(r, &n);
+    out_bytes(x, p, n);
+}
+
+static void
+out_err(struct exec_ctx *x, proto_err_t e)
+{
+    size_t n;
+    const char *p = proto_err_line(e, &n);
+    out_bytes(x, p, n);
+}
+
+/* A classic command's reply: skipped under noreply, as memcached's
+ * out_string() does for every reply, errors included. */
+static void
+classic_reply(struct exec_ctx *x, const struct proto_cmd *cmd,
+              proto_reply_t r)
+{
+    if (!cmd->noreply) {
+        out_reply(x, r);
+    }
+}
+
+static void
+classic_err(struct exec_ctx *x, const struct proto_cmd *cmd, proto_err_t e)
+{
+    if (!cmd->noreply) {
+        out_err(x, e);
+    }
+}
+
+/* Out-of-memory errors are always sent (memcached's out_of_memory()). */
+static void
+nomem_err(struct exec_ctx *x, proto_err_t e)
+{
+    out_err(x, e);
+}
+
+/* Reserve @max bytes, let @n of them be written, commit. */
+#define OUT_COMPOSE(x, max, expr_using_buf)                                  \
+    do {                                                                      \
+        char *buf_ = conn_out_reserve((x)->c, (max));                         \
+        if (buf_ != NULL) {                                                   \
+            size_t n_ = (expr_using_buf);                                     \
+            conn_out_commit((x)->c, n_);                                      \
+        }                                                                     \
+    } while (0)
+
+static void
+out_stat(struct exec_ctx *x, const char *name, const char *value)
+{
+    size_t max = strlen(name) + strlen(value) + 16;
+    OUT_COMPOSE(x, max, proto_compose_stat(buf_, max, name, value));
+}
+
+static void
+out_stat_u64(struct exec_ctx *x, const char *name, uint64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof(num), "%" PRIu64, v);
+    out_stat(x, name, num);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Retrieval: get gets gat gats bget                                      */
+
+static void
+exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    bool touch = cmd->type == PROTO_CMD_GAT || cmd->type == PROTO_CMD_GATS;
+    bool with_cas = cmd->type == PROTO_CMD_GETS ||
+                    cmd->type == PROTO_CMD_GATS;
+    struct proto_iter it;
+    const char *k;
+    size_t nk;
+    size_t crlf_len;
+    const char *crlf = proto_reply_line(PROTO_REPLY_CRLF, &crlf_len);
+
+    proto_keys_begin(&it, cmd);
+    while (proto_iter_next(&it, &k, &nk)) {
+        corral_item_t *item = NULL;
+        corral_status_t st;
+        const void *val;
+        size_t nval;
+
+        st = touch ? corral_gat(x->cache, k, nk, cmd->exptime, &item)
+                   : corral_get(x->cache, k, nk, &item);
+        if (st != CORRAL_OK) {
+            if (st == CORRAL_ENOMEM) {
+                /* memcached drops what it had queued for this command. */
+                nomem_err(x, PROTO_ERR_GET_NOMEM);
+                return;
+            }
+            continue;
+        }
+        val = corral_item_value(item, &nval);
+        OUT_COMPOSE(x, PROTO_VALUE_LINE_MAX,
+                    proto_compose_value(buf_, PROTO_VALUE_LINE_MAX, k, nk,
+                                        corral_item_flags(item), nval,
+                                        with_cas, corral_item_cas(item)));
+        conn_out_value(x->c, item, val, nval);
+        out_bytes(x, crlf, crlf_len);
+    }
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/*
+ * A get-family line with a key over 250 bytes: memcached has already
+ * looked up (gat: touched) the keys before it when it finds out, then
+ * drops the replies it queued and sends the error.  The lookups leave
+ * their marks (fetched bits, access times, TTLs), so they happen here too.
+ */
+static void
+exec_get_refused(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    bool touch = cmd->type == PROTO_CMD_GAT || cmd->type == PROTO_CMD_GATS;
+    struct proto_iter it;
+    const char *k;
+    size_t nk;
+
+    proto_keys_begin(&it, cmd);
+    while (proto_iter_next(&it, &k, &nk)) {
+        corral_item_t *item = NULL;
+        if ((touch ? corral_gat(x->cache, k, nk, cmd->exptime, &item)
+                   : corral_get(x->cache, k, nk, &item)) == CORRAL_OK) {
+            corral_item_release(item);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Storage                                                                */
+
+static corral_mode_t
+exec_mode(proto_store_mode_t m)
+{
+    switch (m) {
+    case PROTO_STORE_ADD:
+        return CORRAL_ADD;
+    case PROTO_STORE_REPLACE:
+        return CORRAL_REPLACE;
+    case PROTO_STORE_APPEND:
+        return CORRAL_APPEND;
+    case PROTO_STORE_PREPEND:
+        return CORRAL_PREPEND;
+    case PROTO_STORE_CAS:
+        return CORRAL_CAS;
+    case PROTO_STORE_SET:
+    default:
+        return CORRAL_SET;
+    }
+}
+
+static void
+exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    corral_store_opts_t o = {0};
+    corral_status_t st;
+
+    o.mode = exec_mode(cmd->store_mode);
+    o.flags = cmd->flags;
+    o.exptime = cmd->exptime;
+    o.cas = cmd->store_mode == PROTO_STORE_CAS ? cmd->cas : 0;
+    st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
+                      cmd->nvalue, &o, NULL);
+    switch (st) {
+    case CORRAL_OK:
+        classic_reply(x, cmd, PROTO_REPLY_STORED);
+        break;
+    case CORRAL_ENOTSTORED:
+        classic_reply(x, cmd, PROTO_REPLY_NOT_STORED);
+        break;
+    case CORRAL_EEXISTS:
+        classic_reply(x, cmd, PROTO_REPLY_EXISTS);
+        break;
+    case CORRAL_ENOTFOUND:
+        classic_reply(x, cmd, PROTO_REPLY_NOT_FOUND);
+        break;
+    case CORRAL_ETOOBIG:
+        /* The engine has dropped the old value of a set already. */
+        classic_err(x, cmd, PROTO_ERR_TOO_LARGE);
+        break;
+    case CORRAL_ENOMEM:
+        nomem_err(x, PROTO_ERR_STORE_NOMEM);
+        break;
+    default:
+        classic_err(x, cmd, PROTO_ERR_BAD_FORMAT);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* delete incr decr touch                                                 */
+
+static void
+exec_delete(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    corral_status_t st = corral_delete(x->cache, cmd->key, cmd->nkey);
+
+    classic_reply(x, cmd, st == CORRAL_OK ? PROTO_REPLY_DELETED
+                                          : PROTO_REPLY_NOT_FOUND);
+}
+
+static void
+exec_arith(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    corral_arith_opts_t o = {0};
+    corral_arith_result_t r;
+    corral_status_t st;
+
+    o.options = cmd->type == PROTO_CMD_DECR ? CORRAL_ARITH_DECR : 0;
+    o.delta = cmd->delta;
+    st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
+    switch (st) {
+    case CORRAL_OK:
+        if (!cmd->noreply) {
+            OUT_COMPOSE(x, PROTO_NUM_LINE_MAX,
+                        proto_compose_u64(buf_, PROTO_NUM_LINE_MAX,
+                                          r.value));
+        }
+        break;
+    case CORRAL_ENOTFOUND:
+        classic_reply(x, cmd, PROTO_REPLY_NOT_FOUND);
+        break;
+    case CORRAL_ENONNUMERIC:
+        classic_err(x, cmd, PROTO_ERR_NON_NUMERIC);
+        break;
+    case CORRAL_ENOMEM:
+        nomem_err(x, PROTO_ERR_NOMEM);
+        break;
+    default:
+        classic_err(x, cmd, PROTO_ERR_BAD_FORMAT);
+        break;
+    }
+}
+
+static void
+exec_touch(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    corral_status_t st = corral_touch(x->cache, cmd->key, cmd->nkey,
+                                      cmd->exptime);
+
+    classic_reply(x, cmd, st == CORRAL_OK ? PROTO_REPLY_TOUCHED
+                                          : PROTO_REPLY_NOT_FOUND);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Meta commands                                                          */
+
+/* Position of flag @f in the request's flag order, or -1. */
+static int
+meta_pos(const struct proto_cmd *cmd, char f)
+{
+    for (int i = 0; i < cmd->meta.nflags; i++) {
+        if (cmd->meta.order[i] == f) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Flag @a comes before flag @b (both given). */
+static bool
+meta_before(const struct proto_cmd *cmd, char a, char b)
+{
+    int pa = meta_pos(cmd, a), pb = meta_pos(cmd, b);
+    return pa >= 0 && pb >= 0 && pa < pb;
+}
+
+/* Queue a meta reply line unless q hides it. */
+static void
+meta_reply(struct exec_ctx *x, const struct proto_cmd *cmd,
+           proto_meta_code_t code, size_t vlen,
+           const struct proto_meta_item *mi)
+{
+    if (proto_meta_quiet(cmd, code)) {
+        return;
+    }
+    OUT_COMPOSE(x, PROTO_META_LINE_MAX,
+                proto_compose_meta(buf_, PROTO_META_LINE_MAX, code, vlen, cmd,
+                                   mi));
+}
+
+/*
+ * mg.  memcached walks the request's flags in order, and T, N and R act
+ * on the item as they are met: "t T30" reports the TTL before the touch,
+ * "T30 t" after it; T before R lets R see the new TTL; on a vivified item
+ * the later of N and T sets the expiry, and a t before both reports -1.
+ * The engine does a lookup in one step, so:
+ *   - without T (the usual case): one corral_get_ex() with NOBUMP (u),
+ *     VIVIFY (N) and RECACHE (R) as asked;
+ *   - with T alone, or T before t and R: the same call with TOUCH;
+ *   - otherwise the lookup runs without TOUCH (R, if before T, judged on
+ *     the old TTL), then a second call applies T without bumping (and R,
+ *     if after T, is judged then), and the reported TTL and final expiry
+ *     follow the flag order.
+ */
+static void
+exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    const struct proto_meta *m = &cmd->meta;
+    bool has_t = proto_meta_has(cmd, 'T');
+    bool has_r = proto_meta_has(cmd, 'R');
+    bool has_n = proto_meta_has(cmd, 'N');
+    bool split = has_t && (meta_before(cmd, 't', 'T') ||
+                           meta_before(cmd, 'R', 'T') || has_n);
+    corral_get_opts_t o = {0};
+    corral_get_result_t res;
+    corral_item_t *item = NULL;
+    struct proto_meta_item mi;
+    corral_status_t st;
+    bool created, won, lost;
+    const void *val;
+    size_t nval;
+
+    if (proto_meta_has(cmd, 'u')) {
+        o.flags |= CORRAL_GET_NOBUMP;
+    }
+    if (has_n) {
+        o.flags |= CORRAL_GET_VIVIFY;
+        o.vivify_exptime = m->vivify_ttl;
+    }
+    if (has_r && !(split && meta_before(cmd, 'T', 'R'))) {
+        o.flags |= CORRAL_GET_RECACHE;
+        o.recache_ttl = m->recache_ttl;
+    }
+    if (has_t && !split) {
+        o.flags |= CORRAL_GET_TOUCH;
+        o.touch_exptime = m->ttl;
+    }
+    st = corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, &res);
+    if (st != CORRAL_OK) {
+        if (st == CORRAL_ENOMEM && has_n) {
+            nomem_err(x, PROTO_ERR_NOMEM);
+            return;
+        }
+        meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
+        return;
+    }
+    created = (res.flags & CORRAL_RES_VIVIFIED) != 0;
+    won = (res.flags & CORRAL_RES_WIN) != 0;
+    lost = (res.flags & CORRAL_RES_LOST) != 0;
+
+    memset(&mi, 0, sizeof(mi));
+    mi.ttl = corral_item_ttl(x->cache, item);
+    if (split) {
+        /* The TTL a 't' reports: the one in force where 't' stands. */
+        int pt = meta_pos(cmd, 't'), pT = meta_pos(cmd, 'T');
+        int pN = created ? meta_pos(cmd, 'N') : -1;
+        int64_t ttl_n = mi.ttl; /* a vivified item has N's TTL now */
+        int64_t ttl_t;
+        corral_get_opts_t o2 = {0};
+        corral_get_result_t res2;
+        corral_item_t *again = NULL;
+
+        o2.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
+        o2.touch_exptime = m->ttl;
+        if (has_r && !created && meta_before(cmd, 'T', 'R')) {
+            o2.flags |= CORRAL_GET_RECACHE;
+            o2.recache_ttl = m->recache_ttl;
+        }
+        if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o2, &again,
+                          &res2) == CORRAL_OK) {
+            ttl_t = corral_item_ttl(x->cache, again);
+            if (!lost && (res2.flags & CORRAL_RES_WIN)) {
+                won = true;
+            }
+            corral_item_release(again);
+            if (created && pN > pT) {
+                /* N came last: its expiry stands. */
+                corral_get_opts_t o3 = {0};
+                o3.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
+                o3.touch_exptime = m->vivify_ttl;
+                if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o3,
+                                  &again, NULL) == CORRAL_OK) {
+                    corral_item_release(again);
+                }
+            }
+        } else {
+            ttl_t = mi.ttl;
+        }
+        if (pt >= 0) {
+            int64_t cur = created ? -1 : mi.ttl;
+            for (int i = 0; i < pt; i++) {
+                if (m->order[i] == 'T') {
+                    cur = ttl_t;
+                } else if (m->order[i] == 'N' && created) {
+                    cur = ttl_n;
+                }
+            }
+            mi.ttl = cur;
+        }
+    } else if (created && meta_before(cmd, 't', 'N')) {
+        mi.ttl = -1; /* memcached creates the item without expiry first */
+    }
+
+    val = corral_item_value(item, &nval);
+    mi.have = PROTO_MF('c') | PROTO_MF('f') | PROTO_MF('h') | PROTO_MF('l') |
+              PROTO_MF('s') | PROTO_MF('t');
+    mi.cas = corral_item_cas(item);
+    mi.flags = corral_item_flags(item);
+    mi.fetched = (res.flags & CORRAL_RES_HIT_BEFORE) != 0;
+    mi.last_access = res.last_access > 0 ? (uint64_t)res.last_access : 0;
+    mi.size = nval;
+    mi.key = NULL;
+    mi.key_binary = m->base64;
+    mi.stale = (res.flags & CORRAL_RES_STALE) != 0;
+    mi.token_sent = lost;
+    mi.won = won && !lost;
+
+    if (proto_meta_has(cmd, 'v')) {
+        size_t crlf_len;
+        const char *crlf = proto_reply_line(PROTO_REPLY_CRLF, &crlf_len);
+
+        if (proto_meta_quiet(cmd, PROTO_META_VA)) {
+            corral_item_release(item);
+            return;
+        }
+        meta_reply(x, cmd, PROTO_META_VA, nval, &mi);
+        conn_out_value(x->c, item, val, nval);
+        out_bytes(x, crlf, crlf_len);
+    } else {
+        meta_reply(x, cmd, PROTO_META_HD, 0, &mi);
+        corral_item_release(item);
+    }
+}
+
+/*
+ * ms.  A CAS (C) turns set and replace into a CAS store, as in
+ * memcached; I with a CAS lets an older CAS store the value as stale.
+ * A refused store of any mode drops the key, as memcached does for ms.
+ */
+static void
+exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    const struct proto_meta *m = &cmd->meta;
+    corral_store_opts_t o = {0};
+    struct proto_meta_item mi;
+    uint64_t cas = 0;
+    corral_status_t st;
+    proto_meta_code_t code;
+
+    o.mode = exec_mode(m->store_mode);
+    if (m->has_cas) {
+        o.cas = m->cas;
+        if (o.mode == CORRAL_SET || o.mode == CORRAL_REPLACE) {
+            o.mode = CORRAL_CAS;
+        }
+        if (o.mode == CORRAL_CAS && m->invalidate) {
+            o.options |= CORRAL_STORE_INVALIDATE;
+        }
+    }
+    o.flags = m->client_flags;
+    o.exptime = proto_meta_has(cmd, 'T') ? m->ttl : 0;
+    st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
+                      cmd->nvalue, &o, &cas);
+    switch (st) {
+    case CORRAL_OK:
+        code = PROTO_META_HD;
+        break;
+    case CORRAL_ENOTSTORED:
+        code = PROTO_META_NS;
+        break;
+    case CORRAL_EEXISTS:
+        code = PROTO_META_EX;
+        break;
+    case CORRAL_ENOTFOUND:
+        code = PROTO_META_NF;
+        break;
+    case CORRAL_ETOOBIG:
+    case CORRAL_ENOMEM:
+        if (o.mode != CORRAL_SET) {
+            corral_delete(x->cache, cmd->key, cmd->nkey);
+        }
+        out_err(x, st == CORRAL_ETOOBIG ? PROTO_ERR_TOO_LARGE
+                                        : PROTO_ERR_STORE_NOMEM);
+        return;
+    default:
+        out_err(x, PROTO_ERR_BAD_FORMAT);
+        return;
+    }
+    memset(&mi, 0, sizeof(mi));
+    mi.have = PROTO_MF('c');
+    mi.cas = cas;
+    mi.key_binary = m->base64;
+    meta_reply(x, cmd, code, 0, &mi);
+}
+
+/*
+ * md.  memcached compares C even when it is 0 (no item has CAS 0, so C0
+ * always mismatches); the engine reads 0 as "no condition", so C0 asks
+ * for a CAS no item can have.
+ */
+static void
+exec_md(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    const struct proto_meta *m = &cmd->meta;
+    corral_delete_opts_t o = {0};
+    corral_status_t st;
+    proto_meta_code_t code;
+
+    if (m->has_cas) {
+        o.cas = m->cas != 0 ? m->cas : UINT64_MAX;
+    }
+    if (m->invalidate) {
+        o.options |= CORRAL_DELETE_STALE;
+        if (proto_meta_has(cmd, 'T')) {
+            o.options |= CORRAL_DELETE_TOUCH;
+            o.exptime = m->ttl;
+        }
+    }
+    st = corral_delete_ex(x->cache, cmd->key, cmd->nkey, &o);
+    switch (st) {
+    case CORRAL_OK:
+        code = PROTO_META_HD;
+        break;
+    case CORRAL_EEXISTS:
+        code = PROTO_META_EX;
+        break;
+    case CORRAL_ENOTFOUND:
+    default:
+        code = PROTO_META_NF;
+        break;
+    }
+    meta_reply(x, cmd, code, 0, NULL);
+}
+
+/* The TTL an exptime gives, as corral_item_ttl() would report it. */
+static int64_t
+exptime_ttl(int64_t exptime)
+{
+    time_t now = time(NULL);
+
+    if (exptime == 0) {
+        return -1;
+    }
+    if (exptime < 0) {
+        return 0;
+    }
+    if (exptime <= CORRAL_RELTIME_MAX) {
+        return exptime;
+    }
+    return exptime > (int64_t)now ? exptime - (int64_t)now : 0;
+}
+
+/*
+ * ma.  As mg, memcached applies T and N in flag order: a 't' before 'T'
+ * reports the old TTL, and on an item created by N the later of N and T
+ * sets the expiry.  The engine does not say whether it created the item,
+ * so a miss with N is retried with VIVIFY (two calls, on misses only).
+ */
+static void
+exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    const struct proto_meta *m = &cmd->meta;
+    bool has_t = proto_meta_has(cmd, 'T');
+    bool has_n = proto_meta_has(cmd, 'N');
+    bool t_first = meta_before(cmd, 't', 'T');
+    corral_arith_opts_t o = {0};
+    corral_arith_result_t r;
+    struct proto_meta_item mi;
+    corral_status_t st;
+    bool created = false;
+    char digits[24];
+    size_t nd;
+
+    o.options = m->decr ? CORRAL_ARITH_DECR : 0;
+    o.delta = m->delta;
+    o.cas = m->has_cas ? m->cas : 0;
+    if (has_t && !t_first) {
+        o.options |= CORRAL_ARITH_TOUCH;
+        o.touch_exptime = m->ttl;
+    }
+    st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
+    if (st == CORRAL_ENOTFOUND && has_n) {
+        o.options = (o.options & CORRAL_ARITH_DECR) | CORRAL_ARITH_VIVIFY;
+        o.initial = m->initial;
+        o.vivify_exptime = m->vivify_ttl;
+        st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
+        created = st == CORRAL_OK;
+    }
+    switch (st) {
+    case CORRAL_OK:
+        break;
+    case CORRAL_ENOTFOUND:
+        meta_reply(x, cmd, PROTO_META_NF, 0, NULL);
+        return;
+    case CORRAL_EEXISTS:
+        meta_reply(x, cmd, PROTO_META_EX, 0, NULL);
+        return;
+    case CORRAL_ENONNUMERIC:
+        out_err(x, PROTO_ERR_NON_NUMERIC);
+        return;
+    case CORRAL_ENOMEM:
+        out_err(x, PROTO_ERR_NOMEM);
+        return;
+    default:
+        out_err(x, PROTO_ERR_BAD_FORMAT);
+        return;
+    }
+
+    memset(&mi, 0, sizeof(mi));
+    mi.ttl = r.ttl;
+    if (created || (has_t && t_first)) {
+        /* Replay the flag order for the reported TTL and the final
+         * expiry.  cur starts as the TTL before any T or N acted. */
+        int64_t cur = created ? -1 : r.ttl;
+        int64_t final = created ? m->vivify_ttl : 0;
+        bool retouch = false;
+
+        for (int i = 0; i < m->nflags; i++) {
+            char f = m->order[i];
+            if (f == 't') {
+                mi.ttl = cur;
+            } else if (f == 'T') {
+                cur = exptime_ttl(m->ttl);
+                final = m->ttl;
+                retouch = true;
+            } else if (f == 'N' && created) {
+                cur = exptime_ttl(m->vivify_ttl);
+                final = m->vivify_ttl;
+                retouch = has_t;
+            }
+        }
+        if (retouch) {
+            corral_get_opts_t g = {0};
+            corral_item_t *item = NULL;
+            g.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
+            g.touch_exptime = final;
+            if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &g, &item,
+                              NULL) == CORRAL_OK) {
+                corral_item_release(item);
+            }
+        }
+    }
+    nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, r.value);
+    mi.have = PROTO_MF('c') | PROTO_MF('t');
+    mi.cas = r.cas;
+    mi.key_binary = m->base64;
+    if (proto_meta_has(cmd, 'v')) {
+        if (proto_meta_quiet(cmd, PROTO_META_VA)) {
+            return;
+        }
+        meta_reply(x, cmd, PROTO_META_VA, nd, &mi);
+        out_bytes(x, digits, nd);
+        out_reply(x, PROTO_REPLY_CRLF);
+    } else {
+        meta_reply(x, cmd, PROTO_META_HD, 0, &mi);
+    }
+}
+
+/* me: a look at an item that changes nothing about it. */
+static void
+exec_me(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    corral_get_opts_t o = {0};
+    corral_item_t *item = NULL;
+    corral_item_info_t info;
+    struct proto_me_info me;
+
+    o.flags = CORRAL_GET_NOBUMP;
+    if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, NULL) !=
+        CORRAL_OK) {
+        meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
+        return;
+    }
+    corral_item_info(x->cache, item, &info);
+    corral_item_release(item);
+    memset(&me, 0, sizeof(me));
+    me.exp = info.ttl < 0 ? -1 : -info.ttl;
+    me.la = info.last_access > 0 ? (uint64_t)info.last_access : 0;
+    me.cas = info.cas;
+    me.fetched = info.fetched != 0;
+    me.cls = 1;
+    me.size = info.alloc_size;
+    OUT_COMPOSE(x, PROTO_META_LINE_MAX,
+                proto_compose_me(buf_, PROTO_META_LINE_MAX, cmd->key,
+                                 cmd->nkey, cmd->meta.base64, &me));
+}
+
+/* ---------------------------------------------------------------------- */
+/* stats                                                                  */
+
+static void
+stats_rusage(struct exec_ctx *x)
+{
+    struct rusage ru;
+    char v[48];
+
+    getrusage(RUSAGE_SELF, &ru);
+    snprintf(v, sizeof(v), "%ld.%06ld", (long)ru.ru_utime.tv_sec,
+             (long)ru.ru_utime.tv_usec);
+    out_stat(x, "rusage_user", v);
+    snprintf(v, sizeof(v), "%ld.%06ld", (long)ru.ru_stime.tv_sec,
+             (long)ru.ru_stime.tv_usec);
+    out_stat(x, "rusage_system", v);
+}
+
+static unsigned
+hash_power(uint64_t hash_bytes)
+{
+    unsigned p = 0;
+    uint64_t slots = hash_bytes / 8;
+
+    while (p < 63 && (UINT64_C(1) << (p + 1)) <= slots) {
+        p++;
+    }
+    return p;
+}
+
+/*
+ * The general "stats", in memcached 1.6.18's order and names.  Lines that
+ * describe memcached's slab allocator, LRU maintainer and other internals
+ * Corral does not have read 0.
+ */
+static void
+exec_stats_general(struct exec_ctx *x)
+{
+    corral_stats_t cs;
+    struct server_snapshot ss;
+    char v[64];
+    time_t now = time(NULL);
+
+    memset(&cs, 0, sizeof(cs));
+    corral_stats(x->cache, &cs, sizeof(cs));
+    server_snapshot(x->srv, &ss);
+
+    out_stat_u64(x, "pid", (uint64_t)x->srv->pid);
+    out_stat_u64(x, "uptime", (uint64_t)(now - x->srv->started));
+    out_stat_u64(x, "time", (uint64_t)now);
+    out_stat(x, "version", EXEC_VERSION);
+    snprintf(v, sizeof(v), "libev-%d.%d", ev_version_major(),
+             ev_version_minor());
+    out_stat(x, "libevent", v);
+    out_stat_u64(x, "pointer_size", 8 * sizeof(void *));
+    stats_rusage(x);
+    out_stat_u64(x, "max_connections", x->st->max_conns);
+    out_stat_u64(x, "curr_connections", ss.curr_conns);
+    out_stat_u64(x, "total_connections", ss.total_conns);
+    out_stat_u64(x, "rejected_connections", ss.rejected_conns);
+    out_stat_u64(x, "connection_structures", ss.conn_structures);
+#define ZERO_STATS_1(X)                                                       \
+    X(response_obj_oom) X(response_obj_count) X(response_obj_bytes)           \
+    X(read_buf_count) X(read_buf_bytes) X(read_buf_bytes_free)                \
+    X(read_buf_oom)
+#define OUT_ZERO(name) out_stat_u64(x, #name, 0);
+    ZERO_STATS_1(OUT_ZERO)
+    out_stat_u64(x, "reserved_fds", EXEC_RESERVED_FDS);
+    out_stat_u64(x, "cmd_get", cs.cmd_get);
+    out_stat_u64(x, "cmd_set", cs.cmd_set);
+    out_stat_u64(x, "cmd_flush", cs.cmd_flush);
+    out_stat_u64(x, "cmd_touch", cs.cmd_touch);
+    out_stat_u64(x, "cmd_meta", ss.cmd_meta);
+#define ENGINE_STATS_1(X)                                                     \
+    X(get_hits) X(get_misses) X(get_expired) X(get_flushed)                   \
+    X(delete_misses) X(delete_hits) X(incr_misses) X(incr_hits)               \
+    X(decr_misses) X(decr_hits) X(cas_misses) X(cas_hits) X(cas_badval)       \
+    X(touch_hits) X(touch_misses) X(store_too_large) X(store_no_memory)
+#define OUT_ENGINE(name) out_stat_u64(x, #name, cs.name);
+    ENGINE_STATS_1(OUT_ENGINE)
+    out_stat_u64(x, "auth_cmds", 0);
+    out_stat_u64(x, "auth_errors", 0);
+    out_stat_u64(x, "bytes_read", ss.bytes_read);
+    out_stat_u64(x, "bytes_written", ss.bytes_written);
+    out_stat_u64(x, "limit_maxbytes", cs.limit_maxbytes);
+    out_stat_u64(x, "accepting_conns", ss.accepting ? 1 : 0);
+    out_stat_u64(x, "listen_disabled_num", ss.listen_disabled_num);
+    out_stat_u64(x, "time_in_listen_disabled_us", 0);
+    out_stat_u64(x, "threads", x->srv->nworkers);
+    out_stat_u64(x, "conn_yields", ss.conn_yields);
+    out_stat_u64(x, "hash_power_level", hash_power(cs.hash_bytes));
+    out_stat_u64(x, "hash_bytes", cs.hash_bytes);
+    out_stat_u64(x, "hash_is_expanding", cs.hash_is_expanding ? 1 : 0);
+#define ZERO_STATS_2(X)                                                       \
+    X(slab_reassign_rescues) X(slab_reassign_chunk_rescues)                   \
+    X(slab_reassign_evictions_nomem) X(slab_reassign_inline_reclaim)          \
+    X(slab_reassign_busy_items) X(slab_reassign_busy_deletes)                 \
+    X(slab_reassign_running) X(slabs_moved) X(lru_crawler_running)            \
+    X(lru_crawler_starts) X(lru_maintainer_juggles) X(malloc_fails)           \
+    X(log_worker_dropped) X(log_worker_written) X(log_watcher_skipped)        \
+    X(log_watcher_sent) X(log_watchers) X(unexpected_napi_ids)                \
+    X(round_robin_fallback)
+    ZERO_STATS_2(OUT_ZERO)
+    out_stat_u64(x, "bytes", cs.bytes);
+    out_stat_u64(x, "curr_items", cs.curr_items);
+    out_stat_u64(x, "total_items", cs.total_items);
+    out_stat_u64(x, "slab_global_page_pool", 0);
+    out_stat_u64(x, "expired_unfetched", cs.expired_unfetched);
+    out_stat_u64(x, "evicted_unfetched", cs.evicted_unfetched);
+    out_stat_u64(x, "evicted_active", 0);
+    out_stat_u64(x, "evictions", cs.evictions);
+    out_stat_u64(x, "reclaimed", cs.reclaimed);
+#define ZERO_STATS_3(X)                                                       \
+    X(crawler_reclaimed) X(crawler_items_checked) X(lrutail_reflocked)        \
+    X(moves_to_cold) X(moves_to_warm) X(moves_within_lru)                     \
+    X(direct_reclaims) X(lru_bumps_dropped)
+    ZERO_STATS_3(OUT_ZERO)
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/* "stats settings": memcached's names, Corral's values. */
+static void
+exec_stats_settings(struct exec_ctx *x)
+{
+    const struct settings *st = x->st;
+
+    out_stat_u64(x, "maxbytes", st->max_memory);
+    out_stat_u64(x, "maxconns", st->max_conns);
+    out_stat_u64(x, "tcpport", listener_port(x->srv->listener));
+    out_stat_u64(x, "udpport", 0);
+    out_stat(x, "inter", st->listen);
+    out_stat_u64(x, "verbosity", (uint64_t)log_get_level());
+    out_stat_u64(x, "oldest", 0);
+    out_stat(x, "evictions", "on");
+    out_stat(x, "domain_socket", "NULL");
+    out_stat(x, "umask", "700");
+    out_stat(x, "shutdown_command", st->enable_shutdown ? "yes" : "no");
+    out_stat(x, "growth_factor", "1.25");
+    out_stat_u64(x, "chunk_size", 48);
+    out_stat_u64(x, "num_threads", x->srv->nworkers);
+    out_stat_u64(x, "num_threads_per_udp", x->srv->nworkers);
+    out_stat(x, "stat_key_prefix", ":");
+    out_stat(x, "detail_enabled", "no");
+    out_stat_u64(x, "reqs_per_event", 20);
+    out_stat(x, "cas_enabled", "yes");
+    out_stat_u64(x, "tcp_backlog", st->backlog);
+    out_stat(x, "binding_protocol", "ascii");
+    out_stat(x, "auth_enabled_sasl", "no");
+    out_stat(x, "auth_enabled_ascii", "no");
+    out_stat_u64(x, "item_size_max", st->item_size_max);
+    out_stat(x, "maxconns_fast", "yes");
+    out_stat_u64(x, "hashpower_init", 0);
+    out_stat(x, "slab_reassign", "no");
+    out_stat_u64(x, "slab_automove", 0);
+    out_stat(x, "slab_automove_ratio", "0.80");
+    out_stat_u64(x, "slab_automove_window", 30);
+    out_stat_u64(x, "slab_chunk_max", st->item_size_max / 2);
+    out_stat(x, "lru_crawler", "no");
+    out_stat_u64(x, "lru_crawler_sleep", 0);
+    out_stat_u64(x, "lru_crawler_tocrawl", 0);
+    out_stat_u64(x, "tail_repair_time", 0);
+    out_stat(x, "flush_enabled", st->disable_flush ? "no" : "yes");
+    out_stat(x, "dump_enabled", "no");
+    out_stat(x, "hash_algorithm", "xxh3");
+    out_stat(x, "lru_maintainer_thread", "no");
+    out_stat(x, "lru_segmented", "no");
+    out_stat_u64(x, "hot_lru_pct", 0);
+    out_stat_u64(x, "warm_lru_pct", 0);
+    out_stat(x, "hot_max_factor", "0.00");
+    out_stat(x, "warm_max_factor", "0.00");
+    out_stat(x, "temp_lru", "no");
+    out_stat_u64(x, "temporary_ttl", 0);
+    out_stat_u64(x, "idle_timeout", st->idle_timeout);
+    out_stat_u64(x, "watcher_logbuf_size", 0);
+    out_stat_u64(x, "worker_logbuf_size", 0);
+    out_stat_u64(x, "read_buf_mem_limit", 0);
+    out_stat(x, "track_sizes", "no");
+    out_stat(x, "inline_ascii_response", "no");
+    out_stat_u64(x, "ext_item_size", 0);
+    out_stat_u64(x, "ext_item_age", 0);
+    out_stat_u64(x, "ext_low_ttl", 0);
+    out_stat_u64(x, "ext_recache_rate", 0);
+    out_stat_u64(x, "ext_wbuf_size", 0);
+    out_stat_u64(x, "ext_compact_under", 0);
+    out_stat_u64(x, "ext_drop_under", 0);
+    out_stat_u64(x, "ext_max_sleep", 0);
+    out_stat(x, "ext_max_frag", "0.00");
+    out_stat(x, "slab_automove_freeratio", "0.000");
+    out_stat(x, "ext_drop_unread", "no");
+    out_stat(x, "ssl_enabled", "no");
+    out_stat(x, "ssl_chain_cert", "(null)");
+    out_stat(x, "ssl_key", "(null)");
+    out_stat_u64(x, "ssl_verify_mode", 0);
+    out_stat_u64(x, "ssl_keyformat", 0);
+    out_stat(x, "ssl_ciphers", "NULL");
+    out_stat(x, "ssl_ca_cert", "NULL");
+    out_stat_u64(x, "ssl_wbuf_size", 0);
+    out_stat(x, "ssl_session_cache", "no");
+    out_stat(x, "ssl_kernel_tls", "no");
+    out_stat(x, "ssl_min_version", "none");
+    out_stat(x, "num_napi_ids", "(null)");
+    out_stat(x, "memory_file", "(null)");
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/* "stats items": the whole cache as one class, when it holds items. */
+static void
+exec_stats_items(struct exec_ctx *x)
+{
+    corral_stats_t cs;
+
+    memset(&cs, 0, sizeof(cs));
+    corral_stats(x->cache, &cs, sizeof(cs));
+    if (cs.curr_items > 0) {
+#define ITEM_STAT(name, value) out_stat_u64(x, "items:1:" #name, (value));
+        ITEM_STAT(number, cs.curr_items)
+        ITEM_STAT(number_hot, 0)
+        ITEM_STAT(number_warm, 0)
+        ITEM_STAT(number_cold, cs.curr_items)
+        ITEM_STAT(age_hot, 0)
+        ITEM_STAT(age_warm, 0)
+        ITEM_STAT(age, 0)
+        ITEM_STAT(mem_requested, cs.bytes)
+        ITEM_STAT(evicted, cs.evictions)
+        ITEM_STAT(evicted_nonzero, 0)
+        ITEM_STAT(evicted_time, 0)
+        ITEM_STAT(outofmemory, cs.store_no_memory)
+        ITEM_STAT(tailrepairs, 0)
+        ITEM_STAT(reclaimed, cs.reclaimed)
+        ITEM_STAT(expired_unfetched, cs.expired_unfetched)
+        ITEM_STAT(evicted_unfetched, cs.evicted_unfetched)
+        ITEM_STAT(evicted_active, 0)
+        ITEM_STAT(crawler_reclaimed, 0)
+        ITEM_STAT(crawler_items_checked, 0)
+        ITEM_STAT(lrutail_reflocked, 0)
+        ITEM_STAT(moves_to_cold, 0)
+        ITEM_STAT(moves_to_warm, 0)
+        ITEM_STAT(moves_within_lru, 0)
+        ITEM_STAT(direct_reclaims, 0)
+        ITEM_STAT(hits_to_hot, 0)
+        ITEM_STAT(hits_to_warm, 0)
+        ITEM_STAT(hits_to_cold, cs.get_hits)
+        ITEM_STAT(hits_to_temp, 0)
+#undef ITEM_STAT
+    }
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/* "stats slabs": no slab classes; the totals memcached prints. */
+static void
+exec_stats_slabs(struct exec_ctx *x)
+{
+    corral_stats_t cs;
+
+    memset(&cs, 0, sizeof(cs));
+    corral_stats(x->cache, &cs, sizeof(cs));
+    out_stat_u64(x, "active_slabs", 0);
+    out_stat_u64(x, "total_malloced", cs.mem_used);
+    out_reply(x, PROTO_REPLY_END);
+}
+
+struct conns_walk {
+    struct exec_ctx *x;
+    double now;
+    const char *listen_addr;
+};
+
+static void
+stats_conn_listener(int fd, const char *addr, void *ud)
+{
+    struct conns_walk *cw = ud;
+    char name[48];
+
+    snprintf(name, sizeof(name), "%d:addr", fd);
+    out_stat(cw->x, name, addr);
+    snprintf(name, sizeof(name), "%d:state", fd);
+    out_stat(cw->x, name, "conn_listening");
+    snprintf(name, sizeof(name), "%d:secs_since_last_cmd", fd);
+    out_stat_u64(cw->x, name, (uint64_t)(cw->now - (double)cw->x->srv->started));
+}
+
+/* Runs under the connection's worker lock: output only, no engine. */
+static void
+stats_conn_one(const struct conn *c, void *ud)
+{
+    struct conns_walk *cw = ud;
+    int fd = conn_report_fd(c);
+    char name[48];
+
+    snprintf(name, sizeof(name), "%d:addr", fd);
+    out_stat(cw->x, name, conn_report_peer(c));
+    snprintf(name, sizeof(name), "%d:listen_addr", fd);
+    out_stat(cw->x, name, cw->listen_addr);
+    snprintf(name, sizeof(name), "%d:state", fd);
+    out_stat(cw->x, name, conn_report_state(c));
+    snprintf(name, sizeof(name), "%d:secs_since_last_cmd", fd);
+    out_stat_u64(cw->x, name, (uint64_t)conn_report_idle(c, cw->now));
+}
+
+static void
+exec_stats_conns(struct exec_ctx *x)
+{
+    struct conns_walk cw;
+
+    cw.x = x;
+    cw.now = (double)time(NULL);
+    cw.listen_addr = listener_addr(x->srv->listener);
+    listener_foreach(x->srv->listener, stats_conn_listener, &cw);
+    for (unsigned i = 0; i < x->srv->nworkers; i++) {
+        worker_conns_foreach(&x->srv->workers[i], stats_conn_one, &cw);
+    }
+    out_reply(x, PROTO_REPLY_END);
+}
+
+static bool
+word_is(const char *w, size_t n, const char *s)
+{
+    return n == strlen(s) && memcmp(w, s, n) == 0;
+}
+
+static void
+exec_stats(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    struct proto_iter it;
+    const char *w = NULL, *w2 = NULL;
+    size_t n = 0, n2 = 0;
+
+    proto_args_begin(&it, cmd);
+    if (!proto_iter_next(&it, &w, &n)) {
+        exec_stats_general(x);
+        return;
+    }
+    proto_iter_next(&it, &w2, &n2);
+    if (word_is(w, n, "reset")) {
+        corral_stats_reset(x->cache);
+        server_stats_reset(x->srv);
+        out_reply(x, PROTO_REPLY_RESET);
+    } else if (word_is(w, n, "settings")) {
+        exec_stats_settings(x);
+    } else if (word_is(w, n, "items")) {
+        exec_stats_items(x);
+    } else if (word_is(w, n, "slabs")) {
+        exec_stats_slabs(x);
+    } else if (word_is(w, n, "conns")) {
+        exec_stats_conns(x);
+    } else if (word_is(w, n, "sizes")) {
+        out_stat(x, "sizes_status", "disabled");
+        out_reply(x, PROTO_REPLY_END);
+    } else if (word_is(w, n, "sizes_enable") ||
+               word_is(w, n, "sizes_disable")) {
+        /* memcached's reply shape for a failure, without END. */
+        out_stat(x, "sizes_status", "error");
+        out_stat(x, "sizes_error", "size histograms are not supported");
+    } else if (word_is(w, n, "detail")) {
+        /* Per-prefix statistics are not collected: on and off are
+         * accepted, and the dump is empty. */
+        if (w2 != NULL && word_is(w2, n2, "on")) {
+            out_reply(x, PROTO_REPLY_OK);
+        } else if (w2 != NULL && word_is(w2, n2, "off")) {
+            out_reply(x, PROTO_REPLY_OK);
+        } else if (w2 != NULL && word_is(w2, n2, "dump")) {
+            out_reply(x, PROTO_REPLY_END);
+        } else {
+            out_err(x, PROTO_ERR_STATS_DETAIL_USAGE);
+        }
+    } else if (word_is(w, n, "cachedump")) {
+        out_err(x, PROTO_ERR_STATS_CACHEDUMP_DISABLED);
+    } else {
+        out_err(x, PROTO_ERR_ERROR);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* The rest                                                               */
+
+static void
+exec_flush_all(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    if (x->st->disable_flush) {
+        classic_err(x, cmd, PROTO_ERR_FLUSH_DISABLED);
+        return;
+    }
+    corral_flush(x->cache, cmd->exptime);
+    classic_reply(x, cmd, PROTO_REPLY_OK);
+}
+
+static void
+exec_version(struct exec_ctx *x)
+{
+    size_t max = sizeof(EXEC_VERSION) + 16;
+    OUT_COMPOSE(x, max, proto_compose_line(buf_, max, "VERSION",
+                                           EXEC_VERSION));
+}
+
+static void
+exec_verbosity(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    log_set_level(cmd->level > LOG_LEVEL_MAX ? LOG_LEVEL_MAX
+                                             : (int)cmd->level);
+    classic_reply(x, cmd, PROTO_REPLY_OK);
+}
+
+static void
+exec_shutdown(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    if (!x->st->enable_shutdown) {
+        out_err(x, PROTO_ERR_SHUTDOWN_DISABLED);
+        return;
+    }
+    if (cmd->shutdown == PROTO_SHUTDOWN_INVALID) {
+        out_err(x, PROTO_ERR_SHUTDOWN_MODE);
+        return;
+    }
+    log_info("shutdown requested by a client");
+    /* memcached closes the asking connection without a reply. */
+    conn_kill(x->c);
+    server_request_shutdown(x->srv);
+}
+
+static void
+exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
+{
+    switch (cmd->type) {
+    case PROTO_CMD_GET:
+    case PROTO_CMD_GETS:
+    case PROTO_CMD_GAT:
+    case PROTO_CMD_GATS:
+    case PROTO_CMD_BGET:
+        exec_get(x, cmd);
+        break;
+    case PROTO_CMD_SET:
+    case PROTO_CMD_ADD:
+    case PROTO_CMD_REPLACE:
+    case PROTO_CMD_APPEND:
+    case PROTO_CMD_PREPEND:
+    case PROTO_CMD_CAS:
+        exec_store(x, cmd);
+        break;
+    case PROTO_CMD_DELETE:
+        exec_delete(x, cmd);
+        break;
+    case PROTO_CMD_INCR:
+    case PROTO_CMD_DECR:
+        exec_arith(x, cmd);
+        break;
+    case PROTO_CMD_TOUCH:
+        exec_touch(x, cmd);
+        break;
+    case PROTO_CMD_FLUSH_ALL:
+        exec_flush_all(x, cmd);
+        break;
+    case PROTO_CMD_STATS:
+        exec_stats(x, cmd);
+        break;
+    case PROTO_CMD_VERSION:
+        exec_version(x);
+        break;
+    case PROTO_CMD_VERBOSITY:
+        exec_verbosity(x, cmd);
+        break;
+    case PROTO_CMD_QUIT:
+        conn_quit(x->c);
+        break;
+    case PROTO_CMD_SHUTDOWN:
+        exec_shutdown(x, cmd);
+        break;
+    case PROTO_CMD_WATCH:
+        /* Log streams are not served: memcached's answer under -W. */
+        out_err(x, PROTO_ERR_WATCH_DISABLED);
+        break;
+    case PROTO_CMD_MG:
+        exec_mg(x, cmd);
+        break;
+    case PROTO_CMD_MS:
+        exec_ms(x, cmd);
+        break;
+    case PROTO_CMD_MD:
+        exec_md(x, cmd);
+        break;
+    case PROTO_CMD_MA:
+        exec_ma(x, cmd);
+        break;
+    case PROTO_CMD_MN:
+        out_bytes(x, "MN\r\n", 4);
+        break;
+    case PROTO_CMD_ME:
+        exec_me(x, cmd);
+        break;
+    case PROTO_CMD_NONE:
+    case PROTO_CMD_COUNT:
+    default:
+        out_err(x, PROTO_ERR_ERROR);
+        break;
+    }
+}
+
+/* A refused request: its error line and what it leaves to swallow. */
+static void
+exec_refused(struct exec_ctx *x, struct proto_cmd *cmd)
+{
+    if (cmd->err == PROTO_ERR_TOO_LARGE &&
+        (cmd->type == PROTO_CMD_SET || cmd->type == PROTO_CMD_MS) &&
+        cmd->nkey > 0) {
+        /* memcached drops the old value rather than keep a stale one. */
+        corral_delete(x->cache, cmd->key, cmd->nkey);
+    }
+    if (cmd->err == PROTO_ERR_BAD_FORMAT && cmd->nkeys > 0) {
+        exec_get_refused(x, cmd);
+    }
+    if (!cmd->noreply) {
+        out_err(x, cmd->err);
+    }
+    if (cmd->swallow > 0) {
+        conn_swallow(x->c, cmd->swallow);
+    }
+}
+
+static void
+exec_limits(const struct settings *st, struct proto_limits *lim)
+{
+    proto_limits_init(lim);
+    lim->value_max = st->item_size_max;
+    lim->multiget_line_max = st->request_max;
+}
+
+static void
+exec_log(struct exec_ctx *x, const char *p, size_t n)
+{
+    const char *nl = memchr(p, '\n', n);
+    size_t len = nl != NULL ? (size_t)(nl - p) : n;
+
+    if (len > 0 && p[len - 1] == '\r') {
+        len--;
+    }
+    log_verbose("<%d %.*s", conn_fd(x->c), (int)(len > 200 ? 200 : len), p);
+}
+
+size_t
+exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
+{
+    struct exec_ctx x;
+    struct proto_limits lim;
+    struct proto_cmd cmd;
+    size_t pos = 0;
+    bool verbose = log_enabled(LOG_VERBOSE);
+
+    x.c = c;
+    x.srv = conn_server(c);
+    x.cache = x.srv->cache;
+    x.st = x.srv->settings;
+    exec_limits(x.st, &lim);
+    *need = 0;
+
+    while (pos < len && !conn_closing(c) && !conn_out_full(c)) {
+        size_t used = 0;
+        proto_status_t ps = proto_parse(&cmd, buf + pos, len - pos, &lim,
+                                        &used);
+
+        if (ps == PROTO_AGAIN) {
+            *need = cmd.need;
+            break;
+        }
+        if (ps == PROTO_ECLOSE) {
+            log_verbose("<%d unterminated line too long: closing",
+                        conn_fd(c));
+            conn_quit(c);
+            break;
+        }
+        if (verbose) {
+            exec_log(&x, buf + pos, len - pos);
+        }
+        if (cmd.type >= PROTO_CMD_MG && cmd.type <= PROTO_CMD_ME) {
+            srv_counter_add(&conn_worker(c)->counters.cmd_meta, 1);
+        }
+        if (ps == PROTO_EINVAL) {
+            exec_refused(&x, &cmd);
+            pos += used;
+            if (cmd.swallow > 0) {
+                break;
+            }
+            continue;
+        }
+        exec_one(&x, &cmd);
+        pos += used;
+    }
+    return pos;
+}
+
+void
+exec_reply_too_large(struct conn *c)
+{
+    static const char msg[] = "SERVER_ERROR request too large\r\n";
+
+    conn_out_copy(c, msg, sizeof(msg) - 1);
+}

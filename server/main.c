@@ -1,0 +1,234 @@
+/*
+ * main.c - corrald's startup and shutdown.
+ *
+ * Startup, in order (each step can fail with a sysexits code):
+ *   1. settings: defaults, environment, flags     (EX_USAGE on bad input)
+ *   2. file descriptor limit for -c connections   (EX_OSERR)
+ *   3. the engine, from -m and -I                  (EX_USAGE, EX_OSERR)
+ *   4. the listening sockets, on the main loop     (EX_OSERR)
+ *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
+ *   6. the worker threads, with the signals main handles blocked in them
+ *   7. signal watchers, then the main loop runs the accept loop.
+ *
+ * Shutdown (SIGTERM, SIGINT, SIGUSR1, or the "shutdown" command):
+ *   1. stop accepting and close the listening sockets;
+ *   2. every worker executes the requests it has received, writes their
+ *      replies and closes its connections (bounded by --shutdown-timeout);
+ *   3. join the workers, destroy the engine, exit 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include <corral.h>
+
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+#include "settings.h"
+#include "worker.h"
+
+/* Descriptors beyond the connections: listeners, loops, stdio. */
+#define MAIN_RESERVED_FDS 32
+
+static const int main_signals[] = {SIGTERM, SIGINT, SIGUSR1};
+#define MAIN_NSIGNALS (sizeof(main_signals) / sizeof(main_signals[0]))
+
+static void
+main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct server *srv = w->data;
+
+    (void)revents;
+    if (atomic_exchange(&srv->stopping, true)) {
+        return;
+    }
+    log_info("signal %d: shutting down", w->signum);
+    listener_stop(srv->listener);
+    worker_drain_all(srv);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Raise the descriptor limit to fit -c connections, as memcached does. */
+static int
+main_raise_nofile(const struct settings *st)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)st->max_conns + MAIN_RESERVED_FDS +
+                  (rlim_t)st->threads * 4;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_error("getrlimit: %s", strerror(errno));
+        return EX_OSERR;
+    }
+    if (rl.rlim_cur >= want) {
+        return 0;
+    }
+    if (rl.rlim_max < want) {
+        rl.rlim_max = want; /* only root may raise the hard limit */
+    }
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_error("failed to set rlimit for open files; try a smaller "
+                  "connection limit (-c %u needs %llu descriptors): %s",
+                  st->max_conns, (unsigned long long)want, strerror(errno));
+        return EX_OSERR;
+    }
+    return 0;
+}
+
+/* -u: assume another identity when started as root. */
+static int
+main_drop_root(const struct settings *st)
+{
+    struct passwd *pw;
+
+    if (getuid() != 0 && geteuid() != 0) {
+        if (st->user[0] != '\0') {
+            log_info("not root: ignoring -u %s", st->user);
+        }
+        return 0;
+    }
+    if (st->user[0] == '\0') {
+        return 0; /* unlike memcached, running as root is allowed */
+    }
+    pw = getpwnam(st->user);
+    if (pw == NULL) {
+        log_error("can't find the user %s to switch to", st->user);
+        return EX_NOUSER;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        log_error("failed to assume the identity of %s: %s", st->user,
+                  strerror(errno));
+        return EX_OSERR;
+    }
+    return 0;
+}
+
+static int
+main_create_cache(const struct settings *st, corral_t **out)
+{
+    corral_config_t cfg;
+    corral_status_t rc;
+
+    corral_config_init(&cfg);
+    cfg.max_memory = st->max_memory;
+    cfg.max_item_size = st->item_size_max;
+    rc = corral_create(&cfg, out);
+    if (rc == CORRAL_EINVAL) {
+        log_error("the engine refused -m %zu MB with -I %zu: %s",
+                  st->max_memory >> 20, st->item_size_max,
+                  corral_strerror(rc));
+        return EX_USAGE;
+    }
+    if (rc != CORRAL_OK) {
+        log_error("cannot create the cache: %s", corral_strerror(rc));
+        return EX_OSERR;
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct settings st;
+    struct server srv;
+    ev_signal sigw[MAIN_NSIGNALS];
+    sigset_t block, old;
+    int rc;
+
+    switch (settings_load(&st, argc, argv)) {
+    case SETTINGS_OK:
+        break;
+    case SETTINGS_EXIT:
+        return 0;
+    case SETTINGS_USAGE:
+    default:
+        return EX_USAGE;
+    }
+    log_set_level(st.verbose);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    memset(&srv, 0, sizeof(srv));
+    srv.settings = &st;
+    srv.nworkers = st.threads;
+    srv.pid = getpid();
+    srv.started = time(NULL);
+    pthread_mutex_init(&srv.reset_lock, NULL);
+
+    if ((rc = main_raise_nofile(&st)) != 0) {
+        return rc;
+    }
+    if ((rc = main_create_cache(&st, &srv.cache)) != 0) {
+        return rc;
+    }
+    srv.main_loop = ev_default_loop(EVFLAG_AUTO);
+    if (srv.main_loop == NULL) {
+        log_error("cannot create the main event loop");
+        corral_destroy(srv.cache);
+        return EX_OSERR;
+    }
+    srv.listener = listener_create(&srv);
+    if (srv.listener == NULL) {
+        corral_destroy(srv.cache);
+        return EX_OSERR;
+    }
+    if ((rc = main_drop_root(&st)) != 0) {
+        listener_destroy(srv.listener);
+        corral_destroy(srv.cache);
+        return rc;
+    }
+
+    /* Workers inherit a mask blocking the signals main handles. */
+    sigemptyset(&block);
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
+        sigaddset(&block, main_signals[i]);
+    }
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = worker_start_all(&srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        listener_stop(srv.listener);
+        worker_drain_all(&srv);
+        worker_join_all(&srv);
+        listener_destroy(srv.listener);
+        corral_destroy(srv.cache);
+        return EX_OSERR;
+    }
+
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
+        ev_signal_init(&sigw[i], main_on_signal, main_signals[i]);
+        sigw[i].data = &srv;
+        ev_signal_start(srv.main_loop, &sigw[i]);
+    }
+    log_info("corrald %s: %u threads, %zu MB, max item %zu bytes, "
+             "max %u connections, port %u", PACKAGE_VERSION,
+             st.threads, st.max_memory >> 20, st.item_size_max,
+             st.max_conns, listener_port(srv.listener));
+
+    ev_run(srv.main_loop, 0);
+
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
+        ev_signal_stop(srv.main_loop, &sigw[i]);
+    }
+    worker_join_all(&srv);
+    listener_destroy(srv.listener);
+    corral_destroy(srv.cache);
+    pthread_mutex_destroy(&srv.reset_lock);
+    log_info("corrald: stopped");
+    return 0;
+}

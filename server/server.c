@@ -1,0 +1,70 @@
+/*
+ * server.c - the server-wide counters: snapshots for "stats", the
+ * "stats reset" baseline, and the shutdown request.
+ *
+ * A snapshot sums each worker's single-writer counters (relaxed loads,
+ * no lock) and subtracts the baseline, which reset_lock guards.  Gauges
+ * (curr_conns, conn_structures, accepting) are never reset.
+ */
+#include "server.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "worker.h"
+
+static void
+server_raw(struct server *srv, struct server_snapshot *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        const struct worker_counters *wc = &srv->workers[i].counters;
+#define SNAP_SUM(name) out->name += srv_counter_get(&wc->name);
+        WORKER_COUNTERS(SNAP_SUM)
+#undef SNAP_SUM
+    }
+    out->curr_conns = atomic_load(&srv->curr_conns);
+    out->total_conns = srv_counter_get(&srv->total_conns);
+    out->rejected_conns = srv_counter_get(&srv->rejected_conns);
+    out->listen_disabled_num = srv_counter_get(&srv->listen_disabled_num);
+    out->accepting = atomic_load(&srv->accepting);
+}
+
+void
+server_snapshot(struct server *srv, struct server_snapshot *out)
+{
+    struct server_snapshot base;
+
+    server_raw(srv, out);
+    pthread_mutex_lock(&srv->reset_lock);
+    base = srv->baseline;
+    pthread_mutex_unlock(&srv->reset_lock);
+#define SNAP_SUB(name) out->name -= base.name;
+    WORKER_COUNTERS(SNAP_SUB)
+#undef SNAP_SUB
+    out->total_conns -= base.total_conns;
+    out->rejected_conns -= base.rejected_conns;
+    out->listen_disabled_num -= base.listen_disabled_num;
+    out->conn_structures = out->curr_conns;
+}
+
+void
+server_stats_reset(struct server *srv)
+{
+    struct server_snapshot now;
+
+    server_raw(srv, &now);
+    pthread_mutex_lock(&srv->reset_lock);
+    srv->baseline = now;
+    pthread_mutex_unlock(&srv->reset_lock);
+}
+
+void
+server_request_shutdown(struct server *srv)
+{
+    (void)srv;
+    /* The main loop's SIGINT watcher runs the graceful shutdown, exactly
+     * as for a signal from outside (memcached raises SIGINT too). */
+    kill(getpid(), SIGINT);
+}

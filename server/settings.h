@@ -1,0 +1,52 @@
+/*
+ * settings.h - corrald's configuration: defaults, CORRAL_* environment
+ * variables, then command-line flags (flags win), validated as a whole.
+ *
+ * The struct is filled once by main() and then passed as a const pointer
+ * to whoever needs it; nothing writes to it afterwards, so every thread
+ * may read it without a lock.
+ */
+#ifndef CORRALD_SETTINGS_H
+#define CORRALD_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define SETTINGS_LISTEN_MAX 256
+
+struct settings {
+    unsigned port;           /* -p: TCP port; 0 lets the kernel choose */
+    char listen[SETTINGS_LISTEN_MAX]; /* -l: address or host name */
+    size_t max_memory;       /* -m: engine memory limit, bytes */
+    unsigned max_conns;      /* -c: simultaneous client connections */
+    unsigned threads;        /* -t: worker threads */
+    size_t item_size_max;    /* -I: largest item, bytes */
+    size_t request_max;      /* largest request (line + data), bytes */
+    int verbose;             /* -v count */
+    bool enable_shutdown;    /* -A: the "shutdown" command works */
+    bool disable_flush;      /* -F: "flush_all" is refused */
+    unsigned backlog;        /* -b: listen(2) backlog */
+    unsigned idle_timeout;   /* seconds; 0 = connections never time out */
+    unsigned drain_timeout;  /* seconds SIGTERM waits for replies */
+    char user[64];           /* -u: identity to assume when root */
+};
+
+enum settings_result {
+    SETTINGS_OK = 0,     /* run the server */
+    SETTINGS_EXIT = 1,   /* --help or --version printed; exit 0 */
+    SETTINGS_USAGE = 2   /* a message is on stderr; exit EX_USAGE */
+};
+
+/*
+ * settings_load - fill @s from defaults, then the environment, then
+ * argv.  Prints --help / --version output on stdout and errors on
+ * stderr.  @argv is only read.
+ */
+enum settings_result settings_load(struct settings *s, int argc,
+                                   char *const argv[]);
+
+/* settings_usage - the --help text. */
+void settings_usage(FILE *out);
+
+#endif /* CORRALD_SETTINGS_H */
