@@ -11,6 +11,13 @@
 #define GHOST_EPOCHS 16u
 #define GHOST_MIN_CAPACITY 64u
 
+/* Hits an item needs while in the small queue to move to main, and the
+ * credit a key returning through the ghost starts with in main (one
+ * reinsertion).  Chosen by the miss ratios of the traces in
+ * shared/traces (bench/README.md, "Hit ratio"). */
+#define SMALL_PROMOTE_HITS 2u
+#define GHOST_RETURN_FREQ 1u
+
 /* ---------------------------------------------------------------------- */
 /* FIFO queues                                                            */
 
@@ -54,8 +61,7 @@ fifo_pop(struct fifo *q)
 static uint32_t
 ghost_epoch(const struct ghost *g)
 {
-    uint64_t len = g->capacity / GHOST_EPOCHS;
-    return (uint32_t)((g->inserts / (len ? len : 1)) & 0xff);
+    return g->epoch & 0xff;
 }
 
 static uint32_t
@@ -77,12 +83,12 @@ ghost_age(const struct ghost *g, uint32_t e)
     return (ghost_epoch(g) - (e & 0xff)) & 0xff;
 }
 
-/* (Re)size for a capacity; forgets everything.  Keeps the old table when
- * memory is short. */
+/* Reallocate the table for `room` entries; forgets everything.  Keeps the
+ * old table when memory is short. */
 static void
-ghost_resize(struct ghost *g, struct mem *m, size_t capacity)
+ghost_resize(struct ghost *g, struct mem *m, size_t room)
 {
-    size_t nbuckets = (capacity * 5 / 4 + GHOST_WAYS - 1) / GHOST_WAYS;
+    size_t nbuckets = (room * 5 / 4 + GHOST_WAYS - 1) / GHOST_WAYS;
     size_t real;
     uint32_t *slots = mem_zalloc(m, nbuckets * GHOST_WAYS * sizeof(uint32_t),
                                  &real);
@@ -92,7 +98,7 @@ ghost_resize(struct ghost *g, struct mem *m, size_t capacity)
     mem_free(g->slots);
     g->slots = slots;
     g->nbuckets = nbuckets;
-    g->capacity = capacity;
+    g->room = room;
     g->bytes = mem_real_size(nbuckets * GHOST_WAYS * sizeof(uint32_t));
     (void)real;
 }
@@ -122,7 +128,11 @@ ghost_put(struct ghost *g, uint64_t h, unsigned shard_bits)
         }
     }
     b[victim] = (fp << 8) | ghost_epoch(g);
-    g->inserts++;
+    /* an epoch is a sixteenth of the window: entries live 16 epochs */
+    if (++g->inserts >= g->capacity / GHOST_EPOCHS) {
+        g->inserts = 0;
+        g->epoch++;
+    }
 }
 
 bool
@@ -167,6 +177,13 @@ policy_deinit(struct policy *p)
 }
 
 void
+policy_insert_returning(struct policy *p, item_t *it, size_t bytes)
+{
+    item_freq_set(it, GHOST_RETURN_FREQ);
+    policy_insert(p, it, bytes, true);
+}
+
+void
 policy_insert(struct policy *p, item_t *it, size_t bytes, bool in_main)
 {
     if (in_main) {
@@ -185,7 +202,8 @@ small_over(const struct policy *p)
            (p->small_items != 0 && p->small.count > p->small_items);
 }
 
-/* Keep the ghost about as large as the main queue, in items. */
+/* Keep the ghost's window as many keys as the cache holds items (the
+ * table is reallocated, forgetting, only when it outgrows its room). */
 static void
 ghost_fit(struct policy *p, struct mem *m)
 {
@@ -193,9 +211,10 @@ ghost_fit(struct policy *p, struct mem *m)
     if (want < GHOST_MIN_CAPACITY) {
         want = GHOST_MIN_CAPACITY;
     }
-    if (p->ghost.slots == NULL || want > p->ghost.capacity * 2) {
+    if (p->ghost.slots == NULL || want > p->ghost.room) {
         ghost_resize(&p->ghost, m, want + want / 2);
     }
+    p->ghost.capacity = want;
 }
 
 item_t *
@@ -211,7 +230,7 @@ policy_evict(struct policy *p, struct mem *m, policy_dead_fn dead, void *ud,
             if (dead(it, ud)) {
                 return it;
             }
-            if (item_freq(it) > 0) {
+            if (item_freq(it) >= SMALL_PROMOTE_HITS) {
                 item_freq_set(it, 0);
                 policy_insert(p, it, item_real_size(it), true);
                 continue;

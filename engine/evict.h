@@ -2,10 +2,10 @@
  * evict.h - the S3-FIFO eviction policy of one shard (Yang et al., "FIFO
  * queues are all you need for cache eviction", SOSP 2023).
  *
- *          insert (ghost miss)             insert (ghost hit)
+ *          insert (ghost miss)             insert (ghost hit, freq 1)
  *               |                                 |
  *               v                                 v
- *   small: [head ... tail] --freq>0--> main: [head ... tail] --freq>0--+
+ *   small: [head ... tail] --freq>1--> main: [head ... tail] --freq>0--+
  *               |                          ^          |                |
  *            freq=0                        +----------|-- freq-1 ------+
  *               v                                     v freq=0
@@ -22,9 +22,11 @@
  * queue a few nodes per write) splices it out; either way its memory is
  * freed within a bounded amount of work.
  *
- * The ghost is a table of 24-bit key fingerprints in 8-slot buckets, each
- * with an 8-bit epoch; an entry counts as present for the last `capacity`
- * insertions (16 epochs).  About 5 bytes per remembered key.
+ * An item moves from small to main after two hits there.  The ghost is a
+ * table of 24-bit key fingerprints in 8-slot buckets, each with an 8-bit
+ * epoch; an entry counts as present for the last `capacity` insertions
+ * (16 epochs), and capacity follows the number of items the shard holds.
+ * About 5 to 8 bytes per remembered key.
  */
 #ifndef CORRAL_EVICT_H
 #define CORRAL_EVICT_H
@@ -48,8 +50,10 @@ struct fifo {
 struct ghost {
     uint32_t *slots;       /* nbuckets * GHOST_WAYS entries, 0 = empty */
     size_t nbuckets;
-    size_t capacity;       /* entries remembered */
-    uint64_t inserts;
+    size_t capacity;       /* entries remembered (the window) */
+    size_t room;           /* entries the table was sized for */
+    uint64_t inserts;      /* insertions in the current epoch */
+    uint32_t epoch;
     size_t bytes;          /* real bytes of slots */
 };
 
@@ -73,6 +77,10 @@ void policy_deinit(struct policy *p);
 /* Queue a newly linked item.  in_main: put it straight into main (a ghost
  * hit, or the new version of a key that was in main). */
 void policy_insert(struct policy *p, item_t *it, size_t bytes, bool in_main);
+
+/* Queue a new key that the ghost remembered: into main, with one
+ * reinsertion's credit. */
+void policy_insert_returning(struct policy *p, item_t *it, size_t bytes);
 
 /* True if h was recently evicted from small (and forget it). */
 bool policy_ghost_take(struct policy *p, uint64_t h);

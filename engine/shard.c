@@ -142,7 +142,11 @@ shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
         in_main = policy_ghost_take(&s->policy, h);
     }
     item_set(it, ITEM_LINKED);
-    policy_insert(&s->policy, it, bytes, in_main);
+    if (old_it == NULL && in_main) {
+        policy_insert_returning(&s->policy, it, bytes);
+    } else {
+        policy_insert(&s->policy, it, bytes, in_main);
+    }
     s->mem_used += bytes;
     stat_add(&s->stats, ST_bytes, bytes);
     stat_add(&s->stats, ST_curr_items, 1);
