@@ -40,26 +40,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "hist.h"
 #include "keydist.h"
+#include "spawn.h"
 
 #define MAX_ROUNDS 64
 #define MAX_SCENARIOS 8
@@ -88,22 +80,13 @@ static const struct scenario default_scenarios[] = {
     {"set-heavy", 16, 1, 9, 1, 32, 0},
 };
 
-struct target {
-    char name[64];
-    char host[64];
-    int port;
-    pid_t pid; /* for CPU figures; 0 = unknown */
-    bool spawned;
-};
-
 struct nopts {
     struct scenario sc[MAX_SCENARIOS];
     unsigned nsc;
     struct target tg[2];
     unsigned ntg;
     const char *spawn; /* "memcached,corrald" etc., or NULL */
-    const char *memcached_bin;
-    const char *corrald_bin;
+    struct spawn_opts so;
     unsigned conns;
     unsigned client_threads;
     size_t nkeys, ksize;
@@ -111,208 +94,8 @@ struct nopts {
     double zipf_s;
     double duration, warmup;
     unsigned rounds;
-    unsigned server_threads;
-    unsigned memory_mb;
-    unsigned max_conns;
     bool prefill;
 };
-
-/* ---------------------------------------------------------------------- */
-/* Spawned servers                                                        */
-/* ---------------------------------------------------------------------- */
-
-static pid_t spawned[2];
-static unsigned nspawned;
-
-static void
-stop_spawned(void)
-{
-    for (unsigned i = 0; i < nspawned; i++) {
-        if (spawned[i] > 0) {
-            kill(spawned[i], SIGTERM);
-            waitpid(spawned[i], NULL, 0);
-            spawned[i] = 0;
-        }
-    }
-}
-
-static void
-on_signal(int sig)
-{
-    for (unsigned i = 0; i < nspawned; i++) {
-        if (spawned[i] > 0) {
-            kill(spawned[i], SIGTERM);
-        }
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* A loopback port nobody listens on right now. */
-static int
-free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        bench_die("cannot find a free port: %s", strerror(errno));
-    }
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-static int
-connect_to(const char *host, int port)
-{
-    struct sockaddr_in a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    if (fd < 0 || inet_pton(AF_INET, host, &a.sin_addr) != 1) {
-        bench_die("bad address %s", host);
-    }
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        close(fd);
-        return -1;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-/* Wait until the server answers "version"; false after `secs`. */
-static bool
-wait_ready(const struct target *t, double secs)
-{
-    uint64_t deadline = bench_now_ns() + (uint64_t)(secs * 1e9);
-    char buf[256];
-
-    while (bench_now_ns() < deadline) {
-        int fd = connect_to(t->host, t->port);
-        if (fd >= 0) {
-            ssize_t n;
-            bool ok = write(fd, "version\r\n", 9) == 9 &&
-                      (n = read(fd, buf, sizeof(buf) - 1)) > 0 &&
-                      strncmp(buf, "VERSION ", 8) == 0;
-            close(fd);
-            if (ok) {
-                return true;
-            }
-        }
-        if (t->pid > 0 && waitpid(t->pid, NULL, WNOHANG) == t->pid) {
-            return false;
-        }
-        nanosleep(&(struct timespec){0, 20000000}, NULL);
-    }
-    return false;
-}
-
-/* The default corrald: server/corrald in the current directory (a build
- * directory), else beside this program's build directory. */
-static const char *
-default_corrald(void)
-{
-    static char path[PATH_MAX];
-    char exe[PATH_MAX];
-    ssize_t n;
-    char *dir;
-
-    if (access("server/corrald", X_OK) == 0) {
-        return "server/corrald";
-    }
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0) {
-        return "corrald";
-    }
-    exe[n] = '\0';
-    dir = dirname(exe); /* .../bench or .../bench/.libs */
-    if (strcmp(basename(dir), ".libs") == 0) {
-        dir = dirname(dir);
-    }
-    dir = dirname(dir); /* the build directory */
-    snprintf(path, sizeof(path), "%s/server/corrald", dir);
-    return path;
-}
-
-static void
-spawn(struct target *t, const char *kind, const struct nopts *o)
-{
-    char threads[16], port[16], mem[16], conns[16];
-    const char *argv[20];
-    int argc = 0;
-    pid_t pid;
-
-    t->port = free_port();
-    snprintf(t->host, sizeof(t->host), "127.0.0.1");
-    snprintf(threads, sizeof(threads), "%u", o->server_threads);
-    snprintf(port, sizeof(port), "%d", t->port);
-    snprintf(mem, sizeof(mem), "%u", o->memory_mb);
-    snprintf(conns, sizeof(conns), "%u", o->max_conns);
-    if (strcmp(kind, "memcached") == 0) {
-        argv[argc++] = o->memcached_bin;
-        argv[argc++] = "-U";
-        argv[argc++] = "0";
-        if (geteuid() == 0) {
-            argv[argc++] = "-u"; /* memcached refuses root without */
-            argv[argc++] = "root";
-        }
-    } else if (strcmp(kind, "corrald") == 0) {
-        argv[argc++] = o->corrald_bin;
-        argv[argc++] = "-U";
-        argv[argc++] = "0";
-    } else {
-        bench_usage_error("--spawn: memcached or corrald, not '%s'", kind);
-    }
-    argv[argc++] = "-t";
-    argv[argc++] = threads;
-    argv[argc++] = "-l";
-    argv[argc++] = "127.0.0.1";
-    argv[argc++] = "-p";
-    argv[argc++] = port;
-    argv[argc++] = "-m";
-    argv[argc++] = mem;
-    argv[argc++] = "-c";
-    argv[argc++] = conns;
-    argv[argc] = NULL;
-
-    printf("spawn:");
-    for (int i = 0; i < argc; i++) {
-        printf(" %s", argv[i]);
-    }
-    printf("\n");
-    pid = fork();
-    if (pid < 0) {
-        bench_die("fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        /* Die with the benchmark, whatever kills it. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (devnull >= 0) {
-            dup2(devnull, STDIN_FILENO);
-            dup2(devnull, STDOUT_FILENO);
-        }
-        execvp(argv[0], (char *const *)argv);
-        fprintf(stderr, "corral-bench: cannot run %s: %s\n", argv[0],
-                strerror(errno));
-        _exit(127);
-    }
-    t->pid = pid;
-    t->spawned = true;
-    spawned[nspawned++] = pid;
-    if (!wait_ready(t, 10.0)) {
-        bench_die("%s (pid %ld) did not answer on port %d", argv[0], (long)pid,
-                  t->port);
-    }
-}
 
 /* ---------------------------------------------------------------------- */
 /* Connections                                                            */
@@ -629,7 +412,7 @@ conn_open(struct client *cl, int ep, struct conn *c, uint64_t now)
         close(c->fd);
         cl->lost++;
     }
-    c->fd = connect_to(tg->host, tg->port);
+    c->fd = spawn_connect(tg->host, tg->port);
     if (c->fd < 0) {
         bench_die("%s: cannot connect to %s:%d: %s", tg->name, tg->host,
                   tg->port, strerror(errno));
@@ -845,7 +628,7 @@ static void
 prefill(const struct nopts *o, const struct target *tg, size_t vsize)
 {
     const unsigned batch = 100;
-    int fd = connect_to(tg->host, tg->port);
+    int fd = spawn_connect(tg->host, tg->port);
     size_t cap = batch * (o->ksize + vsize + 64);
     char *buf = bench_calloc(1, cap), *rbuf = bench_calloc(1, 65536);
     uint64_t t0 = bench_now_ns();
@@ -990,8 +773,8 @@ parse_opts(int argc, char **argv, struct nopts *o)
     const char *names = NULL;
 
     memset(o, 0, sizeof(*o));
-    o->memcached_bin = "memcached";
-    o->corrald_bin = NULL;
+    o->so.memcached_bin = "memcached";
+    o->so.corrald_bin = NULL;
     o->conns = 50;
     o->client_threads = 1;
     o->nkeys = 100000;
@@ -1001,9 +784,9 @@ parse_opts(int argc, char **argv, struct nopts *o)
     o->duration = 2;
     o->warmup = 0.3;
     o->rounds = 3;
-    o->server_threads = 2;
-    o->memory_mb = 64;
-    o->max_conns = 1024;
+    o->so.threads = 2;
+    o->so.memory_mb = 64;
+    o->so.max_conns = 1024;
     o->prefill = true;
 
     for (int i = 1; i < argc; i++) {
@@ -1025,13 +808,13 @@ parse_opts(int argc, char **argv, struct nopts *o)
             }
             parse_target(v, &o->tg[o->ntg++]);
         } else if (strcmp(a, "--memcached") == 0) {
-            o->memcached_bin = v;
+            o->so.memcached_bin = v;
         } else if (strcmp(a, "--corrald") == 0) {
-            o->corrald_bin = v;
+            o->so.corrald_bin = v;
         } else if (strcmp(a, "--server-threads") == 0) {
-            o->server_threads = (unsigned)bench_parse_size(a, v, false);
+            o->so.threads = (unsigned)bench_parse_size(a, v, false);
         } else if (strcmp(a, "--memory") == 0) {
-            o->memory_mb = (unsigned)bench_parse_size(a, v, false);
+            o->so.memory_mb = (unsigned)bench_parse_size(a, v, false);
         } else if (strcmp(a, "--scenarios") == 0) {
             names = v;
         } else if (strcmp(a, "--pipeline") == 0) {
@@ -1115,8 +898,8 @@ parse_opts(int argc, char **argv, struct nopts *o)
         bench_usage_error("--rounds 1..%d, --duration > 0, --warmup >= 0",
                           MAX_ROUNDS);
     }
-    if (o->corrald_bin == NULL) {
-        o->corrald_bin = default_corrald();
+    if (o->so.corrald_bin == NULL) {
+        o->so.corrald_bin = spawn_default_corrald();
     }
     if (o->ntg > 0 && o->spawn != NULL) {
         bench_usage_error("--spawn and --target exclude each other");
@@ -1143,16 +926,11 @@ bench_net_main(int argc, char **argv)
         if (sscanf(o.spawn, "%31[^,],%31s", kinds[0], kinds[1]) != 2) {
             bench_usage_error("--spawn A,B (memcached or corrald each)");
         }
-        atexit(stop_spawned);
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
         for (int i = 0; i < 2; i++) {
-            snprintf(o.tg[i].name, sizeof(o.tg[i].name), "%s", kinds[i]);
-            if (strcmp(kinds[0], kinds[1]) == 0) {
-                snprintf(o.tg[i].name, sizeof(o.tg[i].name), "%s#%d", kinds[i],
-                         i + 1);
-            }
-            spawn(&o.tg[i], kinds[i], &o);
+            bool twins = strcmp(kinds[0], kinds[1]) == 0;
+            snprintf(o.tg[i].name, sizeof(o.tg[i].name), "%.31s%s", kinds[i],
+                     twins ? (i == 0 ? "#1" : "#2") : "");
+            spawn_server(&o.tg[i], kinds[i], &o.so);
         }
         o.ntg = 2;
     }
@@ -1226,6 +1004,7 @@ bench_net_main(int argc, char **argv)
         printf("\n");
     }
     keydist_deinit(&kd);
-    stop_spawned();
+    spawn_stop(&o.tg[0]);
+    spawn_stop(&o.tg[1]);
     return 0;
 }
