@@ -21,6 +21,7 @@ int bench_engine_main(int argc, char **argv);
 int bench_net_main(int argc, char **argv);
 int bench_trace_main(int argc, char **argv);
 int bench_trace_table_main(int argc, char **argv);
+int bench_memory_main(int argc, char **argv);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
@@ -30,6 +31,10 @@ uint64_t bench_self_cpu_ns(void);
 
 /* Resident set size of this process in bytes (from /proc/self/statm). */
 size_t bench_rss_bytes(void);
+
+/* Resident set size of any process in bytes (/proc/<pid>/statm); 0 if it
+ * cannot be read. */
+size_t bench_proc_rss(pid_t pid);
 
 /* User + system CPU time of any process from /proc/<pid>/stat, in
  * nanoseconds (clock-tick resolution).  False if it cannot be read. */

@@ -6,6 +6,7 @@
  *   corral-bench net     [options]   two memcached-protocol servers, A B A B
  *   corral-bench trace   FILE.zst --capacity N [--policy P]
  *   corral-bench trace-table [DIR]   every trace, 1 % and 10 %, all policies
+ *   corral-bench memory  [options]   resident memory / limit, bytes per item
  *
  * Each mode prints its own usage with --help.  See bench/README.md for the
  * commands and the figures they printed.
@@ -38,6 +39,9 @@ usage(FILE *f)
             "ratio\n"
             "  trace-table  every trace at 1 %% and 10 %%: default, lru, "
             "opt\n"
+            "  memory       fill past a byte limit: resident memory / limit "
+            "and\n"
+            "               bytes per item, beside memcached and corrald\n"
             "\n"
             "corral-bench MODE --help describes a mode's options.\n",
             corral_version());
@@ -72,6 +76,9 @@ main(int argc, char **argv)
     if (strcmp(mode, "trace-table") == 0) {
         return bench_trace_table_main(argc - 1, argv + 1);
     }
+    if (strcmp(mode, "memory") == 0) {
+        return bench_memory_main(argc - 1, argv + 1);
+    }
     fprintf(stderr, "corral-bench: unknown mode '%s'\n\n", mode);
     usage(stderr);
     return 2;
@@ -96,11 +103,11 @@ bench_self_cpu_ns(void)
                1000u;
 }
 
-size_t
-bench_rss_bytes(void)
+static size_t
+rss_from(const char *path)
 {
     unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
+    FILE *f = fopen(path, "r");
 
     if (f == NULL) {
         return 0;
@@ -110,6 +117,20 @@ bench_rss_bytes(void)
     }
     fclose(f);
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t
+bench_rss_bytes(void)
+{
+    return rss_from("/proc/self/statm");
+}
+
+size_t
+bench_proc_rss(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/statm", (long)pid);
+    return rss_from(path);
 }
 
 bool

@@ -46,9 +46,11 @@
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -637,8 +639,11 @@ print_memory(const char *when, corral_t *cache, size_t kv, double rss_delta)
         return;
     }
     ghost = (double)st.mem_used - (double)st.bytes - (double)st.hash_bytes;
-    printf("memory %s: %llu items, %llu evictions\n", when,
-           (unsigned long long)st.curr_items, (unsigned long long)st.evictions);
+    printf("memory %s: %llu items, %llu evictions, %llu of the hash "
+           "tables growing\n",
+           when, (unsigned long long)st.curr_items,
+           (unsigned long long)st.evictions,
+           (unsigned long long)st.hash_is_expanding);
     printf("  mem_used %.1f MiB = items %.1f + hash tables %.1f + ghost and "
            "unreclaimed %.1f\n",
            (double)st.mem_used / 1048576, (double)st.bytes / 1048576,
@@ -656,6 +661,88 @@ print_memory(const char *when, corral_t *cache, size_t kv, double rss_delta)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Machine primitives                                                     */
+/* ---------------------------------------------------------------------- */
+
+#define PRIM_ITERS 2000000
+
+#define PRIM_HANDOFFS 200000
+
+static _Atomic uint64_t prim_shared;
+static volatile uint64_t prim_sink;
+
+/* Ping-pong: thread k increments the shared counter when its parity is k,
+ * so every increment first moves the cache line from the other core. */
+static void *
+prim_pingpong(void *arg)
+{
+    uint64_t k = (uint64_t)(uintptr_t)arg;
+    for (uint64_t want = k; want < 2 * PRIM_HANDOFFS; want += 2) {
+        while (atomic_load_explicit(&prim_shared, memory_order_acquire) !=
+               want) {
+        }
+        atomic_fetch_add_explicit(&prim_shared, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+static double
+prim_clock(clockid_t id)
+{
+    struct timespec ts;
+    uint64_t t0 = bench_now_ns(), sum = 0;
+    for (int i = 0; i < PRIM_ITERS; i++) {
+        clock_gettime(id, &ts);
+        sum += (uint64_t)ts.tv_nsec;
+    }
+    prim_sink += sum & 1;
+    return (double)(bench_now_ns() - t0) / PRIM_ITERS;
+}
+
+/*
+ * What the costs of an engine call are made of, on this machine: the clock
+ * reads, an uncontended atomic read-modify-write, an uncontended read-lock
+ * pair, and the same atomic when two threads write one cache line.  These
+ * explain the ratios below; they are not targets.
+ */
+static void
+print_primitives(void)
+{
+    pthread_rwlock_t lock;
+    _Atomic uint64_t local = 0;
+    pthread_t tid;
+    uint64_t t0;
+    double add, rw;
+
+    t0 = bench_now_ns();
+    for (int i = 0; i < PRIM_ITERS; i++) {
+        atomic_fetch_add_explicit(&local, 1, memory_order_relaxed);
+    }
+    add = (double)(bench_now_ns() - t0) / PRIM_ITERS;
+    pthread_rwlock_init(&lock, NULL);
+    t0 = bench_now_ns();
+    for (int i = 0; i < PRIM_ITERS; i++) {
+        pthread_rwlock_rdlock(&lock);
+        pthread_rwlock_unlock(&lock);
+    }
+    rw = (double)(bench_now_ns() - t0) / PRIM_ITERS;
+    pthread_rwlock_destroy(&lock);
+    printf("machine: clock_gettime MONOTONIC %.1f ns, MONOTONIC_COARSE %.1f "
+           "ns; atomic add %.1f ns; rwlock rdlock+unlock %.1f ns",
+           prim_clock(CLOCK_MONOTONIC), prim_clock(CLOCK_MONOTONIC_COARSE), add,
+           rw);
+    prim_shared = 0;
+    t0 = bench_now_ns();
+    if (pthread_create(&tid, NULL, prim_pingpong, (void *)(uintptr_t)1) == 0) {
+        prim_pingpong((void *)(uintptr_t)0);
+        pthread_join(tid, NULL);
+        printf("; cache line moved between 2 threads %.1f ns",
+               (double)(bench_now_ns() - t0) / (2.0 * PRIM_HANDOFFS));
+    }
+    printf("\n");
+}
+
+/* ---------------------------------------------------------------------- */
 /* Main                                                                   */
 /* ---------------------------------------------------------------------- */
 
@@ -670,8 +757,8 @@ bench_engine_main(int argc, char **argv)
     char *keys, *value;
     uint32_t *streams[2] = {NULL, NULL};
     size_t stream_len = (size_t)1 << STREAM_BITS;
-    /* cells[dist][op][0] is the bare table, [1 + t] thread count t. */
-    static struct cell cells[2][OP_COUNT][1 + MAX_THREADS];
+    /* cells[dist][op][0 bare, 1 corral][thread count index] */
+    static struct cell cells[2][OP_COUNT][2][MAX_THREADS];
     size_t rss0, rss1;
     uint64_t t0, t1;
     double mem_overhead, rss_overhead;
@@ -764,7 +851,10 @@ bench_engine_main(int argc, char **argv)
         }
     }
 
-    /* The rounds. */
+    print_primitives();
+
+    /* The rounds.  The bare table runs at every thread count for gets
+     * (read only, so threads may share it) and at one thread for sets. */
     for (unsigned round = 0; round < o.rounds; round++) {
         for (int d = 0; d < 2; d++) {
             if (!o.dist_on[d]) {
@@ -791,14 +881,16 @@ bench_engine_main(int argc, char **argv)
                 r.ops_per_run = o.ops_per_run;
                 r.every = o.every;
                 r.pin = o.pin;
-                if (o.bare) {
-                    r.bare = &bare;
-                    run_once(&r, 1, &cells[d][op][0]);
-                    r.bare = NULL;
-                }
-                r.cache = cache;
                 for (size_t t = 0; t < o.nthreads; t++) {
-                    run_once(&r, o.threads[t], &cells[d][op][1 + t]);
+                    if (o.bare && (o.threads[t] == 1 || op == OP_GET_HIT ||
+                                   op == OP_GET_MISS)) {
+                        r.cache = NULL;
+                        r.bare = &bare;
+                        run_once(&r, o.threads[t], &cells[d][op][0][t]);
+                    }
+                    r.cache = cache;
+                    r.bare = NULL;
+                    run_once(&r, o.threads[t], &cells[d][op][1][t]);
                 }
             }
         }
@@ -814,20 +906,21 @@ bench_engine_main(int argc, char **argv)
             if (!o.dist_on[d] || !o.op_on[op]) {
                 continue;
             }
-            if (o.bare) {
-                print_cell(keydist_name((enum keydist_kind)d), op_names[op],
-                           "bare", 1, &cells[d][op][0]);
-            }
-            for (size_t t = 0; t < o.nthreads; t++) {
-                print_cell(keydist_name((enum keydist_kind)d), op_names[op],
-                           "corral", o.threads[t], &cells[d][op][1 + t]);
+            for (int impl = 0; impl < 2; impl++) {
+                for (size_t t = 0; t < o.nthreads; t++) {
+                    if (cells[d][op][impl][t].used) {
+                        print_cell(keydist_name((enum keydist_kind)d),
+                                   op_names[op], impl ? "corral" : "bare",
+                                   o.threads[t], &cells[d][op][impl][t]);
+                    }
+                }
             }
         }
     }
 
     /* The ratios the foundation issue sets as targets. */
-    printf("\nratios (targets: 1 thread >= 0.50 x bare get-hit; 2 threads "
-           ">= 1.80 x 1 thread; overhead <= 48 B/item):\n");
+    printf("\nratios, same run (targets: corral 1 thread >= 0.50 x bare "
+           "get-hit; 2 threads >= 1.80 x 1 thread; overhead <= 48 B):\n");
     for (int d = 0; d < 2; d++) {
         const char *dn = keydist_name((enum keydist_kind)d);
         int one = -1, two = -1;
@@ -842,32 +935,39 @@ bench_engine_main(int argc, char **argv)
             }
         }
         for (int op = 0; op < OP_COUNT; op++) {
-            double b, r1, r2;
+            double b1, b2, r1, r2;
             if (!o.op_on[op] || one < 0) {
                 continue;
             }
-            b = o.bare ? cell_rate(&cells[d][op][0]) : 0;
-            r1 = cell_rate(&cells[d][op][1 + one]);
-            if (b > 0 && op != OP_SET && op != OP_MIX) {
-                printf("  %-8s %-9s corral 1 thread / bare        %6.2f%s\n",
-                       dn, op_names[op], r1 / b,
-                       op == OP_GET_HIT ? (r1 / b >= 0.5 ? "  met (>= 0.50)"
-                                                         : "  MISSED (>= 0.50)")
-                                        : "");
+            b1 = cell_rate(&cells[d][op][0][one]);
+            r1 = cell_rate(&cells[d][op][1][one]);
+            if (b1 > 0 && (op == OP_GET_HIT || op == OP_GET_MISS)) {
+                printf("  %-8s %-9s corral 1 thread / bare 1 thread    "
+                       "%6.3f%s\n",
+                       dn, op_names[op], r1 / b1,
+                       op != OP_GET_HIT ? ""
+                       : r1 / b1 >= 0.5 ? "  met (>= 0.50)"
+                                        : "  MISSED (>= 0.50)");
             }
-            if (two >= 0 && r1 > 0) {
-                r2 = cell_rate(&cells[d][op][1 + two]);
-                printf("  %-8s %-9s corral 2 threads / 1 thread   %6.2f%s\n",
-                       dn, op_names[op], r2 / r1,
-                       r2 / r1 >= 1.8 ? "  met (>= 1.80)"
-                                      : "  MISSED (>= 1.80)");
+            if (two < 0 || r1 <= 0) {
+                continue;
+            }
+            r2 = cell_rate(&cells[d][op][1][two]);
+            printf("  %-8s %-9s corral 2 threads / 1 thread      %6.3f%s\n", dn,
+                   op_names[op], r2 / r1,
+                   r2 / r1 >= 1.8 ? "  met (>= 1.80)" : "  MISSED (>= 1.80)");
+            b2 = cell_rate(&cells[d][op][0][two]);
+            if (b1 > 0 && b2 > 0) {
+                printf("  %-8s %-9s bare 2 threads / 1 thread        "
+                       "%6.3f  (the machine's own scaling)\n",
+                       dn, op_names[op], b2 / b1);
             }
         }
     }
-    printf("  per-item overhead (mem_used / curr_items - %zu)  %6.1f B%s\n",
+    printf("  per-item overhead: mem_used / curr_items - %zu  %6.1f B%s\n",
            o.ksize + o.vsize, mem_overhead,
            mem_overhead <= 48 ? "  met (<= 48)" : "  MISSED (<= 48)");
-    printf("  per-item overhead (RSS delta / items - %zu)      %6.1f B\n",
+    printf("  per-item overhead: RSS delta / items - %zu      %6.1f B\n",
            o.ksize + o.vsize, rss_overhead);
     print_memory("after the runs", cache, o.ksize + o.vsize, 0);
 

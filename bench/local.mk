@@ -15,7 +15,10 @@ bench_corral_bench_SOURCES = \
 	bench/hist.h \
 	bench/keydist.c \
 	bench/keydist.h \
+	bench/memory.c \
 	bench/net.c \
+	bench/spawn.c \
+	bench/spawn.h \
 	bench/trace.c
 bench_corral_bench_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
 bench_corral_bench_LDADD = engine/libcorral.la $(XXHASH_LIBS) -lzstd \

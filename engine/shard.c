@@ -235,10 +235,12 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
     struct shard_ctx x = {c, s, cache_now(c), 0};
 
     for (;;) {
+        /* a new key may make the table grow: that memory counts too */
+        size_t grow = items != 0 ? table_insert_growth(&s->table) : 0;
         size_t meta;
         item_t *victim;
 
-        if (s->mem_used + bytes <= s->budget &&
+        if (s->mem_used + bytes + grow <= s->budget &&
             (s->item_budget == 0 ||
              table_count(&s->table) + items <= s->item_budget)) {
             return true;

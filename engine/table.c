@@ -239,6 +239,18 @@ table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it)
     return true;
 }
 
+size_t
+table_insert_growth(const struct table *t)
+{
+    size_t cap = t->cap + t->cap / 2;
+
+    if (!table_over_load(table_count(t) + 1, t->cap)) {
+        return 0;
+    }
+    /* table_grow finishes a growth under way first, freeing its slots */
+    return slots_bytes(cap) - (t->old != NULL ? slots_bytes(t->old_cap) : 0);
+}
+
 void
 table_replace(struct table *t, uint64_t h, item_t *old_it, item_t *new_it)
 {

@@ -54,6 +54,10 @@ item_t *table_find(const struct table *t, uint64_t h, const void *key,
  * unless the table is completely full).  Exclusive lock. */
 bool table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it);
 
+/* Bytes the slot arrays would grow by if one entry were inserted now
+ * (the insert that passes the load limit allocates the larger table). */
+size_t table_insert_growth(const struct table *t);
+
 /* Put new_it in old_it's slot (same key).  Exclusive lock. */
 void table_replace(struct table *t, uint64_t h, item_t *old_it,
                    item_t *new_it);

@@ -607,7 +607,9 @@ size_t proto_compose_me(char *buf, size_t cap, const char *key,
  * @cap) the way memcached does: characters outside the alphabet are
  * skipped, the rest must come in groups of four, and decoding stops
  * after the first group with '=' padding.  Returns the decoded length, or
- * 0 on error (nothing valid, a partial group, bad padding, @cap short).
+ * 0 on error (nothing valid, a partial group, bad padding, or @cap below
+ * 3 bytes per group of four, padding included: a key of n <= 250 bytes
+ * always fits PROTO_KEY_MAX).
  */
 size_t proto_base64_decode(const char *src, size_t n, char *dst, size_t cap);
 

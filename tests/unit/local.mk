@@ -8,7 +8,8 @@ UNIT_LDADD = engine/libcorral_core.la $(CUNIT_LIBS)
 UNIT_TESTS = \
 	tests/unit/test_table \
 	tests/unit/test_api \
-	tests/unit/test_expire
+	tests/unit/test_expire \
+	tests/unit/test_evict
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -27,3 +28,8 @@ tests_unit_test_expire_SOURCES = tests/unit/test_expire.c tests/unit/cu_main.h
 tests_unit_test_expire_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_expire_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_expire_LDADD = $(UNIT_LDADD)
+
+tests_unit_test_evict_SOURCES = tests/unit/test_evict.c tests/unit/cu_main.h
+tests_unit_test_evict_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_evict_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_evict_LDADD = $(UNIT_LDADD)
