@@ -255,7 +255,8 @@ struct worker {
     uint64_t ops;
     uint64_t hits; /* gets that found their key */
     uint64_t elapsed_ns;
-    uint64_t sink; /* value bytes read, so reads are not dropped */
+    uint64_t cpu_ns; /* the thread's CPU time over the same span */
+    uint64_t sink;   /* value bytes read, so reads are not dropped */
     struct hist hist;
 };
 
@@ -307,6 +308,14 @@ one_op(const struct run *r, struct worker *w, struct rng *rng, enum op op,
     }
 }
 
+static uint64_t
+thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static inline __attribute__((always_inline)) void
 worker_loop(struct worker *w, enum op op, bool engine)
 {
@@ -314,10 +323,11 @@ worker_loop(struct worker *w, enum op op, bool engine)
     const uint32_t *stream = r->stream;
     size_t mask = r->stream_mask;
     size_t pos = ((mask + 1) / r->nthreads) * w->index;
-    uint64_t start, deadline, ops = 0, hits = 0;
+    uint64_t start, deadline, cpu0, ops = 0, hits = 0;
     struct rng rng;
 
     rng_seed(&rng, 0x5eed0000u + w->index);
+    cpu0 = thread_cpu_ns();
     start = bench_now_ns();
     deadline = start + r->duration_ns;
     for (;;) {
@@ -342,6 +352,7 @@ worker_loop(struct worker *w, enum op op, bool engine)
         }
     }
     w->elapsed_ns = bench_now_ns() - start;
+    w->cpu_ns = thread_cpu_ns() - cpu0;
     w->ops = ops;
     w->hits = hits;
 }
@@ -402,8 +413,12 @@ struct cell {
     double rate[MAX_ROUNDS]; /* ops/s per round */
     unsigned nrates;
     uint64_t ops, hits;
+    uint64_t cpu_ns, wall_ns; /* summed over threads and rounds */
     struct hist hist;
 };
+
+/* How a cell's rounds make one figure. */
+static bool use_median;
 
 /* Run `nthreads` workers once; add the result to the cell. */
 static void
@@ -427,6 +442,8 @@ run_once(struct run *r, unsigned nthreads, struct cell *cell)
         rate += (double)w[i].ops * 1e9 / (double)w[i].elapsed_ns;
         cell->ops += w[i].ops;
         cell->hits += w[i].hits;
+        cell->cpu_ns += w[i].cpu_ns;
+        cell->wall_ns += w[i].elapsed_ns;
         hist_merge(&cell->hist, &w[i].hist);
     }
     pthread_barrier_destroy(&r->barrier);
@@ -451,8 +468,18 @@ cell_rate(const struct cell *c)
     }
     memcpy(v, c->rate, c->nrates * sizeof(v[0]));
     qsort(v, c->nrates, sizeof(v[0]), cmp_double);
+    if (!use_median) {
+        return v[c->nrates - 1];
+    }
     return c->nrates % 2 ? v[c->nrates / 2]
                          : (v[c->nrates / 2 - 1] + v[c->nrates / 2]) / 2;
+}
+
+/* The share of its wall time a cell's threads were on a CPU. */
+static double
+cell_cpu_share(const struct cell *c)
+{
+    return c->wall_ns ? (double)c->cpu_ns / (double)c->wall_ns : 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -476,8 +503,10 @@ usage(void)
            "  --duration SEC      seconds per run (default 0.5)\n"
            "  --ops-per-run N     a fixed number of operations per thread "
            "instead\n"
-           "  --rounds R          rounds; a cell's ops/s is the median "
+           "  --rounds R          rounds; a cell's ops/s is the best "
            "(default 3)\n"
+           "  --median            the median of the rounds instead of the "
+           "best\n"
            "  --sample-every N    time one operation in N (default 64)\n"
            "  --shards N          engine shards (default: the engine's "
            "choice)\n"
@@ -519,6 +548,9 @@ parse_opts(int argc, char **argv, struct opts *o)
             continue;
         } else if (strcmp(a, "--pin") == 0) {
             o->pin = true;
+            continue;
+        } else if (strcmp(a, "--median") == 0) {
+            use_median = true;
             continue;
         } else if (v == NULL) {
             bench_usage_error("unknown option or missing value: %s", a);
@@ -620,10 +652,11 @@ print_cell(const char *dist, const char *op, const char *impl, unsigned threads,
     double rate = cell_rate(c);
     printf("%-8s %-9s %-7s %3u", dist, op, impl, threads);
     print_rate(rate);
-    printf(" %8.1f %7.0f %7.0f %7.0f %7.1f%%\n",
+    printf(" %8.1f %7.0f %7.0f %7.0f %7.1f%% %4.0f%%\n",
            rate > 0 ? 1e9 * threads / rate : 0, hist_quantile(&c->hist, 0.50),
            hist_quantile(&c->hist, 0.99), hist_quantile(&c->hist, 0.999),
-           c->ops ? 100.0 * (double)c->hits / (double)c->ops : 0.0);
+           c->ops ? 100.0 * (double)c->hits / (double)c->ops : 0.0,
+           100 * cell_cpu_share(c));
 }
 
 static void
@@ -823,10 +856,12 @@ bench_engine_main(int argc, char **argv)
     } else {
         printf("runs of %.2f s", o.duration);
     }
-    printf(", %u rounds, ops/s = median of the rounds; latency: 1 op in "
-           "%u timed with %s (%.2f ns/tick, %.0f ns timer cost subtracted)\n",
-           o.rounds, o.every, ENGINE_HAVE_TSC ? "rdtsc" : "clock_gettime",
-           tick_ns, (double)tick_overhead * tick_ns);
+    printf(", %u rounds, ops/s = the %s of the rounds; latency: 1 op in "
+           "%u timed with %s (%.2f ns/tick, %.0f ns timer cost subtracted); "
+           "cpu = the share of the run its threads were on a CPU\n",
+           o.rounds, use_median ? "median" : "best", o.every,
+           ENGINE_HAVE_TSC ? "rdtsc" : "clock_gettime", tick_ns,
+           (double)tick_overhead * tick_ns);
     printf("fill: %zu sets in %.2f s = %.2f M/s (1 thread, inserts)\n", o.nkeys,
            (double)(t1 - t0) / 1e9, (double)o.nkeys * 1e3 / (double)(t1 - t0));
     print_memory("after fill", cache, o.ksize + o.vsize,
@@ -898,9 +933,9 @@ bench_engine_main(int argc, char **argv)
     }
 
     /* The table. */
-    printf("\n%-8s %-9s %-7s %3s %10s %8s %7s %7s %7s %8s\n", "dist", "op",
-           "impl", "thr", "ops/s", "ns/op", "p50 ns", "p99 ns", "p99.9",
-           "hits");
+    printf("\n%-8s %-9s %-7s %3s %10s %8s %7s %7s %7s %8s %5s\n", "dist", "op",
+           "impl", "thr", "ops/s", "ns/op", "p50 ns", "p99 ns", "p99.9", "hits",
+           "cpu");
     for (int d = 0; d < 2; d++) {
         for (int op = 0; op < OP_COUNT; op++) {
             if (!o.dist_on[d] || !o.op_on[op]) {
@@ -961,6 +996,12 @@ bench_engine_main(int argc, char **argv)
                 printf("  %-8s %-9s bare 2 threads / 1 thread        "
                        "%6.3f  (the machine's own scaling)\n",
                        dn, op_names[op], b2 / b1);
+            }
+            if (cell_cpu_share(&cells[d][op][1][two]) < 0.95) {
+                printf("  %-8s %-9s   (corral's 2 threads were on a CPU "
+                       "%.0f %% of the time: other load, or waits)\n",
+                       dn, op_names[op],
+                       100 * cell_cpu_share(&cells[d][op][1][two]));
             }
         }
     }
