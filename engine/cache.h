@@ -35,6 +35,10 @@
 #include "table.h"
 #include "tag.h"
 
+/* Larger values are not overwritten in place: the copy under the lock
+ * would cost more than the removed copy waiting for the sweep. */
+#define SHARD_OVERWRITE_MAX 4096u
+
 struct shard {
     pthread_rwlock_t lock;
     struct table table;
@@ -42,6 +46,8 @@ struct shard {
     uint64_t cas_seq;      /* last CAS sequence number handed out */
     uint64_t flush_cas;    /* items with a CAS <= this are flushed */
     size_t mem_used;       /* real bytes: queued items, table, ghost */
+    size_t dead;           /* queued items no longer linked (removed,
+                            * replaced, expired) awaiting reclamation */
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
     unsigned index;
@@ -179,6 +185,25 @@ uint64_t shard_next_cas(struct corral *c, struct shard *s);
  * on ENOMEM (the table could not take it); the caller still owns it. */
 bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
                 item_t *old_it);
+
+/* Whether a store can copy `it` into `old` instead of linking it: same
+ * allocation size, and no reference on old beyond the queue's and the
+ * caller's (so no reader has it pinned).  Exclusive lock. */
+static inline bool
+shard_can_overwrite(const item_t *old, const item_t *it)
+{
+    return item_has(old, ITEM_LINKED) &&
+           atomic_load_explicit(&((item_t *)old)->refs,
+                                memory_order_relaxed) == 2 &&
+           it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
+           item_real_size(old) == item_real_size(it);
+}
+
+/* Copy `it` (same key) into `old` in place, with a new CAS; old keeps its
+ * queue position, table slot and eviction credit.  it is left intact (the
+ * caller drops its reference).  Exclusive lock. */
+void shard_overwrite(struct shard *s, item_t *old, const item_t *it,
+                     uint64_t cas);
 
 /* Unlink an item from the table (it stays queued until reclaimed). */
 void shard_unlink(struct corral *c, struct shard *s, uint64_t h,

@@ -725,6 +725,19 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
 {
     uint64_t cas;
 
+    if (old != NULL && shard_can_overwrite(old, it)) {
+        /* same allocation size and nobody reading it: reuse it */
+        lease_break(s, h, item_key(it), it->nkey);
+        cas = shard_next_cas(c, s);
+        shard_overwrite(s, old, it, cas);
+        item_unref(it); /* the caller's reference passed to the cache */
+        emit(c, s, CORRAL_EVENT_OVERWRITE, item_key(old), old->nkey, cas, 0,
+             0);
+        if (out_cas != NULL) {
+            *out_cas = cas;
+        }
+        return CORRAL_OK;
+    }
     if (!shard_make_room(c, s, item_real_size(it), old ? 0 : 1)) {
         STAT_INC(&s->stats, store_no_memory);
         return CORRAL_ENOMEM;

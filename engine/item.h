@@ -250,6 +250,16 @@ item_fetch_block(const item_t *it)
     return ext + off;
 }
 
+/* Bytes of this item's extension block. */
+static inline size_t
+item_ext_bytes(const item_t *it)
+{
+    return item_has(it, ITEM_EXT)
+               ? ext_size(item_flags(it), item_ntags(it),
+                          item_ext_mask(it) & EXT_FETCH)
+               : 0;
+}
+
 static inline bool
 item_negative(const item_t *it)
 {

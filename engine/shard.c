@@ -13,8 +13,12 @@
 
 #include <string.h>
 
-/* Items each store examines in the sweep, beyond what it evicts. */
+/* Queue nodes each write examines in the sweep: a few, or many more while
+ * removed items exceed an eighth of the queued ones.  A full pass then
+ * frees at least one removed item per eight nodes visited, more than the
+ * one a write can add: removed items stay near an eighth of memory. */
 #define SWEEP_PER_WRITE 2u
+#define SWEEP_PER_WRITE_BEHIND 16u
 
 void
 shard_wrlock(struct shard *s)
@@ -132,6 +136,7 @@ shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
         in_main = item_has(old_it, ITEM_MAIN);
         item_freq_set(it, item_freq(old_it));
         item_clear(old_it, ITEM_LINKED);
+        s->dead++;
         stat_sub(&s->stats, ST_bytes, item_real_size(old_it));
         stat_sub(&s->stats, ST_curr_items, 1);
     } else {
@@ -163,6 +168,7 @@ shard_unlink(struct corral *c, struct shard *s, uint64_t h, item_t *it)
     CR_ASSERT(item_has(it, ITEM_LINKED));
     table_remove(&s->table, h, it);
     item_clear(it, ITEM_LINKED);
+    s->dead++;
     stat_sub(&s->stats, ST_bytes, item_real_size(it));
     stat_sub(&s->stats, ST_curr_items, 1);
     shard_meta_changed(s, meta);
@@ -216,6 +222,7 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
         }
     }
     (void)evicting;
+    s->dead--;
     s->mem_used -= item_real_size(it);
     stat_set(&s->stats, ST_mem_used, s->mem_used);
     x->freed++;
@@ -395,5 +402,38 @@ shard_find_live(struct corral *c, struct shard *s, uint64_t h,
 void
 shard_write_done(struct corral *c, struct shard *s)
 {
-    shard_sweep(c, s, SWEEP_PER_WRITE);
+    size_t queued = s->policy.small.count + s->policy.main.count;
+    shard_sweep(c, s,
+                s->dead * 8 > queued ? SWEEP_PER_WRITE_BEHIND
+                                     : SWEEP_PER_WRITE);
+}
+
+void
+shard_overwrite(struct shard *s, item_t *old, const item_t *it, uint64_t cas)
+{
+    size_t n = item_ntags(old);
+    unsigned keep = item_bits(old) & (ITEM_FREQ_MASK | ITEM_MAIN |
+                                      ITEM_LINKED);
+
+    CR_ASSERT(old->nkey == it->nkey);
+    for (size_t i = 0; i < n; i++) {
+        tag_release(item_tag(old, i));
+    }
+    old->nvalue = it->nvalue;
+    memcpy(old->data, it->data,
+           (size_t)it->nkey + it->nvalue + item_ext_bytes(it));
+    n = item_ntags(old);
+    for (size_t i = 0; i < n; i++) {
+        tag_ref(item_tag(old, i)); /* it keeps its own references */
+    }
+    atomic_store_explicit(&old->exptime, item_exptime(it),
+                          memory_order_relaxed);
+    atomic_store_explicit(&old->atime, item_atime(it), memory_order_relaxed);
+    atomic_store_explicit(&old->cas, cas, memory_order_relaxed);
+    atomic_store_explicit(&old->bits,
+                          (uint8_t)(keep | (item_bits(it) &
+                                            (ITEM_EXT | ITEM_STALE |
+                                             ITEM_TOKEN))),
+                          memory_order_relaxed);
+    STAT_INC(&s->stats, total_items);
 }
