@@ -759,6 +759,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     bool concat = mode == CORRAL_APPEND || mode == CORRAL_PREPEND;
     bool cas_mode = mode == CORRAL_CAS || (mode == CORRAL_SET && o->cas);
     corral_status_t st = CORRAL_OK;
+    bool counted_nomem = false;
     item_t *it = NULL;
     item_t *old;
     struct shard *s;
@@ -849,9 +850,13 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         if (st == CORRAL_OK) {
             it = NULL; /* the cache owns it now */
         }
+        counted_nomem = true; /* cache_install counts its own refusals */
     }
     if (st == CORRAL_ETOOBIG) {
         STAT_INC(&s->stats, store_too_large);
+    }
+    if (st == CORRAL_ENOMEM && !counted_nomem) {
+        STAT_INC(&s->stats, store_no_memory);
     }
     if ((st == CORRAL_ETOOBIG || st == CORRAL_ENOMEM) &&
         mode == CORRAL_SET) {
