@@ -276,10 +276,17 @@ idmap_del(struct idmap *m, uint64_t id)
 /* Reference policies                                                     */
 /* ---------------------------------------------------------------------- */
 
-enum policy { POL_DEFAULT = 0, POL_LRU, POL_FIFO, POL_OPT, POL_COUNT };
+enum policy {
+    POL_DEFAULT = 0,
+    POL_LRU,
+    POL_FIFO,
+    POL_OPT,
+    POL_S3FIFO,
+    POL_COUNT
+};
 
 static const char *const policy_names[POL_COUNT] = {"default", "lru", "fifo",
-                                                    "opt"};
+                                                    "opt", "s3fifo"};
 
 /* LRU and FIFO: nodes 0..cap-1 in a list, head = most recent. */
 struct list_cache {
@@ -427,6 +434,183 @@ opt_access(struct opt_cache *c, const struct record *rec)
     return false;
 }
 
+/*
+ * S3-FIFO as a reference (Yang et al., SOSP 2023), with its parameters
+ * exposed, to see how the engine's implementation compares with the
+ * algorithm and how the miss ratio moves with the small queue's size.
+ *
+ *   1. A hit increments the object's counter, capped at 3.
+ *   2. A miss inserts the object into the main queue if its id is in the
+ *      ghost (and removes it there), else into the small queue.
+ *   3. To make room: when the small queue holds at least its share of the
+ *      capacity (or main is empty), its oldest object moves to main if its
+ *      counter is >= the threshold (counter reset), else it is evicted and
+ *      its id enters the ghost; otherwise main's oldest object is evicted
+ *      if its counter is 0, else the counter drops by one and the object
+ *      goes back to main's head.
+ *   4. The ghost remembers as many ids as main can hold (FIFO).
+ */
+static double s3_small = 0.10; /* the small queue's share of capacity */
+static unsigned s3_threshold = 1;
+
+struct s3_cache {
+    struct idmap map;       /* id -> node */
+    struct idmap ghost_map; /* id -> ghost ring slot */
+    uint64_t *id;
+    uint8_t *freq, *in_main;
+    uint32_t *prev, *next;
+    uint32_t head[2], tail[2]; /* [0] small, [1] main; head = newest */
+    size_t count[2];
+    uint32_t *free_nodes;
+    size_t nfree;
+    size_t cap, small_cap;
+    uint64_t *ghost; /* ring of ids */
+    size_t ghost_cap, ghost_pos, ghost_len;
+};
+
+static void
+s3_init(struct s3_cache *c, size_t cap)
+{
+    memset(c, 0, sizeof(*c));
+    c->cap = cap;
+    c->small_cap = (size_t)((double)cap * s3_small);
+    if (c->small_cap < 1) {
+        c->small_cap = 1;
+    }
+    c->ghost_cap = cap - c->small_cap > 0 ? cap - c->small_cap : 1;
+    idmap_init(&c->map, cap);
+    idmap_init(&c->ghost_map, c->ghost_cap);
+    c->id = bench_calloc(cap, sizeof(*c->id));
+    c->freq = bench_calloc(cap, 1);
+    c->in_main = bench_calloc(cap, 1);
+    c->prev = bench_calloc(cap, sizeof(*c->prev));
+    c->next = bench_calloc(cap, sizeof(*c->next));
+    c->free_nodes = bench_calloc(cap, sizeof(*c->free_nodes));
+    for (size_t i = 0; i < cap; i++) {
+        c->free_nodes[i] = (uint32_t)(cap - 1 - i);
+    }
+    c->nfree = cap;
+    c->head[0] = c->head[1] = c->tail[0] = c->tail[1] = NIL;
+    c->ghost = bench_calloc(c->ghost_cap, sizeof(*c->ghost));
+}
+
+static void
+s3_deinit(struct s3_cache *c)
+{
+    idmap_deinit(&c->map);
+    idmap_deinit(&c->ghost_map);
+    free(c->id);
+    free(c->freq);
+    free(c->in_main);
+    free(c->prev);
+    free(c->next);
+    free(c->free_nodes);
+    free(c->ghost);
+}
+
+static void
+s3_push(struct s3_cache *c, int q, uint32_t n)
+{
+    c->in_main[n] = (uint8_t)q;
+    c->prev[n] = NIL;
+    c->next[n] = c->head[q];
+    if (c->head[q] != NIL) {
+        c->prev[c->head[q]] = n;
+    }
+    c->head[q] = n;
+    if (c->tail[q] == NIL) {
+        c->tail[q] = n;
+    }
+    c->count[q]++;
+}
+
+/* Remove the oldest node of queue q. */
+static uint32_t
+s3_pop(struct s3_cache *c, int q)
+{
+    uint32_t n = c->tail[q];
+    c->tail[q] = c->prev[n];
+    if (c->tail[q] != NIL) {
+        c->next[c->tail[q]] = NIL;
+    } else {
+        c->head[q] = NIL;
+    }
+    c->count[q]--;
+    return n;
+}
+
+static void
+s3_ghost_add(struct s3_cache *c, uint64_t id)
+{
+    if (c->ghost_len == c->ghost_cap) {
+        uint64_t old = c->ghost[c->ghost_pos];
+        /* Forget the overwritten id unless it was re-added later. */
+        if (idmap_get(&c->ghost_map, old) == c->ghost_pos) {
+            idmap_del(&c->ghost_map, old);
+        }
+    } else {
+        c->ghost_len++;
+    }
+    c->ghost[c->ghost_pos] = id;
+    idmap_put(&c->ghost_map, id, (uint32_t)c->ghost_pos);
+    c->ghost_pos = (c->ghost_pos + 1) % c->ghost_cap;
+}
+
+static void
+s3_evict(struct s3_cache *c)
+{
+    for (;;) {
+        uint32_t n;
+        if (c->count[0] > 0 &&
+            (c->count[0] >= c->small_cap || c->count[1] == 0)) {
+            n = s3_pop(c, 0);
+            if (c->freq[n] >= s3_threshold) {
+                c->freq[n] = 0;
+                s3_push(c, 1, n);
+                continue;
+            }
+            s3_ghost_add(c, c->id[n]);
+        } else {
+            n = s3_pop(c, 1);
+            if (c->freq[n] > 0) {
+                c->freq[n]--;
+                s3_push(c, 1, n);
+                continue;
+            }
+        }
+        idmap_del(&c->map, c->id[n]);
+        c->free_nodes[c->nfree++] = n;
+        return;
+    }
+}
+
+static bool
+s3_access(struct s3_cache *c, uint64_t id)
+{
+    uint32_t n = idmap_get(&c->map, id);
+    bool ghost;
+
+    if (n != NIL) {
+        if (c->freq[n] < 3) {
+            c->freq[n]++;
+        }
+        return true;
+    }
+    if (c->nfree == 0) {
+        s3_evict(c);
+    }
+    n = c->free_nodes[--c->nfree];
+    c->id[n] = id;
+    c->freq[n] = 0;
+    ghost = idmap_get(&c->ghost_map, id) != NIL;
+    if (ghost) {
+        idmap_del(&c->ghost_map, id);
+    }
+    s3_push(c, ghost ? 1 : 0, n);
+    idmap_put(&c->map, id, n);
+    return false;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Replay                                                                 */
 /* ---------------------------------------------------------------------- */
@@ -447,12 +631,14 @@ replay(const char *path, size_t capacity, enum policy pol, struct result *res)
     struct record rec;
     struct list_cache lc;
     struct opt_cache oc;
+    struct s3_cache sc;
     corral_t *cache = NULL;
     uint64_t t0 = bench_now_ns();
 
     memset(res, 0, sizeof(*res));
     memset(&lc, 0, sizeof(lc));
     memset(&oc, 0, sizeof(oc));
+    memset(&sc, 0, sizeof(sc));
     if (capacity == 0 || capacity >= UINT32_MAX) {
         bench_usage_error("--capacity: 1 .. %u", UINT32_MAX - 1);
     }
@@ -484,6 +670,9 @@ replay(const char *path, size_t capacity, enum policy pol, struct result *res)
         lc.cap = capacity;
         lc.move_on_hit = pol == POL_LRU;
         break;
+    case POL_S3FIFO:
+        s3_init(&sc, capacity);
+        break;
     default:
         idmap_init(&oc.map, capacity);
         oc.when = bench_calloc(capacity, sizeof(*oc.when));
@@ -513,6 +702,9 @@ replay(const char *path, size_t capacity, enum policy pol, struct result *res)
         case POL_FIFO:
             hit = list_access(&lc, rec.id);
             break;
+        case POL_S3FIFO:
+            hit = s3_access(&sc, rec.id);
+            break;
         default:
             hit = opt_access(&oc, &rec);
             break;
@@ -537,6 +729,9 @@ replay(const char *path, size_t capacity, enum policy pol, struct result *res)
     idmap_deinit(&oc.map);
     free(oc.when);
     free(oc.id);
+    if (pol == POL_S3FIFO) {
+        s3_deinit(&sc);
+    }
 }
 
 static double
@@ -573,19 +768,33 @@ bench_trace_main(int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             printf("usage: corral-bench trace FILE.zst --capacity N "
-                   "[--policy default|lru|fifo|opt]\n"
+                   "[--policy default|lru|fifo|opt|s3fifo]\n"
+                   "                         [--small R] [--threshold T]\n"
                    "\n"
                    "Replays a libCacheSim oracleGeneral trace: every "
                    "record a get, a miss\n"
-                   "inserts; capacity in objects.  The last line is\n"
+                   "inserts; capacity in objects.  default is libcorral; "
+                   "the others are\n"
+                   "reference simulations (s3fifo: small queue share R, "
+                   "default 0.10, and\n"
+                   "move-to-main threshold T, default 1).  The last line "
+                   "is\n"
                    "miss_ratio=0.NNNN requests=R misses=M\n");
             return 0;
         } else if (strcmp(a, "--capacity") == 0 && i + 1 < argc) {
             capacity = bench_parse_size(a, argv[++i], false);
         } else if (strcmp(a, "--policy") == 0 && i + 1 < argc) {
             if (!parse_policy(argv[++i], &pol)) {
-                bench_usage_error("--policy: default, lru, fifo or opt");
+                bench_usage_error("--policy: default, lru, fifo, opt or "
+                                  "s3fifo");
             }
+        } else if (strcmp(a, "--small") == 0 && i + 1 < argc) {
+            s3_small = bench_parse_double(a, argv[++i]);
+            if (s3_small <= 0 || s3_small >= 1) {
+                bench_usage_error("--small: between 0 and 1");
+            }
+        } else if (strcmp(a, "--threshold") == 0 && i + 1 < argc) {
+            s3_threshold = (unsigned)bench_parse_size(a, argv[++i], false);
         } else if (a[0] != '-' && path == NULL) {
             path = a;
         } else {
@@ -596,6 +805,11 @@ bench_trace_main(int argc, char **argv)
         bench_usage_error("trace needs FILE.zst and --capacity N");
     }
     replay(path, capacity, pol, &res);
+    if (pol == POL_S3FIFO) {
+        printf("s3fifo: small queue %.2f of capacity, move-to-main "
+               "threshold %u\n",
+               s3_small, s3_threshold);
+    }
     printf("trace %s capacity %zu policy %s: %.2f s, %.2f M requests/s\n", path,
            capacity, policy_names[pol], res.seconds,
            (double)res.requests / res.seconds / 1e6);
@@ -689,8 +903,8 @@ bench_trace_table_main(int argc, char **argv)
                    "\n"
                    "Replays every *.zst trace in DIR (default %s) at 1 %% "
                    "and 10 %% of its\n"
-                   "unique objects with the lru, fifo and opt policies "
-                   "once and the default\n"
+                   "unique objects with the lru, fifo, s3fifo and opt "
+                   "policies once and the default\n"
                    "policy N times (default 3: each cache draws its own "
                    "hash seed), and\n"
                    "prints the miss ratios beside issue 6's bar.\n",
@@ -726,8 +940,8 @@ bench_trace_table_main(int argc, char **argv)
     printf("miss ratios; default = libcorral's default policy (mean, and "
            "min..max, of %u runs)\n\n",
            runs);
-    printf("%-19s %4s %6s %-24s %6s %6s %6s %6s %6s  %s\n", "trace", "size",
-           "cap", "default", "lru", "fifo", "opt", "best", "bar",
+    printf("%-19s %4s %6s %-24s %6s %6s %6s %6s %6s %6s  %s\n", "trace", "size",
+           "cap", "default", "lru", "fifo", "s3fifo", "opt", "best", "bar",
            "verdict (worst default run)");
     for (size_t t = 0; t < nnames; t++) {
         char path[4096];
@@ -767,8 +981,9 @@ bench_trace_table_main(int argc, char **argv)
             mr[POL_DEFAULT] = sum / runs;
             snprintf(dbuf, sizeof(dbuf), "%.4f (%.4f..%.4f)", sum / runs, lo,
                      hi);
-            printf("%-19s %3u%% %6zu %-24s %6.4f %6.4f %6.4f", shortname,
-                   pct[f], cap, dbuf, mr[POL_LRU], mr[POL_FIFO], mr[POL_OPT]);
+            printf("%-19s %3u%% %6zu %-24s %6.4f %6.4f %6.4f %6.4f", shortname,
+                   pct[f], cap, dbuf, mr[POL_LRU], mr[POL_FIFO], mr[POL_S3FIFO],
+                   mr[POL_OPT]);
             if (bar != NULL) {
                 /* Compared as the issue writes them: to four decimals. */
                 double worst = round(hi * 1e4) / 1e4;

@@ -402,7 +402,9 @@ reclaim_dead(struct corral *c, struct shard *s, uint64_t h, const void *key,
 /*
  * Decide the recache token on a live item (memcached's W, X and Z flags):
  * a stale item, or one whose TTL is below the caller's recache threshold,
- * hands its single token to the first caller that asks.
+ * hands its single token to the first caller that asks.  Only a caller
+ * that takes the result (out_res) can ask: corral_gat() and other plain
+ * lookups leave the token alone, as memcached's gat does.
  */
 static unsigned
 token_decide(item_t *it, const corral_get_opts_t *o, uint32_t now)
@@ -435,23 +437,21 @@ hit(struct corral *c, struct shard *s, item_t *it,
     corral_get_result_t *out_res)
 {
     unsigned f = o != NULL ? o->flags : 0;
-    item_t *pinned;
+    item_t *pinned = pin_for_caller(c, it);
 
+    /* Pin first: a lookup that fails must not have taken the token. */
+    if (pinned == NULL) {
+        return CORRAL_ENOMEM;
+    }
     if (out_res != NULL) {
         uint32_t at = item_atime(it);
         out_res->flags |= item_has(it, ITEM_FETCHED) ? CORRAL_RES_HIT_BEFORE
                                                      : 0;
         out_res->last_access = now > at ? now - at : 0;
         out_res->flags |= token_decide(it, o, now);
-    } else if (o != NULL) {
-        token_decide(it, o, now);
     }
     if (!(f & CORRAL_GET_NOBUMP)) {
         item_touch_access(it, now);
-    }
-    pinned = pin_for_caller(c, it);
-    if (pinned == NULL) {
-        return CORRAL_ENOMEM;
     }
     STAT_INC(&s->stats, get_hits);
     *out_item = pinned;
@@ -772,6 +772,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     bool concat = mode == CORRAL_APPEND || mode == CORRAL_PREPEND;
     bool cas_mode = mode == CORRAL_CAS || (mode == CORRAL_SET && o->cas);
     corral_status_t st = CORRAL_OK;
+    bool counted_nomem = false;
     item_t *it = NULL;
     item_t *old;
     struct shard *s;
@@ -820,7 +821,10 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     if (st != CORRAL_OK) {
         /* refused before we got here */
     } else if (mode == CORRAL_ADD && old != NULL) {
-        item_touch_access(old, now);
+        /* memcached bumps the item in its LRU but does not count a
+         * fetch: a later "h" or "me" still says it was never read. */
+        item_freq_bump(old);
+        atomic_store_explicit(&old->atime, now, memory_order_relaxed);
         st = CORRAL_ENOTSTORED;
     } else if ((mode == CORRAL_REPLACE || concat) && old == NULL) {
         st = CORRAL_ENOTSTORED;
@@ -859,9 +863,13 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         if (st == CORRAL_OK) {
             it = NULL; /* the cache owns it now */
         }
+        counted_nomem = true; /* cache_install counts its own refusals */
     }
     if (st == CORRAL_ETOOBIG) {
         STAT_INC(&s->stats, store_too_large);
+    }
+    if (st == CORRAL_ENOMEM && !counted_nomem) {
+        STAT_INC(&s->stats, store_no_memory);
     }
     if ((st == CORRAL_ETOOBIG || st == CORRAL_ENOMEM) &&
         mode == CORRAL_SET) {

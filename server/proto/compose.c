@@ -56,6 +56,9 @@ struct out {
 static void
 put(struct out *o, const void *s, size_t n)
 {
+    if (n == 0) {
+        return;
+    }
     if (o->overflow || (size_t)(o->end - o->p) < n) {
         o->overflow = true;
         return;

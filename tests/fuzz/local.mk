@@ -1,1 +1,45 @@
-# tests/fuzz rules (empty so far)
+# tests/fuzz/local.mk - fuzz targets for the protocol library.
+#
+# With --enable-fuzz (clang): tests/fuzz/fuzz_proto, a libFuzzer binary
+# (ASan + UBSan).  It links an instrumented copy of libcorral_proto built
+# here from the same sources, so that coverage reaches the parser while
+# the ordinary library (which corrald links) stays uninstrumented.  The
+# command to run it is at the top of fuzz_proto.c.
+#
+# Without it: tests/fuzz/replay_proto, the same target driven by
+# replay_main.c over the checked-in corpus, run by make check.
+
+FUZZ_PROTO_CPPFLAGS = -I$(top_srcdir)/server/proto
+
+if ENABLE_FUZZ
+FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -g
+
+check_LTLIBRARIES += tests/fuzz/libcorral_proto_fuzz.la
+tests_fuzz_libcorral_proto_fuzz_la_SOURCES = \
+	$(server_proto_libcorral_proto_la_SOURCES)
+tests_fuzz_libcorral_proto_fuzz_la_CPPFLAGS = \
+	$(server_proto_libcorral_proto_la_CPPFLAGS)
+tests_fuzz_libcorral_proto_fuzz_la_CFLAGS = $(AM_CFLAGS) \
+	-fsanitize=fuzzer-no-link $(FUZZ_SANITIZE)
+
+noinst_PROGRAMS += tests/fuzz/fuzz_proto
+tests_fuzz_fuzz_proto_SOURCES = tests/fuzz/fuzz_proto.c
+tests_fuzz_fuzz_proto_CPPFLAGS = $(FUZZ_PROTO_CPPFLAGS)
+tests_fuzz_fuzz_proto_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer \
+	$(FUZZ_SANITIZE)
+tests_fuzz_fuzz_proto_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer \
+	$(FUZZ_SANITIZE)
+tests_fuzz_fuzz_proto_LDADD = tests/fuzz/libcorral_proto_fuzz.la
+else
+check_PROGRAMS += tests/fuzz/replay_proto
+TESTS += tests/fuzz/replay_proto
+tests_fuzz_replay_proto_SOURCES = tests/fuzz/fuzz_proto.c \
+	tests/fuzz/replay_main.c
+tests_fuzz_replay_proto_CPPFLAGS = $(FUZZ_PROTO_CPPFLAGS) \
+	-DREPLAY_CORPUS='"$(abs_top_srcdir)/tests/fuzz/corpus/proto"'
+tests_fuzz_replay_proto_CFLAGS = $(AM_CFLAGS)
+tests_fuzz_replay_proto_LDADD = server/proto/libcorral_proto.la
+endif
+
+EXTRA_DIST += tests/fuzz/proto.dict tests/fuzz/corpus tests/fuzz/replay_main.c
