@@ -186,9 +186,10 @@ uint64_t shard_next_cas(struct corral *c, struct shard *s);
 bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
                 item_t *old_it);
 
-/* Whether a store can copy `it` into `old` instead of linking it: same
- * allocation size, and no reference on old beyond the queue's and the
- * caller's (so no reader has it pinned).  Exclusive lock. */
+/* Whether a store can copy `it` into `old` instead of linking it: it
+ * fits in old's allocation and counts the same real size, and no
+ * reference on old goes beyond the queue's and the caller's (so no reader
+ * has it pinned).  Exclusive lock. */
 static inline bool
 shard_can_overwrite(const item_t *old, const item_t *it)
 {
@@ -196,6 +197,7 @@ shard_can_overwrite(const item_t *old, const item_t *it)
            atomic_load_explicit(&((item_t *)old)->refs,
                                 memory_order_relaxed) == 2 &&
            it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
+           item_req_size(it) <= item_req_size(old) &&
            item_real_size(old) == item_real_size(it);
 }
 
@@ -248,11 +250,13 @@ bool shard_init(struct corral *c, struct shard *s, unsigned index);
 
 /* corral.c: shared by the access-pattern files. */
 
-/* Link `it` in place of `old` (pinned by the caller, or NULL) or as a new
- * key, evicting to make room; breaks leases, records the overwrite event.
- * Exclusive shard lock. */
+/* Link *itp in place of `old` (referenced by the caller, or NULL) or as
+ * a new key, evicting to make room; breaks leases, records the overwrite
+ * event.  On success the cache owns the caller's reference to *itp, and
+ * *itp is the item now linked: old itself when *itp was copied into it
+ * (then the caller's *itp reference was dropped).  Exclusive lock. */
 corral_status_t cache_install(struct corral *c, struct shard *s, uint64_t h,
-                              item_t *it, item_t *old, uint64_t *out_cas);
+                              item_t **itp, item_t *old, uint64_t *out_cas);
 
 /* Deliver recorded events; no engine lock held. */
 void cache_deliver(struct corral *c);

@@ -720,9 +720,10 @@ drop_key_locked(struct corral *c, struct shard *s, uint64_t h,
  * eviction unlinked it, the new item goes in as a fresh key.
  */
 corral_status_t
-cache_install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
               item_t *old, uint64_t *out_cas)
 {
+    item_t *it = *itp;
     uint64_t cas;
 
     if (old != NULL && shard_can_overwrite(old, it)) {
@@ -731,6 +732,7 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t *it,
         cas = shard_next_cas(c, s);
         shard_overwrite(s, old, it, cas);
         item_unref(it); /* the caller's reference passed to the cache */
+        *itp = old;
         emit(c, s, CORRAL_EVENT_OVERWRITE, item_key(old), old->nkey, cas, 0,
              0);
         if (out_cas != NULL) {
@@ -859,7 +861,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         item_set_tag_epoch(it, tags_epoch(&c->tags));
     }
     if (st == CORRAL_OK) {
-        st = cache_install(c, s, h, it, old, out_cas);
+        st = cache_install(c, s, h, &it, old, out_cas);
         if (st == CORRAL_OK) {
             it = NULL; /* the cache owns it now */
         }
@@ -1218,7 +1220,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                                 exptime_abs(o->vivify_exptime, now), now,
                                 NULL);
             st = fresh == NULL ? CORRAL_ENOMEM
-                               : cache_install(c, s, h, fresh, NULL, NULL);
+                               : cache_install(c, s, h, &fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
             fresh = st == CORRAL_OK ? NULL : fresh;
         }
@@ -1249,7 +1251,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                 st = CORRAL_ENOMEM;
             } else {
                 item_ref(it);
-                st = cache_install(c, s, h, fresh, it, NULL);
+                st = cache_install(c, s, h, &fresh, it, NULL);
                 item_unref(it);
                 if (st == CORRAL_OK) {
                     it = fresh;

@@ -616,8 +616,9 @@ lead(struct leader *L)
                 if (old != NULL) {
                     item_ref(old);
                 }
+                item_t *linked = it;
                 item_ref(it); /* one reference for the cache, one kept */
-                stored = cache_install(c, s, L->h, it, old, NULL) ==
+                stored = cache_install(c, s, L->h, &linked, old, NULL) ==
                          CORRAL_OK;
                 if (!stored) {
                     item_unref(it);

@@ -250,6 +250,10 @@ item_fetch_block(const item_t *it)
     return ext + off;
 }
 
+/* Bytes this item's allocation was requested with. */
+static inline size_t
+item_req_size(const item_t *it);
+
 /* Bytes of this item's extension block. */
 static inline size_t
 item_ext_bytes(const item_t *it)
@@ -258,6 +262,12 @@ item_ext_bytes(const item_t *it)
                ? ext_size(item_flags(it), item_ntags(it),
                           item_ext_mask(it) & EXT_FETCH)
                : 0;
+}
+
+static inline size_t
+item_req_size(const item_t *it)
+{
+    return ITEM_HEADER_SIZE + it->nkey + it->nvalue + item_ext_bytes(it);
 }
 
 static inline bool

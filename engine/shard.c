@@ -419,13 +419,13 @@ shard_overwrite(struct shard *s, item_t *old, const item_t *it, uint64_t cas)
     for (size_t i = 0; i < n; i++) {
         tag_release(item_tag(old, i));
     }
+    n = item_ntags(it);
+    for (size_t i = 0; i < n; i++) {
+        tag_ref(item_tag(it, i)); /* for old's copy; it keeps its own */
+    }
     old->nvalue = it->nvalue;
     memcpy(old->data, it->data,
            (size_t)it->nkey + it->nvalue + item_ext_bytes(it));
-    n = item_ntags(old);
-    for (size_t i = 0; i < n; i++) {
-        tag_ref(item_tag(old, i)); /* it keeps its own references */
-    }
     atomic_store_explicit(&old->exptime, item_exptime(it),
                           memory_order_relaxed);
     atomic_store_explicit(&old->atime, item_atime(it), memory_order_relaxed);

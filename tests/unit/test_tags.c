@@ -208,6 +208,7 @@ test_prefix_invalidation(void)
     corral_set(c, "user", 4, "c", 1, 0, 0);
     corral_set(c, "usex:1", 6, "d", 1, 0, 0);
     CU_ASSERT(corral_invalidate_prefix(c, "user:", 5) == CORRAL_OK);
+    CU_ASSERT_EQUAL(STAT(c, prefix_rules), 4); /* one per shard */
     CU_ASSERT(!has(c, "user:1"));
     CU_ASSERT(!has(c, "user:2"));
     CU_ASSERT(has(c, "user"));
@@ -215,7 +216,6 @@ test_prefix_invalidation(void)
     corral_set(c, "user:3", 6, "e", 1, 0, 0);
     CU_ASSERT(has(c, "user:3"));
     CU_ASSERT_EQUAL(STAT(c, prefix_invalidations), 1);
-    CU_ASSERT_EQUAL(STAT(c, prefix_rules), 4); /* one per shard */
 
     CU_ASSERT(corral_invalidate_prefix(c, "", 0) == CORRAL_EINVAL);
     CU_ASSERT(corral_invalidate_prefix(c, NULL, 3) == CORRAL_EINVAL);
