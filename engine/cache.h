@@ -51,6 +51,7 @@ struct shard {
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
     unsigned index;
+    struct corral *cache;  /* the owner, for its counters */
     struct prefix_rule *rules; /* pending prefix rules, oldest first */
     unsigned nrules;
     uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
@@ -69,6 +70,7 @@ struct corral {
     _Atomic uint32_t oldest_live; /* delayed flush: items last stored or
                                    * accessed at or before this second are
                                    * flushed once it has come; 0 = none */
+    struct stats_reg counters; /* per-thread counter blocks */
     struct tags tags;
     struct events events;
     struct fetch_state fetch;
@@ -76,6 +78,10 @@ struct corral {
     _Atomic uint64_t write_seq;
     struct shard *shards;
 };
+
+/* Bump a counter of the cache a shard belongs to. */
+#define COUNT(s, name) count_add(&(s)->cache->counters, ST_##name, 1)
+#define COUNT_ID(s, id) count_add(&(s)->cache->counters, (id), 1)
 
 /* Why an item is not live. */
 enum item_state {
@@ -127,6 +133,17 @@ item_tags_invalid(const item_t *it)
 static inline uint64_t
 cache_now_ns(const struct corral *c)
 {
+    return c->cfg.clock(c->cfg.clock_ud);
+}
+
+/* For measuring durations: the precise clock when the cache runs on the
+ * system's. */
+static inline uint64_t
+cache_now_precise_ns(const struct corral *c)
+{
+    if (c->cfg.clock == sysclock_now) {
+        return sysclock_precise(&c->sysclock);
+    }
     return c->cfg.clock(c->cfg.clock_ud);
 }
 

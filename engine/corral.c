@@ -159,21 +159,28 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     }
     mem_init(&c->mem);
     atomic_init(&c->oldest_live, 0);
+    if (!stats_reg_init(&c->counters)) {
+        free(c);
+        return CORRAL_ENOMEM;
+    }
     c->nshards = c->cfg.shards;
     c->shard_bits = log2u(c->nshards);
     c->seed = random_seed();
     if (!tags_init(&c->tags, &c->mem, c->seed)) {
+        stats_reg_deinit(&c->counters);
         free(c);
         return CORRAL_ENOMEM;
     }
     if (!events_init(&c->events, &c->mem, c->cfg.event_ring)) {
         tags_deinit(&c->tags);
+        stats_reg_deinit(&c->counters);
         free(c);
         return CORRAL_ENOMEM;
     }
     if (!fetch_init(&c->fetch)) {
         events_deinit(&c->events);
         tags_deinit(&c->tags);
+        stats_reg_deinit(&c->counters);
         free(c);
         return CORRAL_ENOMEM;
     }
@@ -184,6 +191,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
         fetch_deinit(c);
         events_deinit(&c->events);
         tags_deinit(&c->tags);
+        stats_reg_deinit(&c->counters);
         free(c);
         return CORRAL_ENOMEM;
     }
@@ -197,6 +205,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
             fetch_deinit(c);
             events_deinit(&c->events);
             tags_deinit(&c->tags);
+            stats_reg_deinit(&c->counters);
             free(c);
             return CORRAL_ENOMEM;
         }
@@ -220,6 +229,7 @@ corral_destroy(corral_t *c)
     fetch_deinit(c);
     events_deinit(&c->events);
     tags_deinit(&c->tags); /* after the items, which hold tag records */
+    stats_reg_deinit(&c->counters);
     free(c);
 }
 
@@ -337,7 +347,7 @@ emit(struct corral *c, struct shard *s, corral_event_type_t type,
 {
     if (events_wanted(&c->events)) {
         events_push(&c->events, type, name, len, cas, origin, flush_time);
-        STAT_INC(&s->stats, events);
+        COUNT(s, events);
     }
 }
 
@@ -366,13 +376,13 @@ count_dead(struct shard *s, enum item_state seen)
 {
     switch (seen) {
     case ITEM_EXPIRED:
-        STAT_INC(&s->stats, get_expired);
+        COUNT(s, get_expired);
         break;
     case ITEM_FLUSHED:
-        STAT_INC(&s->stats, get_flushed);
+        COUNT(s, get_flushed);
         break;
     case ITEM_INVALIDATED:
-        STAT_INC(&s->stats, get_invalidated);
+        COUNT(s, get_invalidated);
         break;
     case ITEM_LIVE:
     case ITEM_NEGATIVE:
@@ -453,7 +463,7 @@ hit(struct corral *c, struct shard *s, item_t *it,
     if (!(f & CORRAL_GET_NOBUMP)) {
         item_touch_access(it, now);
     }
-    STAT_INC(&s->stats, get_hits);
+    COUNT(s, get_hits);
     *out_item = pinned;
     return CORRAL_OK;
 }
@@ -512,7 +522,6 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     h = hash_key(c->seed, key, nkey);
     s = cache_shard(c, h);
     now = cache_now(c);
-    STAT_INC(&s->stats, cmd_get);
 
     if (!(f & (CORRAL_GET_TOUCH | CORRAL_GET_VIVIFY))) {
         shard_rdlock(s);
@@ -528,7 +537,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
             reclaim_dead(c, s, h, key, nkey, seen);
         }
         if (st == CORRAL_ENOTFOUND) {
-            STAT_INC(&s->stats, get_misses);
+            COUNT(s, get_misses);
         }
         return st;
     }
@@ -537,8 +546,8 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     it = shard_find_live(c, s, h, key, nkey, now, &seen);
     count_dead(s, seen);
     if (f & CORRAL_GET_TOUCH) {
-        STAT_INC(&s->stats, cmd_touch);
-        stat_add(&s->stats, it ? ST_touch_hits : ST_touch_misses, 1);
+        COUNT(s, cmd_touch);
+        COUNT_ID(s, it ? ST_touch_hits : ST_touch_misses);
     }
     if (it != NULL) {
         if (f & CORRAL_GET_TOUCH) {
@@ -548,7 +557,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
         }
         st = hit(c, s, it, o, now, out_item, out_res);
     } else {
-        STAT_INC(&s->stats, get_misses);
+        COUNT(s, get_misses);
         if (f & CORRAL_GET_VIVIFY) {
             st = vivify(c, s, h, key, nkey, o, now, out_item, out_res);
         }
@@ -741,7 +750,7 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
         return CORRAL_OK;
     }
     if (!shard_make_room(c, s, item_real_size(it), old ? 0 : 1)) {
-        STAT_INC(&s->stats, store_no_memory);
+        COUNT(s, store_no_memory);
         return CORRAL_ENOMEM;
     }
     if (old != NULL && !item_has(old, ITEM_LINKED)) {
@@ -751,7 +760,7 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
     cas = shard_next_cas(c, s);
     atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
     if (!shard_link(c, s, h, it, old)) {
-        STAT_INC(&s->stats, store_no_memory);
+        COUNT(s, store_no_memory);
         return CORRAL_ENOMEM;
     }
     if (old != NULL) {
@@ -795,7 +804,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     h = hash_key(c->seed, key, nkey);
     s = cache_shard(c, h);
     now = cache_now(c);
-    STAT_INC(&s->stats, cmd_set);
+    COUNT(s, cmd_set);
 
     /* Build the new item before taking the lock. */
     if (!concat) {
@@ -834,19 +843,19 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         uint64_t cur = old != NULL ? item_cas(old) : 0;
         if (old == NULL) {
             st = CORRAL_ENOTFOUND;
-            STAT_INC(&s->stats, cas_misses);
+            COUNT(s, cas_misses);
         } else if (o->cas != 0 && o->cas == cur) {
-            STAT_INC(&s->stats, cas_hits);
+            COUNT(s, cas_hits);
         } else if (o->cas != 0 && (o->options & CORRAL_STORE_INVALIDATE) &&
                    o->cas < cur) {
             /* An older writer may still store, but only as stale data. */
-            STAT_INC(&s->stats, cas_hits);
+            COUNT(s, cas_hits);
             atomic_store(&it->exptime, item_exptime(old));
             item_set(it, ITEM_STALE |
                              (item_bits(old) & ITEM_TOKEN));
         } else {
             st = CORRAL_EEXISTS;
-            STAT_INC(&s->stats, cas_badval);
+            COUNT(s, cas_badval);
         }
     } else if (concat && o->cas != 0 && o->cas != item_cas(old)) {
         st = CORRAL_EEXISTS;
@@ -868,10 +877,10 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         counted_nomem = true; /* cache_install counts its own refusals */
     }
     if (st == CORRAL_ETOOBIG) {
-        STAT_INC(&s->stats, store_too_large);
+        COUNT(s, store_too_large);
     }
     if (st == CORRAL_ENOMEM && !counted_nomem) {
-        STAT_INC(&s->stats, store_no_memory);
+        COUNT(s, store_no_memory);
     }
     if ((st == CORRAL_ETOOBIG || st == CORRAL_ENOMEM) &&
         mode == CORRAL_SET) {
@@ -1016,7 +1025,7 @@ delete_key(struct corral *c, const void *key, size_t nkey,
     it = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (it == NULL) {
         st = CORRAL_ENOTFOUND;
-        STAT_INC(&s->stats, delete_misses);
+        COUNT(s, delete_misses);
         if (always_emit) {
             emit(c, s, CORRAL_EVENT_DELETE, key, nkey, 0, origin, 0);
         }
@@ -1036,11 +1045,11 @@ delete_key(struct corral *c, const void *key, size_t nkey,
             atomic_store_explicit(&it->exptime, exptime_abs(o->exptime, now),
                                   memory_order_relaxed);
         }
-        STAT_INC(&s->stats, delete_hits);
+        COUNT(s, delete_hits);
         emit(c, s, CORRAL_EVENT_STALE, key, nkey, cas, origin, 0);
     } else {
         shard_unlink(c, s, h, it);
-        STAT_INC(&s->stats, delete_hits);
+        COUNT(s, delete_hits);
         emit(c, s, CORRAL_EVENT_DELETE, key, nkey, item_cas(it), origin, 0);
     }
     shard_write_done(c, s);
@@ -1078,7 +1087,7 @@ corral_touch(corral_t *c, const void *key, size_t nkey, int64_t exptime)
     h = hash_key(c->seed, key, nkey);
     s = cache_shard(c, h);
     now = cache_now(c);
-    STAT_INC(&s->stats, cmd_touch);
+    COUNT(s, cmd_touch);
 
     shard_wrlock(s);
     it = shard_find_live(c, s, h, key, nkey, now, NULL);
@@ -1086,9 +1095,9 @@ corral_touch(corral_t *c, const void *key, size_t nkey, int64_t exptime)
         atomic_store_explicit(&it->exptime, exptime_abs(exptime, now),
                               memory_order_relaxed);
         item_touch_access(it, now);
-        STAT_INC(&s->stats, touch_hits);
+        COUNT(s, touch_hits);
     } else {
-        STAT_INC(&s->stats, touch_misses);
+        COUNT(s, touch_misses);
     }
     shard_unlock(s);
     return it != NULL ? CORRAL_OK : CORRAL_ENOTFOUND;
@@ -1211,7 +1220,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
     shard_wrlock(s);
     it = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (it == NULL) {
-        stat_add(&s->stats, decr ? ST_decr_misses : ST_incr_misses, 1);
+        COUNT_ID(s, decr ? ST_decr_misses : ST_incr_misses);
         if (!(o->options & CORRAL_ARITH_VIVIFY)) {
             st = CORRAL_ENOTFOUND;
         } else {
@@ -1232,7 +1241,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         char digits[20];
         size_t n;
 
-        stat_add(&s->stats, decr ? ST_decr_hits : ST_incr_hits, 1);
+        COUNT_ID(s, decr ? ST_decr_hits : ST_incr_hits);
         v = decr ? (v < o->delta ? 0 : v - o->delta) : v + o->delta;
         n = format_u64(digits, v);
         if (n <= it->nvalue && atomic_load(&it->refs) == 1) {
@@ -1322,7 +1331,7 @@ flush_all(struct corral *c, int64_t when, uint64_t origin)
     uint32_t now = cache_now(c);
     uint32_t at = when > 0 ? exptime_abs(when, now) : 0;
 
-    STAT_INC(&c->shards[0].stats, cmd_flush);
+    COUNT(&c->shards[0], cmd_flush);
     fetch_flushed(&c->fetch);
     if (at > now) {
         /* memcached: items last stored (or used) at or before the second
@@ -1373,7 +1382,7 @@ invalidate_tag(struct corral *c, const char *tag, size_t len,
      * itself needs no shard lock. */
     shard_wrlock(s);
     tag_invalidate(&c->tags, tag, len);
-    STAT_INC(&s->stats, tag_invalidations);
+    COUNT(s, tag_invalidations);
     emit(c, s, CORRAL_EVENT_TAG, tag, len, 0, origin, 0);
     shard_unlock(s);
     cache_deliver(c);
@@ -1402,7 +1411,7 @@ invalidate_prefix(struct corral *c, const void *prefix, size_t len,
         shard_wrlock(s);
         shard_add_prefix_rule(c, s, prefix, len);
         if (i == 0) {
-            STAT_INC(&s->stats, prefix_invalidations);
+            COUNT(s, prefix_invalidations);
             emit(c, s, CORRAL_EVENT_PREFIX, prefix, len, 0, origin, 0);
         }
         shard_unlock(s);
@@ -1489,8 +1498,10 @@ corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
     assert(c != NULL && out != NULL);
     memset(&all, 0, sizeof(all));
     for (unsigned i = 0; i < c->nshards; i++) {
-        stats_sum(&c->shards[i].stats, (uint64_t *)&all);
+        stats_sum_gauges(&c->shards[i].stats, (uint64_t *)&all);
     }
+    stats_reg_sum(&((struct corral *)c)->counters, (uint64_t *)&all);
+    all.cmd_get = all.get_hits + all.get_misses; /* every lookup is one */
     all.limit_maxbytes = c->cfg.max_memory;
     all.tags_live = atomic_load_explicit(&((struct corral *)c)->tags.records,
                                          memory_order_relaxed);
@@ -1501,7 +1512,5 @@ CORRAL_API void
 corral_stats_reset(corral_t *c)
 {
     assert(c != NULL);
-    for (unsigned i = 0; i < c->nshards; i++) {
-        stats_reset_counters(&c->shards[i].stats);
-    }
+    stats_reg_reset(&c->counters);
 }

@@ -19,10 +19,17 @@
 struct sysclock {
     uint64_t real0;        /* CLOCK_REALTIME at creation, ns */
     uint64_t mono0;        /* CLOCK_MONOTONIC at creation, ns */
+    uint64_t coarse0;      /* CLOCK_MONOTONIC_COARSE at creation, ns */
 };
 
 void sysclock_init(struct sysclock *sc);
+void sysclock_init_coarse(struct sysclock *sc);
+
+/* The default corral_clock_fn (coarse: about a millisecond). */
 uint64_t sysclock_now(void *sc);
+
+/* The same time base, read precisely (for durations). */
+uint64_t sysclock_precise(const struct sysclock *sc);
 
 /* exptime (API form) to absolute seconds. */
 static inline uint32_t

@@ -365,13 +365,13 @@ breaker_report(struct corral *c, struct shard *s, bool ok, bool trial,
     if (trial) {
         atomic_store(&b->open_until_ms, now + (uint64_t)c->cfg.breaker_open_ms);
         atomic_store(&b->trial, 0);
-        STAT_INC(&s->stats, breaker_opens);
+        COUNT(s, breaker_opens);
         return;
     }
     if (atomic_fetch_add(&b->failures, 1) + 1 >= n &&
         atomic_compare_exchange_strong(&b->open_until_ms, &closed,
                                        now + (uint64_t)c->cfg.breaker_open_ms)) {
-        STAT_INC(&s->stats, breaker_opens);
+        COUNT(s, breaker_opens);
     }
 }
 
@@ -582,10 +582,10 @@ lead(struct leader *L)
 
     memset(&ld, 0, sizeof(ld));
     ld.c = c;
-    t0 = cache_now_ns(c);
+    t0 = cache_now_precise_ns(c);
     err = L->loader(&ld, L->key, L->nkey, L->ud);
-    t1 = cache_now_ns(c);
-    STAT_INC(&s->stats, loads);
+    t1 = cache_now_precise_ns(c);
+    COUNT(s, loads);
     ms = t1 > t0 ? (t1 - t0) / 1000000u : 0;
     delta_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
     now = (uint32_t)(t1 / 1000000000u);
@@ -627,7 +627,7 @@ lead(struct leader *L)
                     item_unref(old);
                 }
             } else {
-                STAT_INC(&s->stats, lease_rejects);
+                COUNT(s, lease_rejects);
             }
             st = item_negative(it) ? CORRAL_ENOTFOUND : CORRAL_OK;
         }
@@ -642,7 +642,7 @@ lead(struct leader *L)
     } else {
         uint64_t tms = t1 / 1000000u;
         uint64_t back;
-        STAT_INC(&s->stats, load_errors);
+        COUNT(s, load_errors);
         kr->failures++;
         if (kr->first_fail_s == 0) {
             kr->first_fail_s = now; /* kept until a load succeeds */
@@ -700,7 +700,7 @@ wait_for(struct corral *c, struct shard *s, struct attempt *at,
     corral_status_t st;
     bool done;
 
-    STAT_INC(&s->stats, load_waits);
+    COUNT(s, load_waits);
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += o->wait_ms / 1000;
     deadline.tv_nsec += (o->wait_ms % 1000) * 1000000;
@@ -718,11 +718,11 @@ wait_for(struct corral *c, struct shard *s, struct attempt *at,
     done = at->done;
     pthread_mutex_unlock(&c->fetch.wait_lock);
     if (!done) {
-        STAT_INC(&s->stats, load_timeouts);
+        COUNT(s, load_timeouts);
         attempt_unref(at);
         return CORRAL_ETIMEDOUT;
     }
-    STAT_INC(&s->stats, stampedes_absorbed);
+    COUNT(s, stampedes_absorbed);
     st = take_result(c, at, out_item, out_error);
     attempt_unref(at);
     return st;
@@ -941,13 +941,13 @@ refresh(struct leader *L, item_t *cur, enum freshness why,
     }
     shard_unlock(s);
     if (why == STALE) {
-        STAT_INC(&s->stats, stale_served);
+        COUNT(s, stale_served);
     }
     if (!started) {
         *out_item = cur;
         return CORRAL_OK;
     }
-    stat_add(&s->stats, why == EARLY ? ST_early_refreshes : ST_refreshes, 1);
+    COUNT_ID(s, why == EARLY ? ST_early_refreshes : ST_refreshes);
     if ((L->o.options & CORRAL_FETCH_BACKGROUND) && refresh_submit(c, L)) {
         *out_item = cur;
         return CORRAL_OK;
@@ -983,7 +983,7 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
         enum item_state state = item_state(c, s, it, now_s);
         if (state == ITEM_NEGATIVE) {
             shard_unlock(s);
-            STAT_INC(&s->stats, negative_hits);
+            COUNT(s, negative_hits);
             return CORRAL_ENOTFOUND;
         }
         if (state == ITEM_LIVE) { /* stored meanwhile */
@@ -1003,7 +1003,7 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
     if (kr != NULL && now < kr->error_until_ms) {
         int err = kr->last_error;
         shard_unlock(s);
-        STAT_INC(&s->stats, error_hits);
+        COUNT(s, error_hits);
         if (out_error != NULL) {
             *out_error = err;
         }
@@ -1011,7 +1011,7 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
     }
     if (!breaker_admit(c, now, &L->trial)) {
         shard_unlock(s);
-        STAT_INC(&s->stats, breaker_rejects);
+        COUNT(s, breaker_rejects);
         return CORRAL_EBUSY;
     }
     kr = start_load(c, s, L->h, L->key, L->nkey, kr, now);
@@ -1061,7 +1061,7 @@ corral_fetch(corral_t *c, const void *key, size_t nkey,
     resolve(&L.o, opts);
     now_ns = cache_now_ns(c);
     now = (uint32_t)(now_ns / 1000000000u);
-    STAT_INC(&L.s->stats, fetches);
+    COUNT(L.s, fetches);
 
     shard_rdlock(L.s);
     it = table_find(&L.s->table, L.h, key, nkey);
@@ -1069,7 +1069,7 @@ corral_fetch(corral_t *c, const void *key, size_t nkey,
         enum item_state st = item_state(c, L.s, it, now);
         if (st == ITEM_NEGATIVE) {
             shard_unlock(L.s);
-            STAT_INC(&L.s->stats, negative_hits);
+            COUNT(L.s, negative_hits);
             return CORRAL_ENOTFOUND;
         }
         if (st == ITEM_LIVE) {

@@ -60,6 +60,7 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
 
     memset(s, 0, sizeof(*s));
     s->index = index;
+    s->cache = c;
     s->budget = c->cfg.max_memory / c->nshards;
     s->item_budget = c->cfg.max_items == 0
                          ? 0
@@ -155,7 +156,7 @@ shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
     s->mem_used += bytes;
     stat_add(&s->stats, ST_bytes, bytes);
     stat_add(&s->stats, ST_curr_items, 1);
-    STAT_INC(&s->stats, total_items);
+    COUNT(s, total_items);
     shard_meta_changed(s, meta);
     return true;
 }
@@ -210,14 +211,14 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
         shard_unlink(x->c, s, ctx_hash(it, x), it);
         if (!item_state_dead(st)) {
             CR_ASSERT(evicting);
-            STAT_INC(&s->stats, evictions);
+            COUNT(s, evictions);
             if (!fetched) {
-                STAT_INC(&s->stats, evicted_unfetched);
+                COUNT(s, evicted_unfetched);
             }
         } else {
-            STAT_INC(&s->stats, reclaimed);
+            COUNT(s, reclaimed);
             if (st == ITEM_EXPIRED && !fetched) {
-                STAT_INC(&s->stats, expired_unfetched);
+                COUNT(s, expired_unfetched);
             }
         }
     }
@@ -307,7 +308,7 @@ apply_rule_to(item_t *it, void *ud)
     if (item_has(it, ITEM_LINKED) && item_cas(it) <= r->cas &&
         it->nkey >= r->len && memcmp(it->data, r->prefix, r->len) == 0) {
         shard_unlink(a->x->c, a->x->s, ctx_hash(it, a->x), it);
-        STAT_INC(&a->x->s->stats, reclaimed);
+        COUNT(a->x->s, reclaimed);
     }
 }
 
@@ -391,10 +392,10 @@ shard_find_live(struct corral *c, struct shard *s, uint64_t h,
     }
     shard_unlink(c, s, h, it);
     if (item_state_dead(st)) {
-        STAT_INC(&s->stats, reclaimed);
+        COUNT(s, reclaimed);
     }
     if (st == ITEM_EXPIRED && !item_has(it, ITEM_FETCHED)) {
-        STAT_INC(&s->stats, expired_unfetched);
+        COUNT(s, expired_unfetched);
     }
     return NULL;
 }
@@ -435,5 +436,5 @@ shard_overwrite(struct shard *s, item_t *old, const item_t *it, uint64_t cas)
                                             (ITEM_EXT | ITEM_STALE |
                                              ITEM_TOKEN))),
                           memory_order_relaxed);
-    STAT_INC(&s->stats, total_items);
+    COUNT(s, total_items);
 }

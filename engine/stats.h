@@ -1,17 +1,37 @@
 /*
- * stats.h - per-shard statistics slots, indexed by names generated from
- * CORRAL_STATS_TABLE in corral.h, so the public struct and the slots can
- * never disagree.  Every slot is a relaxed atomic: counters are bumped
- * under a shared lock by many readers at once.
+ * stats.h - statistics: names from CORRAL_STATS_TABLE in corral.h, so the
+ * public struct and the slots can never disagree.
+ *
+ * Gauges (curr_items, bytes, mem_used, ...) live per shard and change
+ * under the shard's exclusive lock; they are relaxed atomics so that
+ * corral_stats() reads them without locks.
+ *
+ * Counters are the hot ones (every lookup bumps one), so they are kept
+ * per thread: each thread that uses a cache gets its own block of
+ * counters in that cache's registry, which it alone writes with plain
+ * (relaxed load, relaxed store) increments: no locked instruction, no
+ * shared cache line on the read path.  A snapshot sums the blocks; a
+ * reset records a baseline to subtract, since it cannot clear other
+ * threads' blocks.  A thread finds its block through a small
+ * thread-local map from cache id to block.  Past STATS_BLOCKS_MAX
+ * threads, further threads share one block updated with atomic adds.
+ *
+ *   registry --> block(thread A) --> block(thread B) --> ...
+ *   thread-local: [cache id -> block] x STATS_TLS_SLOTS
  */
 #ifndef CORRAL_STATS_H
 #define CORRAL_STATS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
 #include "corral.h"
+
+#define STATS_BLOCKS_MAX 256u
+#define STATS_TLS_SLOTS 4u
 
 enum stat_id {
 #define STAT_ENUM(name, kind, text) ST_##name,
@@ -20,6 +40,7 @@ enum stat_id {
     ST_COUNT
 };
 
+/* Gauges of one shard (counter slots unused). */
 struct stats {
     _Atomic uint64_t v[ST_COUNT];
 };
@@ -42,14 +63,64 @@ stat_set(struct stats *s, enum stat_id id, uint64_t n)
     st_relaxed(&s->v[id], n);
 }
 
-#define STAT_INC(s, name) stat_add((s), ST_##name, 1)
-
 void stats_init(struct stats *s);
 
-/* Add every slot of s into out (a corral_stats_t viewed as an array). */
-void stats_sum(const struct stats *s, uint64_t *out);
+/* Add the gauges of s into out (a corral_stats_t viewed as an array). */
+void stats_sum_gauges(const struct stats *s, uint64_t *out);
 
-/* Zero the counters of s, keeping the gauges. */
-void stats_reset_counters(struct stats *s);
+/* A thread's counters for one cache. */
+struct stats_block {
+    _Atomic uint64_t v[ST_COUNT];
+    struct stats_block *next;
+} CR_ALIGNED(CR_CACHELINE);
+
+struct stats_reg {
+    pthread_mutex_t lock;      /* guards blocks, nblocks and base */
+    uint64_t id;               /* unique per cache, never reused */
+    struct stats_block *blocks;
+    unsigned nblocks;
+    struct stats_block shared; /* for threads past STATS_BLOCKS_MAX */
+    uint64_t base[ST_COUNT];   /* subtracted: the last reset */
+};
+
+struct stats_tls {
+    uint64_t id;
+    struct stats_block *block;
+};
+
+extern _Thread_local struct stats_tls stats_tls[STATS_TLS_SLOTS];
+
+bool stats_reg_init(struct stats_reg *r);
+void stats_reg_deinit(struct stats_reg *r);
+
+/* The calling thread's block (slow path: register one). */
+struct stats_block *stats_block_slow(struct stats_reg *r);
+
+static inline void
+count_add(struct stats_reg *r, enum stat_id id, uint64_t n)
+{
+    struct stats_block *b = NULL;
+    for (unsigned i = 0; i < STATS_TLS_SLOTS; i++) {
+        if (stats_tls[i].id == r->id) {
+            b = stats_tls[i].block;
+            break;
+        }
+    }
+    if (unlikely(b == NULL)) {
+        b = stats_block_slow(r);
+    }
+    if (unlikely(b == &r->shared)) {
+        add_relaxed(&b->v[id], n);
+    } else {
+        /* this thread alone writes the block */
+        st_relaxed(&b->v[id], ld_relaxed(&b->v[id]) + n);
+    }
+}
+
+/* Add every counter (minus the reset baseline) into out. */
+void stats_reg_sum(struct stats_reg *r, uint64_t *out);
+
+/* Make every counter read zero from now on. */
+void stats_reg_reset(struct stats_reg *r);
 
 #endif /* CORRAL_STATS_H */

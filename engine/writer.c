@@ -328,12 +328,12 @@ wb_enqueue(struct writer *w, uint64_t h, corral_write_op_t op,
 
     if (e != NULL && !e->inflight) {
         slot = e; /* coalesce with the queued write */
-        STAT_INC(&w->c->shards[0].stats, write_coalesced);
+        COUNT(&w->c->shards[0], write_coalesced);
         return wb_fill(slot, op, value, nvalue, flags, seq) ? CORRAL_OK
                                                             : CORRAL_ENOMEM;
     }
     if (e != NULL && e->newer != NULL) {
-        STAT_INC(&w->c->shards[0].stats, write_coalesced);
+        COUNT(&w->c->shards[0], write_coalesced);
         return wb_fill(e->newer, op, value, nvalue, flags, seq)
                    ? CORRAL_OK
                    : CORRAL_ENOMEM;
@@ -438,10 +438,10 @@ wb_settle(struct writer *w, struct wb_entry **batch, const int *results,
         struct wb_entry *e = batch[i];
         e->inflight = false;
         if (results[i] != 0) {
-            STAT_INC(&w->c->shards[0].stats, write_errors);
+            COUNT(&w->c->shards[0], write_errors);
         }
         if (results[i] != 0 && e->newer == NULL) {
-            STAT_INC(&w->c->shards[0].stats, write_retries);
+            COUNT(&w->c->shards[0], write_retries);
             e->attempts++;
             e->due_ms = now + wb_backoff(w, e->attempts);
             wb_fifo_push(w, e);
@@ -545,7 +545,7 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
     }
     h = hash_key(c->seed, key, nkey);
     stripe = &w->stripes[h % WRITER_STRIPES];
-    STAT_INC(&cache_shard(c, h)->stats, writes);
+    COUNT(cache_shard(c, h), writes);
 
     pthread_mutex_lock(stripe);
     seq = atomic_fetch_add(&c->write_seq, 1) + 1;
@@ -562,7 +562,7 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
         err = w->through(&wr, w->ud);
         if (err != 0) {
             pthread_mutex_unlock(stripe);
-            STAT_INC(&cache_shard(c, h)->stats, write_errors);
+            COUNT(cache_shard(c, h), write_errors);
             if (out_error != NULL) {
                 *out_error = err;
             }
