@@ -9,7 +9,8 @@ UNIT_TESTS = \
 	tests/unit/test_table \
 	tests/unit/test_api \
 	tests/unit/test_expire \
-	tests/unit/test_evict
+	tests/unit/test_evict \
+	tests/unit/test_mem
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -33,3 +34,8 @@ tests_unit_test_evict_SOURCES = tests/unit/test_evict.c tests/unit/cu_main.h
 tests_unit_test_evict_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_evict_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_evict_LDADD = $(UNIT_LDADD)
+
+tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h
+tests_unit_test_mem_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_mem_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_mem_LDADD = $(UNIT_LDADD)
