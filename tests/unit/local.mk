@@ -10,7 +10,8 @@ UNIT_TESTS = \
 	tests/unit/test_api \
 	tests/unit/test_expire \
 	tests/unit/test_evict \
-	tests/unit/test_mem
+	tests/unit/test_mem \
+	tests/unit/test_stress
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -39,3 +40,9 @@ tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h
 tests_unit_test_mem_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_mem_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mem_LDADD = $(UNIT_LDADD)
+
+# The stress test runs threads.
+tests_unit_test_stress_SOURCES = tests/unit/test_stress.c tests/unit/cu_main.h
+tests_unit_test_stress_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_stress_CFLAGS = $(UNIT_CFLAGS) -pthread
+tests_unit_test_stress_LDADD = $(UNIT_LDADD) -lpthread
