@@ -19,7 +19,10 @@
  *                 again with the same (longer) buffer.  Nothing consumed.
  *                 cmd->need is the total buffer size that will let the
  *                 call progress, when known (a storage command whose line
- *                 is complete), else 0.
+ *                 is complete), else 0: the line has no '\n' yet, and a
+ *                 caller may wait for one before calling again (to avoid
+ *                 rescanning a long multiget), provided it calls again
+ *                 when the buffer passes limits.line_max.
  *   PROTO_EINVAL  the bytes are a command memcached rejects.  Reply
  *                 proto_err_line(cmd->err) unless cmd->noreply, drop
  *                 *out_consumed bytes, then drop cmd->swallow further
@@ -453,6 +456,53 @@ bool proto_iter_next(struct proto_iter *it, const char **out_word,
 
 /* ------------------------------------------------------------------ */
 /* Composing replies                                                  */
+
+/*
+ * What memcached 1.6.18 answers, per command, for exec (errors: see
+ * PROTO_ERR_TABLE; "quiet" is proto_meta_quiet()):
+ *
+ *   get gets gat gats bget  a VALUE line (proto_compose_value, with CAS
+ *            for gets/gats), the value and CRLF per hit, then END.  gat
+ *            and gats also set each hit's exptime.  On PROTO_EINVAL for a
+ *            key too long, memcached had looked up (gat: touched) the
+ *            keys before it, then sent only the error; it also dropped the
+ *            not yet written replies of earlier commands in the same read.
+ *   set add replace append prepend cas  STORED, NOT_STORED, EXISTS (cas:
+ *            CAS differs) or NOT_FOUND (cas: no item).  noreply silences
+ *            every reply, errors included once noreply was recognised
+ *            (cmd->noreply says so on PROTO_EINVAL too).
+ *   incr decr  the new value (proto_compose_u64), NOT_FOUND, or
+ *            PROTO_ERR_NON_NUMERIC.  incr wraps at 2^64, decr stops at 0.
+ *   touch    TOUCHED or NOT_FOUND.   delete  DELETED or NOT_FOUND.
+ *   flush_all  OK; exptime > 0 delays the flush, <= 0 flushes now.
+ *   verbosity  OK.   version  "VERSION <v>".   quit  close after writing.
+ *   stats    STAT lines then END; "reset" -> RESET; an unknown subcommand
+ *            (including "noreply") -> ERROR; see PROTO_ERR_STATS_*.
+ *   shutdown  PROTO_ERR_SHUTDOWN_DISABLED unless enabled; then close and
+ *            stop (GRACEFUL: drain), or PROTO_ERR_SHUTDOWN_MODE.
+ *   watch    OK, then the connection only receives log lines.
+ *   mg       hit: HD, or VA <size> + value with flag v; return flags in
+ *            request order: s t c f l h (item values), O k; then Z, X, W.
+ *            miss: EN with O and k only (quiet hides it).  T sets the TTL
+ *            on a hit; N<ttl> creates an empty item on a miss and wins
+ *            (W); R<ttl> wins when the remaining TTL is below it.
+ *   ms       HD (quiet hides it), NS, EX or NF; return flags O k c (c: the
+ *            new CAS, 0 when not stored).  C with mode set/replace is a
+ *            CAS store; I with C marks a lower-CAS store stale.  An item
+ *            stored with b keeps its key binary: k later returns it base64
+ *            (proto_meta_item.key_binary).
+ *   md       HD (quiet hides it), NF or EX; return flags O k.  I marks the
+ *            item stale and bumps its CAS instead of deleting (T: new TTL).
+ *   ma       HD, or VA <len> + the number with v (quiet hides both), NF,
+ *            NS or EX; return flags t c (item values) O k.  N<ttl> creates
+ *            the item from J (default 0) on a miss.
+ *   me       proto_compose_me(), or EN.   mn  MN.
+ *
+ * For mg and ma, memcached finds a too-long opaque only while writing the
+ * reply, after the lookup (mg) or the arithmetic (ma) took effect; those
+ * commands come back PROTO_EINVAL / PROTO_ERR_META_OPAQUE fully parsed,
+ * so exec may run them before replying the error.
+ */
 
 /*
  * Fixed reply lines: X(ENUM, "line") without "\r\n".

@@ -357,13 +357,12 @@ static void
 compare(const struct event *ref, size_t nref, const struct event *evs,
         size_t nev)
 {
-    size_t i;
-
-    for (i = 0; i < nev && i < nref; i++) {
+    for (size_t i = 0; i < nev; i++) {
         if (evs[i].status == PROTO_ECLOSE && evs[i].partial &&
-            ref[i].status != PROTO_ECLOSE) {
+            (i >= nref || ref[i].status != PROTO_ECLOSE)) {
             return; /* closed on an unterminated prefix: memcached too */
         }
+        FUZZ_CHECK(i < nref);
         FUZZ_CHECK(same_event(&ref[i], &evs[i]));
     }
     FUZZ_CHECK(nev == nref);

@@ -9,7 +9,9 @@ UNIT_TESTS = \
 	tests/unit/test_table \
 	tests/unit/test_api \
 	tests/unit/test_expire \
-	tests/unit/test_evict
+	tests/unit/test_evict \
+	tests/unit/test_mem \
+	tests/unit/test_stress
 
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
@@ -33,3 +35,14 @@ tests_unit_test_evict_SOURCES = tests/unit/test_evict.c tests/unit/cu_main.h
 tests_unit_test_evict_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_evict_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_evict_LDADD = $(UNIT_LDADD)
+
+tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h
+tests_unit_test_mem_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_mem_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_mem_LDADD = $(UNIT_LDADD)
+
+# The stress test runs threads.
+tests_unit_test_stress_SOURCES = tests/unit/test_stress.c tests/unit/cu_main.h
+tests_unit_test_stress_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_stress_CFLAGS = $(UNIT_CFLAGS) -pthread
+tests_unit_test_stress_LDADD = $(UNIT_LDADD) -lpthread

@@ -33,6 +33,10 @@ expect(const char *buf, size_t n, const char *want)
     CU_ASSERT(n == wn && memcmp(buf, want, wn) == 0);
 }
 
+/* A meta reply to request c into buf. */
+#define META(code, vlen, item)                                                \
+    proto_compose_meta(buf, sizeof(buf), PROTO_META_##code, vlen, &c, item)
+
 /* Parse a request so its flags can drive a meta reply. */
 static void
 request(struct proto_cmd *cmd, const char *line)
@@ -173,12 +177,11 @@ test_meta_hit(void)
     it.ttl = -1;
     it.cas = 27;
     it.fetched = true;
-    n = proto_compose_meta(buf, sizeof(buf), PROTO_META_VA, 1, &c, &it);
+    n = META(VA, 1, &it);
     expect(buf, n, "VA 1 s1 f0 t-1 c27 ka O123 h1 l0\r\n");
     /* mg a (no flags) -> HD */
     request(&c, "mg a\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_HD, 0, &c, &it),
-           "HD\r\n");
+    expect(buf, META(HD, 0, &it), "HD\r\n");
     /* after md a I T30: mg a v c -> VA 1 c64 X W */
     request(&c, "mg a v c\r\n");
     memset(&it, 0, sizeof(it));
@@ -186,14 +189,12 @@ test_meta_hit(void)
     it.cas = 64;
     it.stale = true;
     it.won = true;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_VA, 1, &c, &it),
-           "VA 1 c64 X W\r\n");
+    expect(buf, META(VA, 1, &it), "VA 1 c64 X W\r\n");
     /* and again: mg a v -> VA 1 Z X */
     request(&c, "mg a v\r\n");
     it.won = false;
     it.token_sent = true;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_VA, 1, &c, &it),
-           "VA 1 Z X\r\n");
+    expect(buf, META(VA, 1, &it), "VA 1 Z X\r\n");
     /* ms abc.. with b, then mg abc k v -> VA 1 kYWJj b: the item's key is
      * binary, so k comes back encoded even without b in the request */
     request(&c, "mg abc k v\r\n");
@@ -201,35 +202,30 @@ test_meta_hit(void)
     it.key = "abc";
     it.nkey = 3;
     it.key_binary = true;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_VA, 1, &c, &it),
-           "VA 1 kYWJj b\r\n");
+    expect(buf, META(VA, 1, &it), "VA 1 kYWJj b\r\n");
     /* ma zz MD D3 v t c k O1 -> VA 2 t-1 c68 kzz O1 */
     request(&c, "ma zz MD D3 v t c k O1\r\n");
     memset(&it, 0, sizeof(it));
     it.have = PROTO_MF('t') | PROTO_MF('c');
     it.ttl = -1;
     it.cas = 68;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_VA, 2, &c, &it),
-           "VA 2 t-1 c68 kzz O1\r\n");
+    expect(buf, META(VA, 2, &it), "VA 2 t-1 c68 kzz O1\r\n");
     /* ms a 1 c k O9 -> HD c29 ka O9 */
     request(&c, "ms a 1 c k O9\r\nx\r\n");
     memset(&it, 0, sizeof(it));
     it.have = PROTO_MF('c');
     it.cas = 29;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_HD, 0, &c, &it),
-           "HD c29 ka O9\r\n");
+    expect(buf, META(HD, 0, &it), "HD c29 ka O9\r\n");
     /* ms zz2 1 C1 c k O7 -> NF c0 kzz2 O7 */
     request(&c, "ms zz2 1 C1 c k O7\r\nx\r\n");
     it.cas = 0;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_NF, 0, &c, &it),
-           "NF c0 kzz2 O7\r\n");
+    expect(buf, META(NF, 0, &it), "NF c0 kzz2 O7\r\n");
     /* negative and large TTLs */
     request(&c, "mg a t\r\n");
     memset(&it, 0, sizeof(it));
     it.have = PROTO_MF('t');
     it.ttl = INT64_MIN;
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_HD, 0, &c, &it),
-           "HD t-9223372036854775808\r\n");
+    expect(buf, META(HD, 0, &it), "HD t-9223372036854775808\r\n");
 }
 
 static void
@@ -240,42 +236,31 @@ test_meta_miss(void)
 
     /* on a miss only O and k come back, in request order */
     request(&c, "mg zz O1 k\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EN, 0, &c, NULL),
-           "EN O1 kzz\r\n");
+    expect(buf, META(EN, 0, NULL), "EN O1 kzz\r\n");
     request(&c, "mg zz k O1 s v t\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EN, 0, &c, NULL),
-           "EN kzz O1\r\n");
+    expect(buf, META(EN, 0, NULL), "EN kzz O1\r\n");
     /* mg YWJj b k O1 v -> EN kYWJj b O1 */
     request(&c, "mg YWJj b k O1 v\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EN, 0, &c, NULL),
-           "EN kYWJj b O1\r\n");
+    expect(buf, META(EN, 0, NULL), "EN kYWJj b O1\r\n");
     /* mg eHl6 b O1 k -> EN O1 keHl6 b */
     request(&c, "mg eHl6 b O1 k\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EN, 0, &c, NULL),
-           "EN O1 keHl6 b\r\n");
+    expect(buf, META(EN, 0, NULL), "EN O1 keHl6 b\r\n");
     /* "YW=j" decodes to "a`", which encodes back as "YWA=" */
     request(&c, "md YW=j b k\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_NF, 0, &c, NULL),
-           "NF kYWA= b\r\n");
+    expect(buf, META(NF, 0, NULL), "NF kYWA= b\r\n");
     /* md zz k O5 q -> NF kzz O5; md eHl6 b k O2 -> HD keHl6 b O2 */
     request(&c, "md zz k O5 q\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_NF, 0, &c, NULL),
-           "NF kzz O5\r\n");
+    expect(buf, META(NF, 0, NULL), "NF kzz O5\r\n");
     request(&c, "md eHl6 b k O2\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_HD, 0, &c, NULL),
-           "HD keHl6 b O2\r\n");
+    expect(buf, META(HD, 0, NULL), "HD keHl6 b O2\r\n");
     /* an empty opaque echoes as a bare O: mg zz O -> EN O */
     request(&c, "mg zz O\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EN, 0, &c, NULL),
-           "EN O\r\n");
+    expect(buf, META(EN, 0, NULL), "EN O\r\n");
     request(&c, "mn\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_MN, 0, &c, NULL),
-           "MN\r\n");
+    expect(buf, META(MN, 0, NULL), "MN\r\n");
     request(&c, "ms a 1 q\r\nx\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_NS, 0, &c, NULL),
-           "NS\r\n");
-    expect(buf, proto_compose_meta(buf, sizeof(buf), PROTO_META_EX, 0, &c, NULL),
-           "EX\r\n");
+    expect(buf, META(NS, 0, NULL), "NS\r\n");
+    expect(buf, META(EX, 0, NULL), "EX\r\n");
     CU_ASSERT_EQUAL(proto_compose_meta(buf, sizeof(buf), PROTO_META_CODE_COUNT,
                                        0, &c, NULL),
                     0);
@@ -489,7 +474,8 @@ compose_request(const struct req *q, char *out)
         PUTS(" ");
         PUTK();
         n += (size_t)sprintf(out + n,
-                             " %zu F%" PRIu32 " T%" PRId32 " C%" PRIu64 "%s\r\n",
+                             " %zu F%" PRIu32 " T%" PRId32 " C%" PRIu64
+                             "%s\r\n",
                              q->nvalue, q->flags, q->exptime, q->cas,
                              q->noreply ? " q" : "");
         memcpy(out + n, q->value, q->nvalue);

@@ -207,7 +207,7 @@ test_limit_tiny_items(void)
     bool ok = true;
     char key[32];
 
-    for (unsigned i = 0; i < 200000; i++) {
+    for (unsigned i = 0; i < 80000; i++) {
         size_t n = (size_t)snprintf(key, sizeof(key), "%u", i);
         CU_ASSERT_EQUAL(corral_set(c, key, n, NULL, 0, 0, 0), CORRAL_OK);
         if (ok && (i % 7 == 0 || i < 30000) && !accounting_ok(c)) {
