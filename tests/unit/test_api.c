@@ -871,6 +871,15 @@ test_get_ex_stale(void)
     CU_ASSERT_EQUAL(r.flags & ~CORRAL_RES_HIT_BEFORE,
                     CORRAL_RES_STALE | CORRAL_RES_LOST);
     corral_item_release(it);
+    /* lookups that take no result (get, gat) leave the token alone */
+    CU_ASSERT_EQUAL(corral_delete_ex(c, K("k"), &d), CORRAL_OK);
+    CU_ASSERT_EQUAL_FATAL(corral_gat(c, K("k"), 100, &it), CORRAL_OK);
+    corral_item_release(it);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, K("k"), &it), CORRAL_OK);
+    corral_item_release(it);
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), &o, &it, &r), CORRAL_OK);
+    CU_ASSERT(r.flags & CORRAL_RES_WIN);
+    corral_item_release(it);
     /* marking it stale again hands out a fresh token */
     CU_ASSERT_EQUAL(corral_delete_ex(c, K("k"), &d), CORRAL_OK);
     CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), &o, &it, &r), CORRAL_OK);
@@ -992,9 +1001,10 @@ test_add(void)
     uint64_t cas;
 
     CU_ASSERT_EQUAL(corral_add(c, K("k"), K("first"), 1, 0), CORRAL_OK);
-    cas = cas_of(c, "k");
+    cas = info_of(c, "k").cas; /* without reading it */
     CU_ASSERT_EQUAL(corral_add(c, K("k"), K("second"), 2, 0),
                     CORRAL_ENOTSTORED);
+    CU_ASSERT_EQUAL(info_of(c, "k").fetched, 0); /* a failed add is no read */
     CU_ASSERT(value_is(c, "k", "first"));
     CU_ASSERT_EQUAL(info_of(c, "k").flags, 1);
     CU_ASSERT_EQUAL(cas_of(c, "k"), cas);
