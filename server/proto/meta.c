@@ -27,7 +27,8 @@
  * the tests pin it.
  *
  * The b flag decodes the key (base64) into cmd->key_buf; the key length
- * limit applies to the encoded form, as in memcached.
+ * limit applies to the encoded form, as in memcached.  memcached 1.6.18
+ * has no E flag: "mg a E5" is an invalid flag there, and here.
  */
 #include "proto.h"
 

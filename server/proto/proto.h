@@ -7,7 +7,8 @@
  * Reference.  memcached 1.6.18 is the specification: its protocol.txt, and
  * where that is silent, what the real server answers.  Every error string
  * and every consumption rule below was checked against a running 1.6.18;
- * tests/unit/test_proto*.c record the observations as tables.
+ * tests/unit/test_proto.c, test_meta.c and test_compose.c record the
+ * observations as tables.
  *
  * Parsing.  proto_parse() looks at the unconsumed bytes of a connection
  * and returns one of:
@@ -395,12 +396,13 @@ struct proto_cmd {
     /* storage: set add replace append prepend cas, ms */
     proto_store_mode_t store_mode;
     uint32_t flags;         /* client flags: low 32 bits, as memcached */
-    int32_t exptime;        /* also gat/gats/touch, flush_all's delay */
-    uint64_t cas;           /* cas's <cas unique> */
+    int32_t exptime;        /* also gat/gats/touch, flush_all's delay,
+                             * and meta T (= meta.ttl) */
+    uint64_t cas;           /* cas's <cas unique>; meta C (= meta.cas) */
     const char *value;      /* the data block, without its \r\n */
     size_t nvalue;
 
-    uint64_t delta;         /* incr/decr */
+    uint64_t delta;         /* incr/decr; ma's D (= meta.delta) */
     uint32_t level;         /* verbosity */
     proto_shutdown_t shutdown;
     uint32_t watch;         /* PROTO_WATCH() bits */
