@@ -883,7 +883,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         COUNT(s, store_no_memory);
     }
     if ((st == CORRAL_ETOOBIG || st == CORRAL_ENOMEM) &&
-        mode == CORRAL_SET) {
+        mode == CORRAL_SET && !cas_mode) {
         drop_key_locked(c, s, h, key, nkey, now);
     }
     shard_write_done(c, s);

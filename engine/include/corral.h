@@ -134,8 +134,13 @@ typedef enum corral_policy {
 typedef struct corral_config {
     size_t size;           /* sizeof(corral_config_t); set by init */
     size_t max_memory;     /* memory limit in bytes, counted as allocated:
-                            * items, hash tables and policy metadata.
-                            * Default 64 MiB.  Minimum 1 MiB. */
+                            * items, hash tables and eviction metadata.
+                            * Not counted: fixed per-cache structures,
+                            * tag records, pending prefix rules, the
+                            * event ring, loads in flight and queued
+                            * write-behind writes (each bounded, see
+                            * their functions).  Default 64 MiB.
+                            * Minimum 1 MiB. */
     size_t max_items;      /* item count limit; 0 (default) = no limit */
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
                             * Default 1 MiB; 1 KiB .. max_memory / 2. */
@@ -302,7 +307,9 @@ CORRAL_API void corral_item_info(const corral_t *cache,
  * @out_item (OUT): on CORRAL_OK, the pinned item; the caller releases it
  *       with corral_item_release().  Set to NULL otherwise.
  * Returns CORRAL_OK, CORRAL_ENOTFOUND (absent, expired, flushed or
- * invalidated) or CORRAL_EINVAL (bad key).
+ * invalidated) or CORRAL_EINVAL (bad key); CORRAL_ENOMEM only when the
+ * item is pinned about 65,000 times at once and the private copy handed
+ * out instead cannot be allocated.
  * Counts as an access for eviction.  Thread-safe; takes the key's shard
  * lock shared; O(1) expected.
  */
@@ -442,7 +449,7 @@ typedef struct corral_store_opts {
  * replace, append or prepend does not; for a CAS store, CORRAL_ENOTFOUND
  * when the key is absent and CORRAL_EEXISTS when the CAS differs;
  * CORRAL_ETOOBIG when the item would exceed max_item_size (a failed set
- * also removes the old value, as memcached does); CORRAL_ENOMEM when
+ * without a CAS also removes the old value, as memcached does); CORRAL_ENOMEM when
  * nothing can be evicted to make room; CORRAL_EINVAL for a bad key, more
  * than CORRAL_TAGS_MAX tags or a tag that is empty or too long.
  * A nonzero opts->cas makes CORRAL_SET behave as CORRAL_CAS, and makes
@@ -510,7 +517,10 @@ typedef struct corral_delete_opts {
 /*
  * corral_delete_ex - delete, conditionally or by marking stale (memcached's
  * meta delete).  @opts may be NULL.  Returns as corral_delete(), plus
- * CORRAL_EEXISTS on a CAS mismatch.  Shard lock exclusive; O(1).
+ * CORRAL_EEXISTS on a CAS mismatch, and CORRAL_ENOMEM when marking an
+ * item stale that readers have pinned (their copy keeps its CAS, so the
+ * mark goes on a new copy) finds no memory for the copy.  Shard lock
+ * exclusive; O(1) plus that copy.
  */
 CORRAL_API corral_status_t corral_delete_ex(corral_t *cache, const void *key,
                                             size_t nkey,
@@ -553,7 +563,9 @@ typedef struct corral_arith_result {
  *
  * @out (OUT, may be NULL): the new value, CAS and TTL on success.
  * Returns CORRAL_OK, CORRAL_ENOTFOUND, CORRAL_ENONNUMERIC (the value is not
- * a number of at most 20 digits), CORRAL_EEXISTS (CAS mismatch),
+ * a decimal number below 2^64, as memcached reads it: optional leading
+ * white space, digits (leading zeros allowed), then the end or white
+ * space), CORRAL_EEXISTS (CAS mismatch),
  * CORRAL_ENOMEM, CORRAL_EINVAL.  Shard lock exclusive; O(value length).
  */
 CORRAL_API corral_status_t corral_arith(corral_t *cache, const void *key,
@@ -575,10 +587,11 @@ CORRAL_API corral_status_t corral_decr(corral_t *cache, const void *key,
 /*
  * corral_flush - invalidate every item, now or at a later time.
  *
- * @when: an exptime: 0 or negative means now; otherwise every item stored
- *       before that moment becomes a miss when it arrives, while items
- *       stored after it are kept (memcached's "flush_all <delay>").  A new
- *       flush replaces a pending one.
+ * @when: an exptime: 0 or negative means now; otherwise, as memcached's
+ *       "flush_all <delay>" does, once the clock reaches the second before
+ *       that moment, every item last stored or read before it becomes a
+ *       miss, while items stored from then on are kept.  A new flush
+ *       replaces a pending one.
  * Memory is reclaimed lazily and by the incremental sweep.
  * Returns CORRAL_OK.  Takes each shard lock in turn; O(shards).
  */
