@@ -15,7 +15,7 @@ if ENABLE_FUZZ
 FUZZ_SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer -g
 
-check_LTLIBRARIES += tests/fuzz/libcorral_proto_fuzz.la
+noinst_LTLIBRARIES += tests/fuzz/libcorral_proto_fuzz.la
 tests_fuzz_libcorral_proto_fuzz_la_SOURCES = \
 	$(server_proto_libcorral_proto_la_SOURCES)
 tests_fuzz_libcorral_proto_fuzz_la_CPPFLAGS = \
