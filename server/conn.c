@@ -21,6 +21,10 @@
  * arena (a chain of chunks holding composed lines and small values) or
  * into the value of a pinned item (own[i] != NULL), which is released
  * once its bytes are written.  Consecutive arena bytes share one iovec.
+ * Items whose small values were copied stay pinned too (`held`) until
+ * the queue has been written, as memcached keeps every item a pending
+ * reply refers to: an incr pipelined behind a get of the same key then
+ * sees the item in use, exactly as in memcached.
  * After each batch the queue is written with writev(); what the socket
  * does not take waits for EV_WRITE.
  *
@@ -124,6 +128,8 @@ struct conn {
     size_t niov, head, iovcap;
     struct out_chunk *chunks, *tail;
     size_t out_bytes;             /* unsent */
+    corral_item_t **held;         /* pinned until the queue is written */
+    size_t nheld, heldcap;
 
     bool closing;                 /* close once the output is written */
     bool killed;                  /* close now */
@@ -261,6 +267,20 @@ chunks_free_after(struct conn *c, struct out_chunk *keep)
     c->tail = keep;
 }
 
+static void
+held_release(struct conn *c)
+{
+    for (size_t i = 0; i < c->nheld; i++) {
+        corral_item_release(c->held[i]);
+    }
+    c->nheld = 0;
+    if (c->heldcap > CONN_IOV_KEEP) {
+        free(c->held);
+        c->held = NULL;
+        c->heldcap = 0;
+    }
+}
+
 /* Everything has been written: release the queue's memory. */
 static void
 out_reset(struct conn *c)
@@ -268,6 +288,7 @@ out_reset(struct conn *c)
     for (size_t i = c->head; i < c->niov; i++) {
         corral_item_release(c->own[i]);
     }
+    held_release(c);
     c->niov = 0;
     c->head = 0;
     c->out_bytes = 0;
@@ -389,12 +410,29 @@ conn_out_copy(struct conn *c, const void *p, size_t n)
 }
 
 bool
+conn_out_hold(struct conn *c, corral_item_t *item)
+{
+    if (c->nheld == c->heldcap) {
+        size_t cap = c->heldcap ? c->heldcap * 2 : 16;
+        corral_item_t **h = realloc(c->held, cap * sizeof(*h));
+        if (h == NULL) {
+            corral_item_release(item);
+            c->killed = true;
+            return false;
+        }
+        c->held = h;
+        c->heldcap = cap;
+    }
+    c->held[c->nheld++] = item;
+    return true;
+}
+
+bool
 conn_out_value(struct conn *c, corral_item_t *item, const void *p, size_t n)
 {
     if (n <= CONN_INLINE_MAX) {
         bool ok = conn_out_copy(c, p, n);
-        corral_item_release(item);
-        return ok;
+        return conn_out_hold(c, item) && ok;
     }
     if (!iov_reserve(c)) {
         corral_item_release(item);
@@ -413,6 +451,7 @@ void
 conn_out_mark(const struct conn *c, struct conn_mark *m)
 {
     m->niov = c->niov;
+    m->nheld = c->nheld;
     m->last_len = c->niov > 0 ? c->iov[c->niov - 1].iov_len : 0;
     m->chunk = c->tail;
     m->chunk_used = c->tail != NULL ? c->tail->used : 0;
@@ -427,6 +466,10 @@ conn_out_rewind(struct conn *c, const struct conn_mark *m)
     for (size_t i = m->niov; i < c->niov; i++) {
         corral_item_release(c->own[i]);
     }
+    for (size_t i = m->nheld; i < c->nheld; i++) {
+        corral_item_release(c->held[i]);
+    }
+    c->nheld = m->nheld;
     c->niov = m->niov;
     if (c->niov > 0) {
         c->iov[c->niov - 1].iov_len = m->last_len;
@@ -797,6 +840,7 @@ conn_close(struct conn *c)
     worker_conn_remove(w, &c->link);
     close(c->fd);
     out_reset(c);
+    free(c->held);
     free(c->iov);
     free(c->own);
     rbuf_release(c);

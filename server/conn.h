@@ -75,11 +75,20 @@ bool conn_out_value(struct conn *c, corral_item_t *item, const void *p,
                     size_t n);
 
 /*
+ * conn_out_hold - keep @item pinned until the output queued so far has
+ * been written, then release it (the caller's pin is taken over).  For
+ * replies that name an item without sending its value.  Returns false
+ * on ENOMEM, with the item released.
+ */
+bool conn_out_hold(struct conn *c, corral_item_t *item);
+
+/*
  * A position in the output queue, to drop what was queued after it
  * (a multi-key reply abandoned half way).  Valid until the batch ends.
  */
 struct conn_mark {
     size_t niov;
+    size_t nheld;
     size_t last_len;
     void *chunk;
     size_t chunk_used;

@@ -342,33 +342,161 @@ meta_before(const struct proto_cmd *cmd, char a, char b)
     return pa >= 0 && pb >= 0 && pa < pb;
 }
 
+/* Queue a meta reply line. */
+static void
+meta_reply_always(struct exec_ctx *x, const struct proto_cmd *cmd,
+                  proto_meta_code_t code, size_t vlen,
+                  const struct proto_meta_item *mi)
+{
+    OUT_COMPOSE(x, PROTO_META_LINE_MAX,
+                proto_compose_meta(buf_, PROTO_META_LINE_MAX, code, vlen, cmd,
+                                   mi));
+}
+
 /* Queue a meta reply line unless q hides it. */
 static void
 meta_reply(struct exec_ctx *x, const struct proto_cmd *cmd,
            proto_meta_code_t code, size_t vlen,
            const struct proto_meta_item *mi)
 {
-    if (proto_meta_quiet(cmd, code)) {
-        return;
+    if (!proto_meta_quiet(cmd, code)) {
+        meta_reply_always(x, cmd, code, vlen, mi);
     }
-    OUT_COMPOSE(x, PROTO_META_LINE_MAX,
-                proto_compose_meta(buf_, PROTO_META_LINE_MAX, code, vlen, cmd,
-                                   mi));
+}
+
+/*
+ * The TTL memcached reports right after a command set @exptime: -1 for
+ * none, the seconds left otherwise.  An exptime already in the past
+ * leaves memcached with a negative count printed as unsigned 32-bit, and
+ * memcached dates such items to just after its own start (its clock
+ * starts 62 seconds before the process does): both are reproduced from
+ * this server's start time.
+ */
+static int64_t
+mc_ttl(const struct exec_ctx *x, int64_t exptime)
+{
+    int64_t now = (int64_t)time(NULL);
+    int64_t born = (int64_t)x->srv->started - 62;
+    int64_t left;
+
+    if (exptime == 0) {
+        return -1;
+    }
+    if (exptime > 0 && exptime <= CORRAL_RELTIME_MAX) {
+        return exptime;
+    }
+    if (exptime < 0 || exptime <= born) {
+        left = born + 1 - now;
+    } else {
+        left = exptime - now;
+    }
+    return left >= 0 ? left : (int64_t)(uint32_t)left;
+}
+
+/*
+ * The TTL a 't' flag reports: memcached applies T (and N, on an item it
+ * creates) as it meets them in the request, so 't' shows the expiry in
+ * force at its own position.  @before is the TTL before any of them.
+ */
+static int64_t
+meta_ttl_at_t(const struct exec_ctx *x, const struct proto_cmd *cmd,
+              bool created, int64_t before)
+{
+    const struct proto_meta *m = &cmd->meta;
+    int64_t cur = created ? -1 : before;
+
+    for (int i = 0; i < m->nflags && m->order[i] != 't'; i++) {
+        if (m->order[i] == 'T') {
+            cur = mc_ttl(x, m->ttl);
+        } else if (m->order[i] == 'N' && created) {
+            cur = mc_ttl(x, m->vivify_ttl);
+        }
+    }
+    return cur;
+}
+
+/*
+ * The expiry an item created by N ends with: memcached creates it
+ * without one, then applies N and T as it meets them, up to flag
+ * position @limit (where a reply error stops it; nflags otherwise).
+ */
+static int64_t
+meta_vivify_exptime(const struct proto_cmd *cmd, int limit)
+{
+    const struct proto_meta *m = &cmd->meta;
+    int64_t e = 0;
+
+    for (int i = 0; i < m->nflags && i < limit; i++) {
+        if (m->order[i] == 'N') {
+            e = m->vivify_ttl;
+        } else if (m->order[i] == 'T') {
+            e = m->ttl;
+        }
+    }
+    return e;
+}
+
+/* Flag @f is given before position @limit. */
+static bool
+meta_met(const struct proto_cmd *cmd, char f, int limit)
+{
+    int p = meta_pos(cmd, f);
+    return p >= 0 && p < limit;
+}
+
+/*
+ * R's threshold as remaining seconds.  memcached converts R like an
+ * exptime and wins when the item expires before that moment: R0 and
+ * negative R never win, and a large R is an absolute time.  0 = never.
+ */
+static int64_t
+recache_ttl(const struct proto_cmd *cmd)
+{
+    int64_t r = cmd->meta.recache_ttl;
+
+    if (r <= 0) {
+        return 0;
+    }
+    if (r <= CORRAL_RELTIME_MAX) {
+        return r;
+    }
+    r -= (int64_t)time(NULL);
+    return r > 0 ? r : 0;
+}
+
+/* Set a live item's expiry without counting an access. */
+static bool
+exec_retouch(struct exec_ctx *x, const struct proto_cmd *cmd,
+             int64_t exptime, bool recache, corral_get_result_t *out_res)
+{
+    corral_get_opts_t o = {0};
+    corral_item_t *item = NULL;
+
+    o.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
+    o.touch_exptime = exptime;
+    if (recache) {
+        o.recache_ttl = recache_ttl(cmd);
+        o.flags |= o.recache_ttl > 0 ? CORRAL_GET_RECACHE : 0;
+    }
+    if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, out_res) !=
+        CORRAL_OK) {
+        return false;
+    }
+    corral_item_release(item);
+    return true;
 }
 
 /*
  * mg.  memcached walks the request's flags in order, and T, N and R act
- * on the item as they are met: "t T30" reports the TTL before the touch,
- * "T30 t" after it; T before R lets R see the new TTL; on a vivified item
- * the later of N and T sets the expiry, and a t before both reports -1.
- * The engine does a lookup in one step, so:
- *   - without T (the usual case): one corral_get_ex() with NOBUMP (u),
- *     VIVIFY (N) and RECACHE (R) as asked;
- *   - with T alone, or T before t and R: the same call with TOUCH;
- *   - otherwise the lookup runs without TOUCH (R, if before T, judged on
- *     the old TTL), then a second call applies T without bumping (and R,
- *     if after T, is judged then), and the reported TTL and final expiry
- *     follow the flag order.
+ * as they are met: "t T30" reports the TTL before the touch and "T30 t"
+ * after it; R judges the TTL in force at its position; on an item N
+ * creates, the later of N and T sets the expiry.  The engine does a
+ * lookup in one step, so:
+ *   - usually one corral_get_ex() does it all: NOBUMP (u), VIVIFY (N,
+ *     with the expiry the item ends with), RECACHE (R) and TOUCH (T);
+ *   - when a 't' or an 'R' comes before 'T', the lookup runs without
+ *     TOUCH, and a second call applies T without counting an access
+ *     (judging an R that comes after T).
  */
 static void
 exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
@@ -376,28 +504,28 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     const struct proto_meta *m = &cmd->meta;
     bool has_t = proto_meta_has(cmd, 'T');
     bool has_r = proto_meta_has(cmd, 'R');
-    bool has_n = proto_meta_has(cmd, 'N');
     bool split = has_t && (meta_before(cmd, 't', 'T') ||
-                           meta_before(cmd, 'R', 'T') || has_n);
+                           meta_before(cmd, 'R', 'T'));
     corral_get_opts_t o = {0};
     corral_get_result_t res;
     corral_item_t *item = NULL;
     struct proto_meta_item mi;
     corral_status_t st;
     bool created, won, lost;
+    int64_t before;
     const void *val;
     size_t nval;
 
     if (proto_meta_has(cmd, 'u')) {
         o.flags |= CORRAL_GET_NOBUMP;
     }
-    if (has_n) {
+    if (proto_meta_has(cmd, 'N')) {
         o.flags |= CORRAL_GET_VIVIFY;
-        o.vivify_exptime = m->vivify_ttl;
+        o.vivify_exptime = meta_vivify_exptime(cmd, m->nflags);
     }
     if (has_r && !(split && meta_before(cmd, 'T', 'R'))) {
-        o.flags |= CORRAL_GET_RECACHE;
-        o.recache_ttl = m->recache_ttl;
+        o.recache_ttl = recache_ttl(cmd);
+        o.flags |= o.recache_ttl > 0 ? CORRAL_GET_RECACHE : 0;
     }
     if (has_t && !split) {
         o.flags |= CORRAL_GET_TOUCH;
@@ -405,73 +533,35 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     st = corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, &res);
     if (st != CORRAL_OK) {
-        if (st == CORRAL_ENOMEM && has_n) {
-            nomem_err(x, PROTO_ERR_NOMEM);
-            return;
-        }
         meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
         return;
     }
     created = (res.flags & CORRAL_RES_VIVIFIED) != 0;
     won = (res.flags & CORRAL_RES_WIN) != 0;
     lost = (res.flags & CORRAL_RES_LOST) != 0;
-
-    memset(&mi, 0, sizeof(mi));
-    mi.ttl = corral_item_ttl(x->cache, item);
-    if (split) {
-        /* The TTL a 't' reports: the one in force where 't' stands. */
-        int pt = meta_pos(cmd, 't'), pT = meta_pos(cmd, 'T');
-        int pN = created ? meta_pos(cmd, 'N') : -1;
-        int64_t ttl_n = mi.ttl; /* a vivified item has N's TTL now */
-        int64_t ttl_t;
-        corral_get_opts_t o2 = {0};
-        corral_get_result_t res2;
+    before = corral_item_ttl(x->cache, item);
+    if (created && !(o.flags & CORRAL_GET_NOBUMP)) {
+        /* memcached counts the access to the item it just created (the
+         * fetched bit a later h reports); the engine creates it unread. */
         corral_item_t *again = NULL;
-
-        o2.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
-        o2.touch_exptime = m->ttl;
-        if (has_r && !created && meta_before(cmd, 'T', 'R')) {
-            o2.flags |= CORRAL_GET_RECACHE;
-            o2.recache_ttl = m->recache_ttl;
-        }
-        if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o2, &again,
-                          &res2) == CORRAL_OK) {
-            ttl_t = corral_item_ttl(x->cache, again);
-            if (!lost && (res2.flags & CORRAL_RES_WIN)) {
-                won = true;
-            }
+        if (corral_get(x->cache, cmd->key, cmd->nkey, &again) == CORRAL_OK) {
             corral_item_release(again);
-            if (created && pN > pT) {
-                /* N came last: its expiry stands. */
-                corral_get_opts_t o3 = {0};
-                o3.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
-                o3.touch_exptime = m->vivify_ttl;
-                if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o3,
-                                  &again, NULL) == CORRAL_OK) {
-                    corral_item_release(again);
-                }
-            }
-        } else {
-            ttl_t = mi.ttl;
         }
-        if (pt >= 0) {
-            int64_t cur = created ? -1 : mi.ttl;
-            for (int i = 0; i < pt; i++) {
-                if (m->order[i] == 'T') {
-                    cur = ttl_t;
-                } else if (m->order[i] == 'N' && created) {
-                    cur = ttl_n;
-                }
-            }
-            mi.ttl = cur;
+    }
+    if (split && !created) {
+        corral_get_result_t res2;
+        bool recache = has_r && meta_before(cmd, 'T', 'R');
+        if (exec_retouch(x, cmd, m->ttl, recache, &res2) && !lost &&
+            (res2.flags & CORRAL_RES_WIN)) {
+            won = true;
         }
-    } else if (created && meta_before(cmd, 't', 'N')) {
-        mi.ttl = -1; /* memcached creates the item without expiry first */
     }
 
     val = corral_item_value(item, &nval);
+    memset(&mi, 0, sizeof(mi));
     mi.have = PROTO_MF('c') | PROTO_MF('f') | PROTO_MF('h') | PROTO_MF('l') |
               PROTO_MF('s') | PROTO_MF('t');
+    mi.ttl = meta_ttl_at_t(x, cmd, created, before);
     mi.cas = corral_item_cas(item);
     mi.flags = corral_item_flags(item);
     mi.fetched = (res.flags & CORRAL_RES_HIT_BEFORE) != 0;
@@ -487,17 +577,47 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
         size_t crlf_len;
         const char *crlf = proto_reply_line(PROTO_REPLY_CRLF, &crlf_len);
 
-        if (proto_meta_quiet(cmd, PROTO_META_VA)) {
-            corral_item_release(item);
-            return;
-        }
         meta_reply(x, cmd, PROTO_META_VA, nval, &mi);
         conn_out_value(x->c, item, val, nval);
         out_bytes(x, crlf, crlf_len);
     } else {
         meta_reply(x, cmd, PROTO_META_HD, 0, &mi);
+        conn_out_hold(x->c, item);
+    }
+}
+
+/*
+ * mg with an O token too long: memcached finds out while writing the
+ * reply, after the lookup (and N's creation of a missing item); the flags
+ * before O have acted, those after it have not, no recache token is
+ * marked, and the access is not counted when a flag made it defer that.
+ */
+static void
+exec_mg_refused(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    const struct proto_meta *m = &cmd->meta;
+    int lim = meta_pos(cmd, 'O');
+    corral_get_opts_t o = {0};
+    corral_item_t *item = NULL;
+
+    if (proto_meta_has(cmd, 'u') || proto_meta_has(cmd, 'N') ||
+        proto_meta_has(cmd, 'T') || proto_meta_has(cmd, 'R') ||
+        proto_meta_has(cmd, 'l') || proto_meta_has(cmd, 'h')) {
+        o.flags |= CORRAL_GET_NOBUMP;
+    }
+    if (proto_meta_has(cmd, 'N')) {
+        o.flags |= CORRAL_GET_VIVIFY;
+        o.vivify_exptime = meta_vivify_exptime(cmd, lim);
+    }
+    if (meta_met(cmd, 'T', lim)) {
+        o.flags |= CORRAL_GET_TOUCH;
+        o.touch_exptime = m->ttl;
+    }
+    if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, NULL) ==
+        CORRAL_OK) {
         corral_item_release(item);
     }
+    out_err(x, PROTO_ERR_META_OPAQUE);
 }
 
 /*
@@ -600,37 +720,44 @@ exec_md(struct exec_ctx *x, const struct proto_cmd *cmd)
     meta_reply(x, cmd, code, 0, NULL);
 }
 
-/* The TTL an exptime gives, as corral_item_ttl() would report it. */
-static int64_t
-exptime_ttl(int64_t exptime)
+/*
+ * memcached refuses to count on an empty value before it compares the
+ * CAS (the CAS, then the digits, for the rest).  The engine compares the
+ * CAS first, so a mismatch looks at the value's length, without counting
+ * an access.
+ */
+static corral_status_t
+exec_cas_or_empty(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
-    time_t now = time(NULL);
+    corral_get_opts_t o = {0};
+    corral_item_t *item = NULL;
+    corral_status_t st = CORRAL_EEXISTS;
+    size_t nval = 1;
 
-    if (exptime == 0) {
-        return -1;
+    o.flags = CORRAL_GET_NOBUMP;
+    if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, NULL) ==
+        CORRAL_OK) {
+        corral_item_value(item, &nval);
+        corral_item_release(item);
     }
-    if (exptime < 0) {
-        return 0;
-    }
-    if (exptime <= CORRAL_RELTIME_MAX) {
-        return exptime;
-    }
-    return exptime > (int64_t)now ? exptime - (int64_t)now : 0;
+    return nval == 0 ? CORRAL_ENONNUMERIC : st;
 }
 
 /*
- * ma.  As mg, memcached applies T and N in flag order: a 't' before 'T'
- * reports the old TTL, and on an item created by N the later of N and T
- * sets the expiry.  The engine does not say whether it created the item,
- * so a miss with N is retried with VIVIFY (two calls, on misses only).
+ * ma.  As with mg, memcached applies T and N in flag order: a 't' before
+ * 'T' reports the TTL before the touch, and on an item created by N the
+ * later of N and T sets the expiry.  The engine does not say whether it
+ * created the item, so a miss with N is retried with VIVIFY (two calls,
+ * on misses only).
  */
 static void
-exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd)
+exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd, bool opaque_err)
 {
     const struct proto_meta *m = &cmd->meta;
-    bool has_t = proto_meta_has(cmd, 'T');
-    bool has_n = proto_meta_has(cmd, 'N');
-    bool t_first = meta_before(cmd, 't', 'T');
+    /* With a reply error at O, the flags after it never act. */
+    int lim = opaque_err ? meta_pos(cmd, 'O') : m->nflags;
+    bool has_t = meta_met(cmd, 'T', lim);
+    bool t_first = !opaque_err && meta_before(cmd, 't', 'T');
     corral_arith_opts_t o = {0};
     corral_arith_result_t r;
     struct proto_meta_item mi;
@@ -647,12 +774,22 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd)
         o.touch_exptime = m->ttl;
     }
     st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
-    if (st == CORRAL_ENOTFOUND && has_n) {
+    if (st == CORRAL_ENOTFOUND && proto_meta_has(cmd, 'N')) {
         o.options = (o.options & CORRAL_ARITH_DECR) | CORRAL_ARITH_VIVIFY;
         o.initial = m->initial;
-        o.vivify_exptime = m->vivify_ttl;
+        o.vivify_exptime = meta_vivify_exptime(cmd, lim);
         st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
         created = st == CORRAL_OK;
+    }
+    if (st == CORRAL_EEXISTS) {
+        st = exec_cas_or_empty(x, cmd);
+    }
+    if (opaque_err && (st == CORRAL_OK || st == CORRAL_ENOTFOUND ||
+                       st == CORRAL_EEXISTS)) {
+        /* memcached applies the change, then finds the token too long
+         * while writing the reply. */
+        out_err(x, PROTO_ERR_META_OPAQUE);
+        return;
     }
     switch (st) {
     case CORRAL_OK:
@@ -673,54 +810,27 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd)
         out_err(x, PROTO_ERR_BAD_FORMAT);
         return;
     }
+    if (!created && has_t && t_first) {
+        exec_retouch(x, cmd, m->ttl, false, NULL);
+    }
 
     memset(&mi, 0, sizeof(mi));
-    mi.ttl = r.ttl;
-    if (created || (has_t && t_first)) {
-        /* Replay the flag order for the reported TTL and the final
-         * expiry.  cur starts as the TTL before any T or N acted. */
-        int64_t cur = created ? -1 : r.ttl;
-        int64_t final = created ? m->vivify_ttl : 0;
-        bool retouch = false;
-
-        for (int i = 0; i < m->nflags; i++) {
-            char f = m->order[i];
-            if (f == 't') {
-                mi.ttl = cur;
-            } else if (f == 'T') {
-                cur = exptime_ttl(m->ttl);
-                final = m->ttl;
-                retouch = true;
-            } else if (f == 'N' && created) {
-                cur = exptime_ttl(m->vivify_ttl);
-                final = m->vivify_ttl;
-                retouch = has_t;
-            }
-        }
-        if (retouch) {
-            corral_get_opts_t g = {0};
-            corral_item_t *item = NULL;
-            g.flags = CORRAL_GET_TOUCH | CORRAL_GET_NOBUMP;
-            g.touch_exptime = final;
-            if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &g, &item,
-                              NULL) == CORRAL_OK) {
-                corral_item_release(item);
-            }
-        }
-    }
-    nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, r.value);
     mi.have = PROTO_MF('c') | PROTO_MF('t');
+    mi.ttl = meta_ttl_at_t(x, cmd, created, r.ttl);
     mi.cas = r.cas;
     mi.key_binary = m->base64;
+    nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64, r.value);
+    /* q hides the reply to a change of an existing item only: memcached
+     * answers a creation by N all the same. */
     if (proto_meta_has(cmd, 'v')) {
-        if (proto_meta_quiet(cmd, PROTO_META_VA)) {
+        if (!created && proto_meta_quiet(cmd, PROTO_META_VA)) {
             return;
         }
-        meta_reply(x, cmd, PROTO_META_VA, nd, &mi);
+        meta_reply_always(x, cmd, PROTO_META_VA, nd, &mi);
         out_bytes(x, digits, nd);
         out_reply(x, PROTO_REPLY_CRLF);
-    } else {
-        meta_reply(x, cmd, PROTO_META_HD, 0, &mi);
+    } else if (created || !proto_meta_quiet(cmd, PROTO_META_HD)) {
+        meta_reply_always(x, cmd, PROTO_META_HD, 0, &mi);
     }
 }
 
@@ -1233,7 +1343,7 @@ exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
         exec_md(x, cmd);
         break;
     case PROTO_CMD_MA:
-        exec_ma(x, cmd);
+        exec_ma(x, cmd, false);
         break;
     case PROTO_CMD_MN:
         out_bytes(x, "MN\r\n", 4);
@@ -1253,6 +1363,14 @@ exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
 static void
 exec_refused(struct exec_ctx *x, struct proto_cmd *cmd)
 {
+    if (cmd->err == PROTO_ERR_META_OPAQUE && cmd->type == PROTO_CMD_MG) {
+        exec_mg_refused(x, cmd);
+        return;
+    }
+    if (cmd->err == PROTO_ERR_META_OPAQUE && cmd->type == PROTO_CMD_MA) {
+        exec_ma(x, cmd, true);
+        return;
+    }
     if (cmd->err == PROTO_ERR_TOO_LARGE &&
         (cmd->type == PROTO_CMD_SET || cmd->type == PROTO_CMD_MS) &&
         cmd->nkey > 0) {

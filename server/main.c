@@ -8,7 +8,8 @@
  *   4. the listening sockets, on the main loop     (EX_OSERR)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
  *   6. the worker threads, with the signals main handles blocked in them
- *   7. signal watchers, then the main loop runs the accept loop.
+ *   7. the main loop runs the accept loop (the signal watchers were set
+ *      up before step 4, so a signal that comes early is not lost).
  *
  * Shutdown (SIGTERM, SIGINT, SIGUSR1, or the "shutdown" command):
  *   1. stop accepting and close the listening sockets;
@@ -182,6 +183,14 @@ main(int argc, char **argv)
         corral_destroy(srv.cache);
         return EX_OSERR;
     }
+    /* Watch the signals before the port opens: a client (or a test) may
+     * signal as soon as it can connect.  The watchers only run inside
+     * ev_run(), once everything below is in place. */
+    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
+        ev_signal_init(&sigw[i], main_on_signal, main_signals[i]);
+        sigw[i].data = &srv;
+        ev_signal_start(srv.main_loop, &sigw[i]);
+    }
     srv.listener = listener_create(&srv);
     if (srv.listener == NULL) {
         corral_destroy(srv.cache);
@@ -210,11 +219,6 @@ main(int argc, char **argv)
         return EX_OSERR;
     }
 
-    for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
-        ev_signal_init(&sigw[i], main_on_signal, main_signals[i]);
-        sigw[i].data = &srv;
-        ev_signal_start(srv.main_loop, &sigw[i]);
-    }
     log_info("corrald %s: %u threads, %zu MB, max item %zu bytes, "
              "max %u connections, port %u", PACKAGE_VERSION,
              st.threads, st.max_memory >> 20, st.item_size_max,
