@@ -1,1 +1,14 @@
-# tests/integration rules (empty so far)
+# tests/integration/local.mk - corrald on a free loopback port, driven by
+# raw sockets, real clients (pymemcache, pylibmc, memccapable) and side by
+# side with a real memcached.  The scripts find the server through
+# top_builddir and scale their timeouts under sanitizers
+# (CORRAL_SANITIZE); see harness.py.
+
+INTEGRATION_TESTS = \
+	tests/integration/test_classic.py \
+	tests/integration/test_clients.py \
+	tests/integration/memccapable.sh \
+	tests/integration/test_differential.py
+
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
