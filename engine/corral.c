@@ -302,6 +302,13 @@ corral_item_tags(const corral_item_t *it, const char **out_tags, size_t max)
     return n;
 }
 
+CORRAL_API int
+corral_item_key_binary(const corral_item_t *it)
+{
+    assert(it != NULL);
+    return item_binkey(it);
+}
+
 CORRAL_API int64_t
 corral_item_ttl(const corral_t *c, const corral_item_t *it)
 {
@@ -325,6 +332,7 @@ corral_item_info(const corral_t *c, const corral_item_t *it,
     out->last_access = now > item_atime(it) ? now - item_atime(it) : 0;
     out->fetched = item_has(it, ITEM_FETCHED);
     out->stale = item_has(it, ITEM_STALE);
+    out->binary_key = item_binkey(it);
     out->nkey = it->nkey;
     out->nvalue = it->nvalue;
     out->alloc_size = item_real_size(it);
@@ -474,13 +482,14 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
        size_t nkey, const corral_get_opts_t *o, uint32_t now,
        corral_item_t **out_item, corral_get_result_t *out_res)
 {
-    item_t *it = item_create(&c->mem, key, nkey, 0, 0, 0, NULL);
+    unsigned extras = (o->flags & CORRAL_GET_BINARY_KEY) ? EXT_BINKEY : 0;
+    item_t *it = item_create_ext(&c->mem, key, nkey, 0, 0, 0, extras, NULL);
     if (it == NULL) {
         return CORRAL_ENOMEM;
     }
     atomic_store(&it->exptime, exptime_abs(o->vivify_exptime, now));
     atomic_store(&it->atime, now);
-    atomic_store(&it->bits, (uint8_t)ITEM_TOKEN);
+    item_set(it, ITEM_TOKEN);
     if (!shard_make_room(c, s, item_real_size(it), 1)) {
         item_unref(it);
         return CORRAL_ENOMEM;
@@ -645,13 +654,14 @@ concat_item(struct corral *c, const item_t *old, const void *value,
 
     *out = NULL;
     size_t ntags = item_ntags(old);
+    unsigned extras = item_ext_mask(old) & EXT_BINKEY;
 
-    if (item_size(old->nkey, nold + nvalue, flags, ntags) >
+    if (item_size_ext(old->nkey, nold + nvalue, flags, ntags, extras) >
         c->cfg.max_item_size) {
         return CORRAL_ETOOBIG;
     }
-    it = item_create(&c->mem, item_key(old), old->nkey, nold + nvalue, flags,
-                     ntags, NULL);
+    it = item_create_ext(&c->mem, item_key(old), old->nkey, nold + nvalue,
+                         flags, ntags, extras, NULL);
     if (it == NULL) {
         return CORRAL_ENOMEM;
     }
@@ -808,11 +818,14 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
 
     /* Build the new item before taking the lock. */
     if (!concat) {
-        if (item_size(nkey, nvalue, o->flags, ntags) >
+        unsigned extras =
+            (o->options & CORRAL_STORE_BINARY_KEY) ? EXT_BINKEY : 0;
+        if (item_size_ext(nkey, nvalue, o->flags, ntags, extras) >
             c->cfg.max_item_size) {
             st = CORRAL_ETOOBIG;
-        } else if ((it = item_create(&c->mem, key, nkey, nvalue, o->flags,
-                                     ntags, NULL)) == NULL) {
+        } else if ((it = item_create_ext(&c->mem, key, nkey, nvalue,
+                                         o->flags, ntags, extras, NULL)) ==
+                   NULL) {
             st = CORRAL_ENOMEM;
         } else {
             if (nvalue > 0) {
@@ -1170,17 +1183,22 @@ format_u64(char *buf, uint64_t v)
     return n;
 }
 
-/* A new item for key holding a decimal number (with the tags of `like`,
- * the item it replaces, if any). */
+/* A new item for key holding a decimal number (with the tags and key
+ * marking of `like`, the item it replaces, if any, else `extras`). */
 static item_t *
 number_item(struct corral *c, const void *key, size_t nkey, uint64_t v,
             uint32_t flags, uint32_t exptime, uint32_t now,
-            const item_t *like)
+            const item_t *like, unsigned extras)
 {
     char digits[20];
     size_t n = format_u64(digits, v);
     size_t ntags = like != NULL ? item_ntags(like) : 0;
-    item_t *it = item_create(&c->mem, key, nkey, n, flags, ntags, NULL);
+    item_t *it;
+
+    if (like != NULL) {
+        extras = item_ext_mask(like) & EXT_BINKEY;
+    }
+    it = item_create_ext(&c->mem, key, nkey, n, flags, ntags, extras, NULL);
     if (it != NULL) {
         if (ntags > 0) {
             item_copy_tags(it, like);
@@ -1225,9 +1243,10 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             st = CORRAL_ENOTFOUND;
         } else {
             v = o->initial;
-            fresh = number_item(c, key, nkey, v, 0,
-                                exptime_abs(o->vivify_exptime, now), now,
-                                NULL);
+            fresh = number_item(
+                c, key, nkey, v, 0, exptime_abs(o->vivify_exptime, now), now,
+                NULL,
+                (o->options & CORRAL_ARITH_BINARY_KEY) ? EXT_BINKEY : 0);
             st = fresh == NULL ? CORRAL_ENOMEM
                                : cache_install(c, s, h, &fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
@@ -1255,7 +1274,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             emit(c, s, CORRAL_EVENT_OVERWRITE, key, nkey, cas, 0, 0);
         } else {
             fresh = number_item(c, key, nkey, v, item_flags(it),
-                                item_exptime(it), now, it);
+                                item_exptime(it), now, it, 0);
             if (fresh == NULL) {
                 st = CORRAL_ENOMEM;
             } else {

@@ -44,7 +44,7 @@ item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
     memset(ext, 0, esize);
     ext[0] = (char)((flags != 0 ? EXT_FLAGS : 0) |
                     (ntags != 0 ? EXT_TAGS : 0) |
-                    (extras & (EXT_FETCH | EXT_NEGATIVE)));
+                    (extras & (EXT_FETCH | EXT_MARKS)));
     if (flags != 0) {
         memcpy(ext + 1, &flags, sizeof(flags));
     }
@@ -98,7 +98,7 @@ item_unref(item_t *it)
 item_t *
 item_clone(struct mem *m, const item_t *it)
 {
-    unsigned extras = item_ext_mask(it) & (EXT_FETCH | EXT_NEGATIVE);
+    unsigned extras = item_ext_mask(it) & (EXT_FETCH | EXT_MARKS);
     item_t *copy = item_create_ext(m, item_key(it), it->nkey, it->nvalue,
                                    item_flags(it), item_ntags(it), extras,
                                    NULL);

@@ -69,6 +69,9 @@ typedef struct corral_item item_t;
 #define EXT_TAGS 0x02u
 #define EXT_FETCH 0x04u    /* u32 fresh_until, u32 last load in ms */
 #define EXT_NEGATIVE 0x08u /* a cached "does not exist" (no payload) */
+#define EXT_BINKEY 0x10u   /* the key was given base64-encoded (memcached's
+                            * meta b flag): reported back the same way */
+#define EXT_MARKS (EXT_NEGATIVE | EXT_BINKEY) /* masks without payload */
 
 struct tag_rec;
 
@@ -268,6 +271,12 @@ static inline size_t
 item_req_size(const item_t *it)
 {
     return ITEM_HEADER_SIZE + it->nkey + it->nvalue + item_ext_bytes(it);
+}
+
+static inline bool
+item_binkey(const item_t *it)
+{
+    return (item_ext_mask(it) & EXT_BINKEY) != 0;
 }
 
 static inline bool

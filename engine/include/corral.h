@@ -265,6 +265,15 @@ CORRAL_API size_t corral_item_tags(const corral_item_t *item,
                                    const char **out_tags, size_t max);
 
 /*
+ * corral_item_key_binary - 1 if the item was stored with
+ * CORRAL_STORE_BINARY_KEY (or vivified with CORRAL_GET_BINARY_KEY or
+ * CORRAL_ARITH_BINARY_KEY), else 0: a mark the engine keeps for the
+ * caller (memcached's meta protocol reports such keys in base64).  Values
+ * derived from the item (append, incr) keep it.  O(1).
+ */
+CORRAL_API int corral_item_key_binary(const corral_item_t *item);
+
+/*
  * corral_item_ttl - remaining time to live in whole seconds, as the cache's
  * clock reads now: -1 when the item never expires, else >= 0.  O(1).
  */
@@ -283,6 +292,7 @@ typedef struct corral_item_info {
     int64_t last_access;     /* seconds since the last access */
     int fetched;             /* 1 if fetched since it was stored */
     int stale;               /* 1 if marked stale (corral_delete_ex) */
+    int binary_key;          /* 1 if stored with a BINARY_KEY option */
     size_t nkey;             /* key length */
     size_t nvalue;           /* value length */
     size_t alloc_size;       /* bytes the item occupies in memory */
@@ -363,6 +373,8 @@ CORRAL_API corral_status_t corral_gat(corral_t *cache, const void *key,
                                  * vivify_exptime and win it (see below) */
 #define CORRAL_GET_RECACHE 0x8u /* win when the remaining TTL is below
                                  * recache_ttl seconds */
+#define CORRAL_GET_BINARY_KEY 0x10u /* a vivified item is marked as having
+                                     * a binary key */
 
 typedef struct corral_get_opts {
     unsigned flags;            /* CORRAL_GET_* */
@@ -423,6 +435,8 @@ typedef enum corral_mode {
 #define CORRAL_STORE_INVALIDATE 0x1u /* with a CAS: a CAS older than the
                                       * item's is accepted, and the stored
                                       * item is marked stale */
+#define CORRAL_STORE_BINARY_KEY 0x2u /* mark the key as binary (see
+                                      * corral_item_key_binary) */
 
 typedef struct corral_store_opts {
     corral_mode_t mode;
@@ -540,6 +554,8 @@ CORRAL_API corral_status_t corral_touch(corral_t *cache, const void *key,
                                   * `initial` and `vivify_exptime` */
 #define CORRAL_ARITH_TOUCH 0x4u  /* on success set exptime to
                                   * touch_exptime */
+#define CORRAL_ARITH_BINARY_KEY 0x8u /* a vivified item's key is marked
+                                      * binary */
 
 typedef struct corral_arith_opts {
     unsigned options;        /* CORRAL_ARITH_* */

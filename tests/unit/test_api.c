@@ -949,6 +949,54 @@ test_flags_32bit(void)
     corral_destroy(c);
 }
 
+/* The binary-key mark: set by the store, vivify and arith options, kept
+ * by append and incr, reported by corral_item_key_binary and the info. */
+static void
+test_binary_key_mark(void)
+{
+    corral_t *c = new_cache();
+    corral_store_opts_t o = {0};
+    corral_get_opts_t g = {0};
+    corral_arith_opts_t a = {0};
+    corral_item_info_t info;
+    corral_item_t *it;
+    uint64_t v;
+
+    o.options = CORRAL_STORE_BINARY_KEY;
+    CU_ASSERT_EQUAL(corral_store(c, "b1", 2, "5", 1, &o, NULL), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_set(c, "t1", 2, "5", 1, 0, 0), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_append(c, "b1", 2, "0", 1), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_incr(c, "b1", 2, 1000, &v), CORRAL_OK);
+    CU_ASSERT_EQUAL(v, 1050);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, "b1", 2, &it), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_item_key_binary(it), 1);
+    corral_item_info(c, it, &info);
+    CU_ASSERT_EQUAL(info.binary_key, 1);
+    corral_item_release(it);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, "t1", 2, &it), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_item_key_binary(it), 0);
+    corral_item_release(it);
+    /* a plain set of the same key drops the mark */
+    CU_ASSERT_EQUAL(corral_set(c, "b1", 2, "x", 1, 0, 0), CORRAL_OK);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, "b1", 2, &it), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_item_key_binary(it), 0);
+    corral_item_release(it);
+
+    g.flags = CORRAL_GET_VIVIFY | CORRAL_GET_BINARY_KEY;
+    g.vivify_exptime = 30;
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, "v1", 2, &g, &it, NULL),
+                          CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_item_key_binary(it), 1);
+    corral_item_release(it);
+    a.options = CORRAL_ARITH_VIVIFY | CORRAL_ARITH_BINARY_KEY;
+    a.delta = 1;
+    CU_ASSERT_EQUAL(corral_arith(c, "a1", 2, &a, NULL), CORRAL_OK);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, "a1", 2, &it), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_item_key_binary(it), 1);
+    corral_item_release(it);
+    corral_destroy(c);
+}
+
 static void
 test_empty_and_binary_values(void)
 {
@@ -2614,6 +2662,7 @@ static const struct cu_test storage_tests[] = {
     CU_TEST(test_set_overwrite),
     CU_TEST(test_flags_32bit),
     CU_TEST(test_empty_and_binary_values),
+    CU_TEST(test_binary_key_mark),
     CU_TEST(test_add),
     CU_TEST(test_replace),
     CU_TEST(test_append_prepend),
