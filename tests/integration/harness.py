@@ -12,6 +12,7 @@ sanitizers).
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -288,6 +289,57 @@ class Client:
             pass
         self.sock.settimeout(10.0 * SLOW)
         return out
+
+
+def exchange(client, payload, sentinel=True):
+    """Send @payload followed by "mn" and return every reply byte before
+    the MN line (payloads must not produce an MN line themselves)."""
+    client.send(payload + (b"mn\r\n" if sentinel else b""))
+    return client.read_until(b"MN\r\n")[:-4]
+
+
+def normalize(reply):
+    """A reply with what two servers legitimately differ in masked: CAS
+    values, the version string, statistics values, last-access ages, and
+    memcached's slab class and chunk size in "me"; TTLs are kept (callers
+    compare them with a one-second tolerance via same())."""
+    out = []
+    for line in reply.split(b"\r\n"):
+        toks = line.split(b" ")
+        if toks[0] == b"VALUE" and len(toks) == 5:
+            toks[4] = b"<cas>"
+        elif toks[0] in (b"HD", b"VA", b"EN", b"NF", b"NS", b"EX"):
+            toks = [re.sub(rb"^c\d+$", b"c<cas>", t) for t in toks]
+            toks = [re.sub(rb"^l\d+$", b"l<age>", t) for t in toks]
+        elif toks[0] == b"ME":
+            toks = [t for t in toks if not t.startswith((b"cls=", b"size="))]
+            toks = [re.sub(rb"^cas=\d+$", b"cas=<cas>", t) for t in toks]
+            toks = [re.sub(rb"^la=\d+$", b"la=<age>", t) for t in toks]
+        elif toks[0] == b"VERSION" and len(toks) == 2:
+            toks[1] = b"<version>"
+        elif toks[0] == b"STAT" and len(toks) >= 3:
+            toks = toks[:2] + [b"<value>"]
+        out.append(toks)
+    return out
+
+
+def same(a, b):
+    """Replies equal after normalize(), TTLs (t, exp=) within 1 s."""
+    na, nb = normalize(a), normalize(b)
+    if len(na) != len(nb):
+        return False
+    for la, lb in zip(na, nb):
+        if len(la) != len(lb):
+            return False
+        for x, y in zip(la, lb):
+            if x == y:
+                continue
+            mx = re.match(rb"^(t|exp=)(-?\d+)$", x)
+            my = re.match(rb"^(t|exp=)(-?\d+)$", y)
+            if not (mx and my and mx.group(1) == my.group(1) and
+                    abs(int(mx.group(2)) - int(my.group(2))) <= 1):
+                return False
+    return True
 
 
 class Results:

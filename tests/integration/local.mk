@@ -6,6 +6,8 @@
 
 INTEGRATION_TESTS = \
 	tests/integration/test_classic.py \
+	tests/integration/test_meta.py \
+	tests/integration/test_malformed.py \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \
 	tests/integration/test_differential.py
