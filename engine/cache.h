@@ -211,8 +211,10 @@ static inline bool
 shard_can_overwrite(const item_t *old, const item_t *it)
 {
     return item_has(old, ITEM_LINKED) &&
+           /* acquire: the last reader's release happens before our
+            * writes into the memory it was reading */
            atomic_load_explicit(&((item_t *)old)->refs,
-                                memory_order_relaxed) == 2 &&
+                                memory_order_acquire) == 2 &&
            it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
            item_req_size(it) <= item_req_size(old) &&
            item_real_size(old) == item_real_size(it);
