@@ -700,19 +700,31 @@ print_memory(const char *when, corral_t *cache, size_t kv, double rss_delta)
 #define PRIM_ITERS 2000000
 
 #define PRIM_HANDOFFS 200000
+#define PRIM_PINGPONG_NS 500000000u
 
 static _Atomic uint64_t prim_shared;
 static volatile uint64_t prim_sink;
 
 /* Ping-pong: thread k increments the shared counter when its parity is k,
- * so every increment first moves the cache line from the other core. */
+ * so every increment first moves the cache line from the other core.  It
+ * gives up after PRIM_PINGPONG_NS (a thread without a CPU of its own, or
+ * a serialising tool like valgrind, would make it spin for minutes). */
+static _Atomic bool prim_stop;
+static uint64_t prim_deadline;
+
 static void *
 prim_pingpong(void *arg)
 {
     uint64_t k = (uint64_t)(uintptr_t)arg;
     for (uint64_t want = k; want < 2 * PRIM_HANDOFFS; want += 2) {
+        unsigned spins = 0;
         while (atomic_load_explicit(&prim_shared, memory_order_acquire) !=
                want) {
+            if (++spins % 4096 == 0 &&
+                (atomic_load(&prim_stop) || bench_now_ns() > prim_deadline)) {
+                atomic_store(&prim_stop, true);
+                return NULL;
+            }
         }
         atomic_fetch_add_explicit(&prim_shared, 1, memory_order_release);
     }
@@ -766,11 +778,15 @@ print_primitives(void)
            rw);
     prim_shared = 0;
     t0 = bench_now_ns();
+    prim_deadline = t0 + PRIM_PINGPONG_NS;
     if (pthread_create(&tid, NULL, prim_pingpong, (void *)(uintptr_t)1) == 0) {
         prim_pingpong((void *)(uintptr_t)0);
         pthread_join(tid, NULL);
-        printf("; cache line moved between 2 threads %.1f ns",
-               (double)(bench_now_ns() - t0) / (2.0 * PRIM_HANDOFFS));
+        if (prim_shared > 0) {
+            printf("; cache line moved between 2 threads %.1f ns%s",
+                   (double)(bench_now_ns() - t0) / (double)prim_shared,
+                   atomic_load(&prim_stop) ? " (cut short)" : "");
+        }
     }
     printf("\n");
 }
