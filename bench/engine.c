@@ -500,7 +500,7 @@ usage(void)
            "  --ops LIST          get-hit,get-miss,set,mix (default the "
            "first three)\n"
            "  --read-ratio R      share of gets in mix (default 0.9)\n"
-           "  --duration SEC      seconds per run (default 0.5)\n"
+           "  --duration SEC      seconds per run (default 0.25)\n"
            "  --ops-per-run N     a fixed number of operations per thread "
            "instead\n"
            "  --rounds R          rounds; a cell's ops/s is the best "
@@ -531,7 +531,7 @@ parse_opts(int argc, char **argv, struct opts *o)
     o->zipf_s = 0.99;
     o->op_on[OP_GET_HIT] = o->op_on[OP_GET_MISS] = o->op_on[OP_SET] = true;
     o->read_ratio = 0.9;
-    o->duration = 0.5;
+    o->duration = 0.25;
     o->rounds = 3;
     o->every = 64;
     o->seed = 1;

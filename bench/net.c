@@ -739,7 +739,7 @@ usage(void)
         "  --keys N             key space (default 100k)\n"
         "  --key-size B         (default 16)\n"
         "  --dist uniform|zipf  (default uniform)  --zipf-s S (0.99)\n"
-        "  --duration SEC       measured seconds per run (default 2)\n"
+        "  --duration SEC       measured seconds per run (default 1)\n"
         "  --warmup SEC         unmeasured seconds first (default 0.3)\n"
         "  --rounds N           A B rounds (default 3)\n"
         "  --no-prefill         do not set every key first\n");
@@ -781,7 +781,7 @@ parse_opts(int argc, char **argv, struct nopts *o)
     o->ksize = 16;
     o->dist = KEYDIST_UNIFORM;
     o->zipf_s = 0.99;
-    o->duration = 2;
+    o->duration = 1;
     o->warmup = 0.3;
     o->rounds = 3;
     o->so.threads = 2;
