@@ -1,4 +1,5 @@
-# tests/fuzz/local.mk - fuzz targets for the protocol library.
+# tests/fuzz/local.mk - fuzz targets: the protocol library (fuzz_proto)
+# and the engine against a reference model (fuzz_engine).
 #
 # With --enable-fuzz (clang): tests/fuzz/fuzz_proto, a libFuzzer binary
 # (ASan + UBSan).  It links an instrumented copy of libcorral_proto built
@@ -31,6 +32,23 @@ tests_fuzz_fuzz_proto_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer \
 tests_fuzz_fuzz_proto_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer \
 	$(FUZZ_SANITIZE)
 tests_fuzz_fuzz_proto_LDADD = tests/fuzz/libcorral_proto_fuzz.la
+
+# The engine, instrumented, with libc malloc so that ASan sees it all.
+noinst_LTLIBRARIES += tests/fuzz/libcorral_core_fuzz.la
+tests_fuzz_libcorral_core_fuzz_la_SOURCES = $(ENGINE_SOURCES)
+tests_fuzz_libcorral_core_fuzz_la_CPPFLAGS = $(ENGINE_CPPFLAGS) \
+	-DCORRAL_MEM_LIBC=1
+tests_fuzz_libcorral_core_fuzz_la_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS) \
+	-fsanitize=fuzzer-no-link $(FUZZ_SANITIZE)
+tests_fuzz_libcorral_core_fuzz_la_LIBADD = $(XXHASH_LIBS) -lpthread -lm
+
+noinst_PROGRAMS += tests/fuzz/fuzz_engine
+tests_fuzz_fuzz_engine_SOURCES = tests/fuzz/fuzz_engine.c
+tests_fuzz_fuzz_engine_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer \
+	$(FUZZ_SANITIZE)
+tests_fuzz_fuzz_engine_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer \
+	$(FUZZ_SANITIZE)
+tests_fuzz_fuzz_engine_LDADD = tests/fuzz/libcorral_core_fuzz.la
 else
 check_PROGRAMS += tests/fuzz/replay_proto
 TESTS += tests/fuzz/replay_proto
@@ -40,6 +58,15 @@ tests_fuzz_replay_proto_CPPFLAGS = $(FUZZ_PROTO_CPPFLAGS) \
 	-DREPLAY_CORPUS='"$(abs_top_srcdir)/tests/fuzz/corpus/proto"'
 tests_fuzz_replay_proto_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_replay_proto_LDADD = server/proto/libcorral_proto.la
+
+check_PROGRAMS += tests/fuzz/replay_engine
+TESTS += tests/fuzz/replay_engine
+tests_fuzz_replay_engine_SOURCES = tests/fuzz/fuzz_engine.c \
+	tests/fuzz/replay_main.c
+tests_fuzz_replay_engine_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DREPLAY_CORPUS='"$(abs_top_srcdir)/tests/fuzz/corpus/engine"'
+tests_fuzz_replay_engine_CFLAGS = $(AM_CFLAGS)
+tests_fuzz_replay_engine_LDADD = engine/libcorral_core.la
 endif
 
 EXTRA_DIST += tests/fuzz/proto.dict tests/fuzz/corpus tests/fuzz/replay_main.c
