@@ -410,10 +410,10 @@ worker_main(void *arg)
  * and thread count, over every round. */
 struct cell {
     bool used;
-    double rate[MAX_ROUNDS]; /* ops/s per round */
+    double rate[MAX_ROUNDS];  /* ops/s per round */
+    double share[MAX_ROUNDS]; /* CPU time / wall time per round */
     unsigned nrates;
     uint64_t ops, hits;
-    uint64_t cpu_ns, wall_ns; /* summed over threads and rounds */
     struct hist hist;
 };
 
@@ -426,6 +426,7 @@ run_once(struct run *r, unsigned nthreads, struct cell *cell)
 {
     struct worker *w = bench_calloc(nthreads, sizeof(*w));
     double rate = 0;
+    uint64_t cpu = 0, wall = 0;
 
     r->nthreads = nthreads;
     pthread_barrier_init(&r->barrier, NULL, nthreads);
@@ -442,44 +443,50 @@ run_once(struct run *r, unsigned nthreads, struct cell *cell)
         rate += (double)w[i].ops * 1e9 / (double)w[i].elapsed_ns;
         cell->ops += w[i].ops;
         cell->hits += w[i].hits;
-        cell->cpu_ns += w[i].cpu_ns;
-        cell->wall_ns += w[i].elapsed_ns;
+        cpu += w[i].cpu_ns;
+        wall += w[i].elapsed_ns;
         hist_merge(&cell->hist, &w[i].hist);
     }
     pthread_barrier_destroy(&r->barrier);
     cell->used = true;
+    cell->share[cell->nrates] = wall ? (double)cpu / (double)wall : 0;
     cell->rate[cell->nrates++] = rate;
     free(w);
 }
 
-static int
-cmp_double(const void *a, const void *b)
+/* The round that stands for the cell: the fastest, or with --median the
+ * (lower) median by throughput. */
+static unsigned
+cell_pick(const struct cell *c)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
+    unsigned order[MAX_ROUNDS];
+
+    for (unsigned i = 0; i < c->nrates; i++) {
+        order[i] = i;
+    }
+    /* Insertion sort by rate: at most MAX_ROUNDS entries. */
+    for (unsigned i = 1; i < c->nrates; i++) {
+        for (unsigned j = i; j > 0 && c->rate[order[j - 1]] > c->rate[order[j]];
+             j--) {
+            unsigned t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    }
+    return use_median ? order[(c->nrates - 1) / 2] : order[c->nrates - 1];
 }
 
 static double
 cell_rate(const struct cell *c)
 {
-    double v[MAX_ROUNDS];
-    if (c->nrates == 0) {
-        return 0;
-    }
-    memcpy(v, c->rate, c->nrates * sizeof(v[0]));
-    qsort(v, c->nrates, sizeof(v[0]), cmp_double);
-    if (!use_median) {
-        return v[c->nrates - 1];
-    }
-    return c->nrates % 2 ? v[c->nrates / 2]
-                         : (v[c->nrates / 2 - 1] + v[c->nrates / 2]) / 2;
+    return c->nrates ? c->rate[cell_pick(c)] : 0;
 }
 
-/* The share of its wall time a cell's threads were on a CPU. */
+/* The share of its wall time the picked round's threads were on a CPU. */
 static double
 cell_cpu_share(const struct cell *c)
 {
-    return c->wall_ns ? (double)c->cpu_ns / (double)c->wall_ns : 0;
+    return c->nrates ? c->share[cell_pick(c)] : 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -874,7 +881,7 @@ bench_engine_main(int argc, char **argv)
     }
     printf(", %u rounds, ops/s = the %s of the rounds; latency: 1 op in "
            "%u timed with %s (%.2f ns/tick, %.0f ns timer cost subtracted); "
-           "cpu = the share of the run its threads were on a CPU\n",
+           "cpu = the share of that round its threads were on a CPU\n",
            o.rounds, use_median ? "median" : "best", o.every,
            ENGINE_HAVE_TSC ? "rdtsc" : "clock_gettime", tick_ns,
            (double)tick_overhead * tick_ns);

@@ -8,4 +8,4 @@ cd "$top"
 mkdir -p build/run && cd build/run
 [ -f Makefile ] || "$top/configure" -q
 make -j2
-exec ./examples/embed
+exec ./server/corrald -p 11211 -l 127.0.0.1

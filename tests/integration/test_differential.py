@@ -79,7 +79,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 COMMANDS = int(os.environ.get(
-    "CORRAL_DIFF_COMMANDS", "20000" if harness.SANITIZED else "100000"))
+    "CORRAL_DIFF_COMMANDS", "50000" if harness.SANITIZED else "100000"))
 SEED = int(os.environ.get("CORRAL_DIFF_SEED", str(random.randrange(1 << 30))))
 SERVER_ARGS = ["-m", "64", "-I", "1m", "-t", "2"]
 ITEM_MAX = 1 << 20
