@@ -1141,7 +1141,8 @@ stats_conn_listener(int fd, const char *addr, void *ud)
     snprintf(name, sizeof(name), "%d:state", fd);
     out_stat(cw->x, name, "conn_listening");
     snprintf(name, sizeof(name), "%d:secs_since_last_cmd", fd);
-    out_stat_u64(cw->x, name, (uint64_t)(cw->now - (double)cw->x->srv->started));
+    out_stat_u64(cw->x, name,
+                 (uint64_t)(cw->now - (double)cw->x->srv->started));
 }
 
 /* Runs under the connection's worker lock: output only, no engine. */
