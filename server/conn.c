@@ -341,6 +341,7 @@ conn_out_reserve(struct conn *c, size_t n)
     if (n <= CHUNK_POOLED_CAP) {
         k = worker_block_get(c->w);
         if (k == NULL) {
+            c->killed = true; /* a reply cut short would desynchronise */
             return NULL;
         }
         k->cap = CHUNK_POOLED_CAP;
@@ -348,6 +349,7 @@ conn_out_reserve(struct conn *c, size_t n)
     } else {
         k = malloc(sizeof(*k) + n);
         if (k == NULL) {
+            c->killed = true;
             return NULL;
         }
         k->cap = n;
@@ -398,10 +400,13 @@ conn_out_commit(struct conn *c, size_t n)
 bool
 conn_out_copy(struct conn *c, const void *p, size_t n)
 {
-    char *dst = conn_out_reserve(c, n);
+    char *dst;
 
+    if (n == 0) {
+        return true;
+    }
+    dst = conn_out_reserve(c, n);
     if (dst == NULL) {
-        c->killed = true;
         return false;
     }
     memcpy(dst, p, n);

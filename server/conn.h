@@ -57,7 +57,8 @@ int conn_fd(const struct conn *c);
 /*
  * conn_out_reserve - room for at least @n bytes in the output arena.
  * Write into it, then conn_out_commit() what was written (at most @n).
- * Returns NULL when memory is exhausted.
+ * Returns NULL when memory is exhausted; the connection is then closed
+ * (a reply cut short would desynchronise the client).
  */
 char *conn_out_reserve(struct conn *c, size_t n);
 void conn_out_commit(struct conn *c, size_t n);
