@@ -11,7 +11,7 @@
  *
  * Input.  rbuf is borrowed from the worker's block pool when bytes
  * arrive and given back as soon as every byte in it has been consumed, so
- * an idle connection holds no buffer.  A request larger than a block
+ * an idle connection holds no data buffer.  A request larger than a block
  * (a big value, a long multi-get line) grows rbuf to the size it needs,
  * up to settings->request_max; past that the request is refused and the
  * connection closed.  Bytes the protocol says to discard after an error
@@ -24,7 +24,7 @@
  * Items whose small values were copied stay pinned too (`held`) until
  * the queue has been written, as memcached keeps every item a pending
  * reply refers to: an incr pipelined behind a get of the same key then
- * sees the item in use, exactly as in memcached.
+ * finds the item in use and stores a new one, as memcached does.
  * After each batch the queue is written with writev(); what the socket
  * does not take waits for EV_WRITE.
  *
