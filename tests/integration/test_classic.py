@@ -195,6 +195,25 @@ def t_stats(res, port):
                "stats detail usage")
 
 
+def t_stats_names(res, port):
+    """The same statistics names, in the same order, as a memcached in
+    its default configuration."""
+    if not harness.have_memcached():
+        res.check(False, "memcached installed for the comparison")
+        return
+    with harness.memcached(["-t", "2"]) as mc:
+        for sub in (b"", b" settings"):
+            names = []
+            for p in (port, mc.port):
+                with Client(p) as c:
+                    c.send(b"stats" + sub + b"\r\n")
+                    r = c.read_until(b"END\r\n")
+                    names.append(re.findall(rb"^STAT (\S+) ", r, re.M))
+            res.eq(names[0], names[1],
+                   "stats%s: memcached's names in memcached's order" %
+                   sub.decode())
+
+
 def t_pipeline(res, port):
     with Client(port) as c:
         req = b"".join(b"set p%d 0 0 %d\r\n%s\r\n" % (i, len(b"v%d" % i),
@@ -481,7 +500,7 @@ def main():
     harness.overall_deadline(400)
     with harness.corrald(["-t", "2", "-I", "2m", "-m", "64"]) as srv:
         for t in (t_storage, t_noreply, t_arith_touch_delete, t_misc,
-                  t_stats, t_pipeline, t_byte_by_byte, t_big_values,
+                  t_stats, t_stats_names, t_pipeline, t_byte_by_byte, t_big_values,
                   t_multiget, t_backpressure):
             res.run(t, srv.port)
         res.eq(srv.stop(), 0, "corrald exits 0 on SIGTERM")
