@@ -227,6 +227,7 @@ struct opts {
     uint64_t seed;
     bool pin;
     bool bare;
+    bool bare_locked;
 };
 
 struct run {
@@ -245,6 +246,7 @@ struct run {
     unsigned nthreads;
     unsigned every;
     bool pin;
+    bool bare_locked; /* one locked instruction per bare lookup */
     pthread_barrier_t barrier;
 };
 
@@ -255,8 +257,9 @@ struct worker {
     uint64_t ops;
     uint64_t hits; /* gets that found their key */
     uint64_t elapsed_ns;
-    uint64_t cpu_ns; /* the thread's CPU time over the same span */
-    uint64_t sink;   /* value bytes read, so reads are not dropped */
+    uint64_t cpu_ns;         /* the thread's CPU time over the same span */
+    uint64_t sink;           /* value bytes read, so reads are not dropped */
+    _Atomic uint64_t locked; /* target of --bare-locked's instruction */
     struct hist hist;
 };
 
@@ -298,7 +301,15 @@ one_op(const struct run *r, struct worker *w, struct rng *rng, enum op op,
         corral_item_release(it);
         return 1;
     } else {
-        const char *v = bare_find(r->bare, key);
+        const char *v;
+        if (r->bare_locked) {
+            /* What any lock or reference count costs besides its own
+             * latency: a locked instruction orders all memory accesses
+             * (on x86), so the next lookup's cache misses can no longer
+             * overlap this one's. */
+            atomic_fetch_add_explicit(&w->locked, 1, memory_order_relaxed);
+        }
+        v = bare_find(r->bare, key);
         if (v == NULL) {
             return 0;
         }
@@ -521,6 +532,8 @@ usage(void)
            "every key)\n"
            "  --no-bare           skip the bare table\n"
            "  --pin               pin thread i to CPU i\n"
+           "  --bare-locked       one locked instruction per bare lookup "
+           "(a diagnostic)\n"
            "  --seed N            random seed (default 1)\n");
 }
 
@@ -555,6 +568,9 @@ parse_opts(int argc, char **argv, struct opts *o)
             continue;
         } else if (strcmp(a, "--pin") == 0) {
             o->pin = true;
+            continue;
+        } else if (strcmp(a, "--bare-locked") == 0) {
+            o->bare_locked = true;
             continue;
         } else if (strcmp(a, "--median") == 0) {
             use_median = true;
@@ -939,6 +955,7 @@ bench_engine_main(int argc, char **argv)
                 r.ops_per_run = o.ops_per_run;
                 r.every = o.every;
                 r.pin = o.pin;
+                r.bare_locked = o.bare_locked;
                 for (size_t t = 0; t < o.nthreads; t++) {
                     if (o.bare && (o.threads[t] == 1 || op == OP_GET_HIT ||
                                    op == OP_GET_MISS)) {
