@@ -521,23 +521,26 @@ paired_ratios(const struct cell *a, const struct cell *b, double *out)
     return k;
 }
 
-/* One line of the ratio summary.  target > 0: a floor to meet; 0: no
+/* One line of the ratio summary: the ratio of the two cells' figures
+ * (best rounds, or medians with --median), then the median and range of
+ * the ratios within each round.  target > 0: a floor to meet; 0: no
  * target; < 0: the machine's own scaling, for reference. */
 static void
 print_ratio(const char *dist, const char *op, const char *what,
             const struct cell *a, const struct cell *b, double target)
 {
-    double v[MAX_ROUNDS], med;
+    double v[MAX_ROUNDS], med, ratio;
     unsigned n = paired_ratios(a, b, v);
 
-    if (n == 0) {
+    if (n == 0 || cell_rate(b) <= 0) {
         return;
     }
+    ratio = cell_rate(a) / cell_rate(b);
     med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-    printf("  %-8s %-9s %-32s %6.3f  [%.2f..%.2f]", dist, op, what, med, v[0],
-           v[n - 1]);
+    printf("  %-8s %-9s %-32s %6.3f  (%.2f [%.2f..%.2f])", dist, op, what,
+           ratio, med, v[0], v[n - 1]);
     if (target > 0) {
-        printf("  %s (>= %.2f)", med >= target ? "met" : "MISSED", target);
+        printf("  %s (>= %.2f)", ratio >= target ? "met" : "MISSED", target);
     } else if (target < 0) {
         printf("  (the machine's own scaling)");
     }
@@ -1056,8 +1059,8 @@ bench_engine_main(int argc, char **argv)
     }
 
     /* The ratios the foundation issue sets as targets. */
-    printf("\nratios: each is the median over the %u rounds of the ratio "
-           "within a round [and its range]\n"
+    printf("\nratios of the figures above; in parentheses the median "
+           "[and range] of the same ratio within each of the %u rounds\n"
            "(targets: corral 1 thread >= 0.50 x bare get-hit; 2 threads >= "
            "1.80 x 1 thread; overhead <= 48 B)\n",
            o.rounds);
