@@ -18,12 +18,19 @@ fi
 port=$(${PYTHON:-python3} -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
 out=$(mktemp)
-trap 'rm -f "$log" "$out"' EXIT
 
-# Started under a watchdog: killed after 120 s (scaled) whatever happens.
-timeout -s KILL $((120 * slow)) "$corrald" -p "$port" -l 127.0.0.1 -t 2 \
-    2>"$log" &
+"$corrald" -p "$port" -l 127.0.0.1 -t 2 2>"$log" &
 pid=$!
+# The watchdog: killed after 120 s (scaled) whatever happens.  Its sleep
+# goes when it does, and it holds none of our output open.
+(
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep $((120 * slow)) &
+    s=$!
+    wait "$s" && kill -KILL "$pid" 2>/dev/null
+) >/dev/null 2>&1 &
+watchdog=$!
+trap 'kill "$watchdog" 2>/dev/null; kill -KILL "$pid" 2>/dev/null; rm -f "$log" "$out"' EXIT
 
 ready=0
 i=0
