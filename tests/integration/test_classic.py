@@ -486,6 +486,39 @@ def t_environment(res):
         srv.close()
 
 
+def t_threads_and_logging(res):
+    """Several workers busy while another asks for stats conns (which
+    reads every worker's connections), with -vv logging every command."""
+    import threading
+    with harness.corrald(["-t", "3", "-vv"]) as srv:
+        stop = []
+
+        def busy(i):
+            with Client(srv.port) as c:
+                while not stop:
+                    c.send(b"set t%d 0 0 1\r\nx\r\nget t%d\r\n" % (i, i))
+                    c.read_line()
+                    c.read_value_reply()
+
+        threads = [threading.Thread(target=busy, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        with Client(srv.port) as c:
+            ok = True
+            for _ in range(20):
+                c.send(b"stats conns\r\n")
+                r = c.read_until(b"END\r\n")
+                ok = ok and r.count(b":state ") >= 5
+        stop.append(1)
+        for t in threads:
+            t.join()
+        res.check(ok, "stats conns lists every worker's connections")
+        res.eq(srv.stop(), 0, "exit 0")
+        err = srv.stderr_text()
+        res.check(re.search(r"<\d+ get t\d", err) is not None,
+                  "-vv logs each command")
+
+
 def t_idle_timeout(res):
     with harness.corrald(["-t", "1", "--idle-timeout", "1"]) as srv:
         with Client(srv.port) as c:
@@ -509,7 +542,8 @@ def main():
                   "WARNING: ThreadSanitizer" not in err,
                   "no sanitizer report", err[-2000:])
     for t in (t_conn_limit, t_sigterm_drain, t_sigint_and_shutdown,
-              t_options, t_environment, t_idle_timeout):
+              t_options, t_environment, t_threads_and_logging,
+              t_idle_timeout):
         res.run(t)
     res.finish()
 
