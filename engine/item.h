@@ -263,7 +263,7 @@ item_ext_bytes(const item_t *it)
 {
     return item_has(it, ITEM_EXT)
                ? ext_size(item_flags(it), item_ntags(it),
-                          item_ext_mask(it) & EXT_FETCH)
+                          item_ext_mask(it) & (EXT_FETCH | EXT_MARKS))
                : 0;
 }
 
