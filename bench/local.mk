@@ -20,8 +20,8 @@ bench_corral_bench_SOURCES = \
 	bench/spawn.c \
 	bench/spawn.h \
 	bench/trace.c
-bench_corral_bench_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS)
-bench_corral_bench_LDADD = engine/libcorral.la $(XXHASH_LIBS) -lzstd \
+bench_corral_bench_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS) $(ZSTD_CFLAGS)
+bench_corral_bench_LDADD = engine/libcorral.la $(XXHASH_LIBS) $(ZSTD_LIBS) \
 	-lpthread -lm
 
 EXTRA_DIST += bench/README.md
