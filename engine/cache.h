@@ -30,6 +30,7 @@
 #include "fetch.h"
 #include "hash.h"
 #include "item.h"
+#include "lock.h"
 #include "mem.h"
 #include "stats.h"
 #include "table.h"
@@ -40,7 +41,7 @@
 #define SHARD_OVERWRITE_MAX 4096u
 
 struct shard {
-    pthread_rwlock_t lock;
+    struct rwlock lock;
     struct table table;
     struct policy policy;
     uint64_t cas_seq;      /* last CAS sequence number handed out */
@@ -150,7 +151,11 @@ cache_now_precise_ns(const struct corral *c)
 static inline uint32_t
 cache_now(const struct corral *c)
 {
-    uint64_t s = cache_now_ns(c) / 1000000000u;
+    uint64_t s;
+    if (likely(c->cfg.clock == sysclock_now)) {
+        return sysclock_seconds(&c->sysclock);
+    }
+    s = cache_now_ns(c) / 1000000000u;
     return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
@@ -190,10 +195,25 @@ item_state(const struct corral *c, const struct shard *s, const item_t *it,
     return ITEM_LIVE;
 }
 
+static inline void
+shard_wrlock(struct shard *s)
+{
+    rw_wrlock(&s->lock);
+}
+
+static inline void
+shard_rdlock(struct shard *s)
+{
+    rw_rdlock(&s->lock);
+}
+
+static inline void
+shard_unlock(struct shard *s)
+{
+    rw_unlock(&s->lock);
+}
+
 /* shard.c: operations under the shard's exclusive lock. */
-void shard_wrlock(struct shard *s);
-void shard_rdlock(struct shard *s);
-void shard_unlock(struct shard *s);
 
 /* Next CAS for this shard. */
 uint64_t shard_next_cas(struct corral *c, struct shard *s);
@@ -235,6 +255,14 @@ void shard_unlink(struct corral *c, struct shard *s, uint64_t h,
 bool shard_make_room(struct corral *c, struct shard *s, size_t bytes,
                      size_t items);
 
+/* Move up to n slots of a growing table (exclusive lock). */
+void shard_migrate(struct shard *s, size_t n);
+
+/* Table slots moved per write while a table grows, and by a reader that
+ * found one growing and the lock free. */
+#define SHARD_MIGRATE_PER_WRITE 32u
+#define SHARD_MIGRATE_BY_READER 1024u
+
 /* Sweep up to n queue nodes; returns items freed. */
 size_t shard_sweep(struct corral *c, struct shard *s, size_t n);
 
@@ -251,8 +279,13 @@ item_t *shard_find_live(struct corral *c, struct shard *s, uint64_t h,
 static inline void
 item_touch_access(item_t *it, uint32_t now)
 {
-    item_freq_bump(it);
-    item_set(it, ITEM_FETCHED);
+    unsigned b = item_bits(it);
+    /* a hot item is saturated and fetched already: nothing to write */
+    if ((b & (ITEM_FREQ_MASK | ITEM_FETCHED)) !=
+        (ITEM_FREQ_MASK | ITEM_FETCHED)) {
+        item_freq_bump(it);
+        item_set(it, ITEM_FETCHED);
+    }
     if (item_atime(it) != now) {
         atomic_store_explicit(&it->atime, now, memory_order_relaxed);
     }

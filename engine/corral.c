@@ -515,6 +515,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     unsigned f = o != NULL ? o->flags : 0;
     corral_status_t st = CORRAL_ENOTFOUND;
     enum item_state seen = ITEM_LIVE;
+    bool growing;
     struct shard *s;
     uint32_t now;
     uint64_t h;
@@ -541,12 +542,19 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
                 st = hit(c, s, it, o, now, out_item, out_res);
             }
         }
+        growing = s->table.old != NULL;
         shard_unlock(s);
         if (it != NULL && item_state_dead(seen)) {
             reclaim_dead(c, s, h, key, nkey, seen);
         }
         if (st == CORRAL_ENOTFOUND) {
             COUNT(s, get_misses);
+        }
+        if (unlikely(growing) && rw_trywrlock(&s->lock)) {
+            /* a cache that only reads would otherwise keep probing two
+             * tables: help the growth along when nobody else holds it */
+            shard_migrate(s, SHARD_MIGRATE_BY_READER);
+            shard_unlock(s);
         }
         return st;
     }
@@ -576,11 +584,60 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     return st;
 }
 
+/* corral_get_ex without options, kept short: the hot path of every
+ * lookup. */
 CORRAL_API corral_status_t
 corral_get(corral_t *c, const void *key, size_t nkey,
            corral_item_t **out_item)
 {
-    return corral_get_ex(c, key, nkey, NULL, out_item, NULL);
+    enum item_state seen = ITEM_LIVE;
+    item_t *pinned = NULL;
+    bool growing;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+    item_t *it;
+
+    assert(c != NULL && out_item != NULL);
+    *out_item = NULL;
+    if (unlikely(!key_ok(key, nkey))) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+
+    shard_rdlock(s);
+    it = table_find(&s->table, h, key, nkey);
+    if (likely(it != NULL)) {
+        seen = item_state(c, s, it, now);
+        if (likely(seen == ITEM_LIVE)) {
+            pinned = likely(item_pin(it)) ? it : item_clone(&c->mem, it);
+            if (likely(pinned != NULL)) {
+                item_touch_access(it, now);
+            }
+        }
+    }
+    growing = s->table.old != NULL;
+    shard_unlock(s);
+
+    if (likely(pinned != NULL)) {
+        COUNT(s, get_hits);
+        *out_item = pinned;
+        return CORRAL_OK;
+    }
+    if (unlikely(it != NULL && seen == ITEM_LIVE)) {
+        return CORRAL_ENOMEM; /* pins saturated and no memory to copy */
+    }
+    if (it != NULL && item_state_dead(seen)) {
+        reclaim_dead(c, s, h, key, nkey, seen);
+    }
+    COUNT(s, get_misses);
+    if (unlikely(growing) && rw_trywrlock(&s->lock)) {
+        shard_migrate(s, SHARD_MIGRATE_BY_READER);
+        shard_unlock(s);
+    }
+    return CORRAL_ENOTFOUND;
 }
 
 CORRAL_API corral_status_t

@@ -29,6 +29,8 @@ void
 sysclock_init_coarse(struct sysclock *sc)
 {
     sc->coarse0 = read_clock(CLOCK_MONOTONIC_COARSE);
+    sc->sec_offset = (int64_t)((sc->real0 + 500000000u) / 1000000000u) -
+                     (int64_t)(sc->coarse0 / 1000000000u);
 }
 
 uint64_t

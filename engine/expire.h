@@ -12,6 +12,7 @@
 #define CORRAL_EXPIRE_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "corral.h"
 
@@ -20,7 +21,19 @@ struct sysclock {
     uint64_t real0;        /* CLOCK_REALTIME at creation, ns */
     uint64_t mono0;        /* CLOCK_MONOTONIC at creation, ns */
     uint64_t coarse0;      /* CLOCK_MONOTONIC_COARSE at creation, ns */
+    int64_t sec_offset;    /* Unix seconds minus coarse monotonic seconds */
 };
+
+/* Unix seconds by the default clock, without nanosecond arithmetic. */
+static inline uint32_t
+sysclock_seconds(const struct sysclock *sc)
+{
+    struct timespec ts;
+    int64_t s;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    s = (int64_t)ts.tv_sec + sc->sec_offset;
+    return s > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
 
 void sysclock_init(struct sysclock *sc);
 void sysclock_init_coarse(struct sysclock *sc);

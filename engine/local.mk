@@ -20,6 +20,8 @@ ENGINE_SOURCES = \
 	engine/hash.h \
 	engine/item.c \
 	engine/item.h \
+	engine/lock.c \
+	engine/lock.h \
 	engine/mem.c \
 	engine/mem.h \
 	engine/shard.c \

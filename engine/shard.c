@@ -20,23 +20,6 @@
 #define SWEEP_PER_WRITE 2u
 #define SWEEP_PER_WRITE_BEHIND 16u
 
-void
-shard_wrlock(struct shard *s)
-{
-    pthread_rwlock_wrlock(&s->lock);
-}
-
-void
-shard_rdlock(struct shard *s)
-{
-    pthread_rwlock_rdlock(&s->lock);
-}
-
-void
-shard_unlock(struct shard *s)
-{
-    pthread_rwlock_unlock(&s->lock);
-}
 
 /* Refresh the gauges that depend on table and ghost sizes. */
 static void
@@ -56,7 +39,6 @@ shard_meta_bytes(const struct shard *s)
 bool
 shard_init(struct corral *c, struct shard *s, unsigned index)
 {
-    pthread_rwlockattr_t attr;
 
     memset(s, 0, sizeof(*s));
     s->index = index;
@@ -66,21 +48,10 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
                          ? 0
                          : (c->cfg.max_items + c->nshards - 1) / c->nshards;
     stats_init(&s->stats);
-    pthread_rwlockattr_init(&attr);
-#ifdef __GLIBC__
-    /* Writers must not starve behind a stream of readers. */
-    pthread_rwlockattr_setkind_np(&attr,
-                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-#endif
-    if (pthread_rwlock_init(&s->lock, &attr) != 0) {
-        pthread_rwlockattr_destroy(&attr);
-        return false;
-    }
-    pthread_rwlockattr_destroy(&attr);
+    rw_init(&s->lock);
     if (!table_init(&s->table, &c->mem,
                     s->item_budget ? s->item_budget * 5 / 4 + 1 : 0,
                     c->shard_bits, c->seed)) {
-        pthread_rwlock_destroy(&s->lock);
         return false;
     }
     policy_init(&s->policy, c->shard_bits, s->budget, s->item_budget);
@@ -105,7 +76,6 @@ shard_deinit(struct shard *s)
     mem_free(s->rules);
     keyrecs_deinit(&s->keyrecs);
     table_deinit(&s->table);
-    pthread_rwlock_destroy(&s->lock);
 }
 
 uint64_t
@@ -284,10 +254,24 @@ retire_prefix_rules(struct shard *s)
     }
 }
 
+void
+shard_migrate(struct shard *s, size_t n)
+{
+    size_t meta = shard_meta_bytes(s);
+    table_migrate(&s->table, n);
+    if (s->table.old == NULL) {
+        shard_meta_changed(s, meta); /* the old table was freed */
+    }
+}
+
 size_t
 shard_sweep(struct corral *c, struct shard *s, size_t n)
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
+
+    if (s->table.old != NULL) {
+        shard_migrate(s, n * 4);
+    }
     policy_sweep(&s->policy, n, ctx_dead, ctx_drop, &x);
     if (s->nrules != 0) {
         retire_prefix_rules(s);
@@ -404,6 +388,10 @@ void
 shard_write_done(struct corral *c, struct shard *s)
 {
     size_t queued = s->policy.small.count + s->policy.main.count;
+
+    if (s->table.old != NULL) {
+        shard_migrate(s, SHARD_MIGRATE_PER_WRITE);
+    }
     shard_sweep(c, s,
                 s->dead * 8 > queued ? SWEEP_PER_WRITE_BEHIND
                                      : SWEEP_PER_WRITE);

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Thread_local struct stats_tls stats_tls[STATS_TLS_SLOTS];
+_Thread_local struct stats_tls stats_tls[STATS_TLS_SLOTS]
+    __attribute__((tls_model("initial-exec")));
 static _Thread_local unsigned stats_tls_next;
 
 /* Cache ids: process-wide and never reused, so that a thread-local entry

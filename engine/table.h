@@ -7,7 +7,7 @@
  * and touches an item only on a likely match.  0 is an empty slot.
  *
  * Growth is incremental (redis's rehashidx): when the live count passes
- * 80 % of the slots, a table 1.5 times larger is allocated and every later
+ * 75 % of the slots, a table 1.5 times larger is allocated and every later
  * insert moves TABLE_MIGRATE_STEP old slots into it.  While both exist,
  * lookups probe the new table, then the old one; inserts go to the new one;
  * a slot moved out of or deleted from the old table becomes a tombstone (1)

@@ -162,8 +162,8 @@ test_load_stays_bounded(void)
         size_t n = (size_t)snprintf(key, sizeof(key), "%d", i);
         items[i] = item_create(&m, key, n, 0, 0, 0, NULL);
         CU_ASSERT(table_insert(&t, &m, hash_key(SEED, key, n), items[i]));
-        /* never fuller than 4/5 */
-        CU_ASSERT(table_count(&t) * 5 <= t.cap * 4);
+        /* never fuller than 3/4 */
+        CU_ASSERT(table_count(&t) * 4 <= t.cap * 3);
     }
     table_migrate(&t, SIZE_MAX);
     CU_ASSERT_PTR_NULL(t.old);
@@ -191,16 +191,16 @@ test_alloc_failure_on_growth(void)
         size_t n = (size_t)snprintf(key, sizeof(key), "%d", i);
         items[i] = item_create(&m, key, n, 0, 0, 0, NULL);
     }
-    /* The first insert past 4/5 of the slots tries to grow; make that
+    /* The first insert past 3/4 of the slots tries to grow; make that
      * allocation fail.  The insert must still succeed, in place. */
     for (int i = 0; i < 15; i++) {
         size_t n = (size_t)snprintf(key, sizeof(key), "%d", i);
-        if (!armed && (table_count(&t) + 1) * 5 > cap * 4) {
+        if (!armed && (table_count(&t) + 1) * 4 > cap * 3) {
             mem_fail_after(&m, 1);
             armed = true;
         }
         CU_ASSERT(table_insert(&t, &m, hash_key(SEED, key, n), items[i]));
-        if (i == (int)(cap * 4 / 5)) {
+        if (i == (int)(cap * 3 / 4)) {
             CU_ASSERT_EQUAL(t.cap, cap); /* growth failed, still here */
         }
     }
