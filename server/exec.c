@@ -567,8 +567,11 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     mi.fetched = (res.flags & CORRAL_RES_HIT_BEFORE) != 0;
     mi.last_access = res.last_access > 0 ? (uint64_t)res.last_access : 0;
     mi.size = nval;
-    mi.key = NULL;
-    mi.key_binary = m->base64;
+    /* memcached prints a hit's key in base64 when the item was stored
+     * with b (ms), whatever this request said. */
+    mi.key = cmd->key;
+    mi.nkey = cmd->nkey;
+    mi.key_binary = corral_item_key_binary(item) != 0;
     mi.stale = (res.flags & CORRAL_RES_STALE) != 0;
     mi.token_sent = lost;
     mi.won = won && !lost;
@@ -644,6 +647,9 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
         if (o.mode == CORRAL_CAS && m->invalidate) {
             o.options |= CORRAL_STORE_INVALIDATE;
         }
+    }
+    if (m->base64) {
+        o.options |= CORRAL_STORE_BINARY_KEY;
     }
     o.flags = m->client_flags;
     o.exptime = proto_meta_has(cmd, 'T') ? m->ttl : 0;
@@ -860,7 +866,7 @@ exec_me(struct exec_ctx *x, const struct proto_cmd *cmd)
     me.size = info.alloc_size;
     OUT_COMPOSE(x, PROTO_META_LINE_MAX,
                 proto_compose_me(buf_, PROTO_META_LINE_MAX, cmd->key,
-                                 cmd->nkey, cmd->meta.base64, &me));
+                                 cmd->nkey, info.binary_key != 0, &me));
 }
 
 /* ---------------------------------------------------------------------- */

@@ -55,11 +55,10 @@ Also designed around, so that the exchanges can be identical at all:
     immediate one in memcached for the items its background crawler has
     not reclaimed yet (timing-dependent); test_classic covers the delay.
   * base64 keys (meta flag b) come from their own key space, of bytes
-    that no text command can name, and are not asked back with mg's k
-    flag or me: memcached remembers per item whether its key was stored
-    in base64 (and forgets it when some commands rebuild the item),
-    which libcorral does not record.  The other commands print the key
-    as the request gave it, as memcached does.
+    that no text command can name, and are never appended, prepended or
+    incremented: memcached remembers that an item's key was stored in
+    base64 (mg's k and me print it so) but forgets it when those rebuild
+    the item, while libcorral keeps the mark.
   * memcached runs with -W: corrald serves no log streams ("watch"), and
     answers as memcached -W does.  It also runs without its background
     threads (-o no_lru_maintainer,no_lru_crawler,slab_automove=0): they
@@ -334,12 +333,13 @@ class Gen:
                              b"me"])
         key, b64 = self.meta_key()
         if cmd == b"me":
-            if b64:
-                key, b64 = self.key(), False
-            return [b"me " + key + b"\r\n"], key
+            return [b"me " + key + (b" b" if b64 else b"") + b"\r\n"], \
+                base64.b64decode(key) if b64 else key
+        if b64 and cmd == b"ma":
+            cmd = b"mg"     # see the header: base64 keys
         pool, modes = META_POOLS[cmd]
-        if b64 and cmd == b"mg":
-            pool = [f for f in pool if f != "k"]
+        if b64 and cmd == b"ms":
+            modes = b"ERSx"
         if cmd == b"mg" and self.r.random() < 0.5:
             pool = [f for f in pool if f != "N"]
         dkey = base64.b64decode(key) if b64 else key
@@ -640,6 +640,13 @@ def main():
                               harness.exchange(a.cli, probe)[:300])
                         print("  corrald holds:   %r" %
                               harness.exchange(b.cli, probe)[:300])
+                        for side in (a, b):
+                            st = harness.exchange(side.cli, b"stats\r\n")
+                            print("  %s: %s" % (side.name, b" ".join(
+                                m for m in re.findall(
+                                    rb"STAT (evictions \d+|curr_items \d+|"
+                                    rb"bytes \d+|reclaimed \d+)", st))
+                                .decode()))
                     trace = os.environ.get("CORRAL_DIFF_TRACE")
                     if trace:
                         with open(trace, "wb") as f:
