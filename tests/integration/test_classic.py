@@ -492,6 +492,7 @@ def t_threads_and_logging(res):
     import threading
     with harness.corrald(["-t", "3", "-vv"]) as srv:
         stop = []
+        connected = [threading.Event() for _ in range(4)]
 
         def busy(i):
             with Client(srv.port) as c:
@@ -499,10 +500,15 @@ def t_threads_and_logging(res):
                     c.send(b"set t%d 0 0 1\r\nx\r\nget t%d\r\n" % (i, i))
                     c.read_line()
                     c.read_value_reply()
+                    connected[i].set()
 
         threads = [threading.Thread(target=busy, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
+        # every busy client has been served once, so all are connected
+        # (under a loaded machine they may start late)
+        for e in connected:
+            e.wait(timeout=30)
         with Client(srv.port) as c:
             ok = True
             for _ in range(20):
