@@ -12,6 +12,10 @@
  *     them), which updates them with a relaxed load and store, so reads
  *     from other threads are race-free without a locked instruction.
  * reset_lock guards the "stats reset" baselines only; it is a leaf lock.
+ *
+ * "stats reset" never zeroes a counter: it records baselines that "stats"
+ * subtracts (engine and server counters alike), so the metrics endpoint,
+ * which reads the raw values, only ever sees counters grow.
  */
 #ifndef CORRALD_SERVER_H
 #define CORRALD_SERVER_H
@@ -25,9 +29,13 @@
 
 #include <corral.h>
 
+#include "histogram.h"
 #include "settings.h"
 
 struct ev_loop;
+struct hotkeys;
+struct logstream;
+struct metrics;
 struct worker;
 struct listener;
 
@@ -56,12 +64,29 @@ srv_counter_get(const srv_counter_t *c)
     X(bytes_written)                                                          \
     X(cmd_meta)                                                               \
     X(idle_kicks)                                                             \
-    X(conn_yields)
+    X(conn_yields)                                                            \
+    X(meta_wins)                                                              \
+    X(meta_wins_lost)                                                         \
+    X(meta_stale)                                                             \
+    X(meta_vivified)
 
 struct worker_counters {
 #define WORKER_COUNTER_FIELD(name) srv_counter_t name;
     WORKER_COUNTERS(WORKER_COUNTER_FIELD)
 #undef WORKER_COUNTER_FIELD
+};
+
+/*
+ * Per command type (the protocol's command table, indexed by its enum;
+ * exec.c checks that SERVER_CMD_SLOTS is enough): how long execution
+ * took and how many requests were refused.  One per worker, written by
+ * that worker only; the metrics endpoint sums them.
+ */
+#define SERVER_CMD_SLOTS 40
+
+struct server_cmdstats {
+    struct histogram latency[SERVER_CMD_SLOTS];
+    srv_counter_t errors[SERVER_CMD_SLOTS];
 };
 
 /* A plain snapshot of the server-level counters. */
@@ -94,8 +119,14 @@ struct server {
     atomic_bool accepting;        /* writer: the listener */
     atomic_bool stopping;         /* set once by main on shutdown */
 
-    pthread_mutex_t reset_lock;   /* guards baseline */
+    pthread_mutex_t reset_lock;   /* guards both baselines */
     struct server_snapshot baseline; /* counters at the last "stats reset" */
+    corral_stats_t engine_baseline; /* engine counters at that moment */
+
+    struct server_cmdstats *cmdstats; /* nworkers, entry i for worker i */
+    struct logstream *logs;       /* watch fetchers|mutations|evictions */
+    struct hotkeys *hot;          /* sampled hot keys, or NULL */
+    struct metrics *metrics;      /* the HTTP endpoint, or NULL */
 };
 
 /*
@@ -104,7 +135,22 @@ struct server {
  */
 void server_snapshot(struct server *srv, struct server_snapshot *out);
 
-/* server_stats_reset - make the current counter values the new zero. */
+/*
+ * server_raw_snapshot - the same sums without the baseline: counters as
+ * they have grown since startup (the metrics endpoint).  Thread-safe.
+ */
+void server_raw_snapshot(struct server *srv, struct server_snapshot *out);
+
+/*
+ * server_engine_stats - corral_stats() minus the engine baseline of the
+ * last server_stats_reset(); gauges are left as they are.  Thread-safe.
+ */
+void server_engine_stats(struct server *srv, corral_stats_t *out);
+
+/*
+ * server_stats_reset - make the current counter values the new zero for
+ * "stats", server and engine counters alike; the raw values go on.
+ */
 void server_stats_reset(struct server *srv);
 
 /*
