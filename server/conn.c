@@ -39,6 +39,12 @@
  * freed only at the end of a top-level event callback (conn_after_io) or
  * by the worker, never in the middle of exec_process().
  *
+ * Streams.  After "watch" a connection becomes a stream: conn_process()
+ * discards its input (read only to notice EOF), and its producer queues
+ * output with conn_stream_send() from the worker's own callbacks; the
+ * producer hears when the queue has been written (ops->writable) and
+ * when the connection closes (ops->closed, before it is freed).
+ *
  * Threads: a connection is used only by its worker's thread.  `state`,
  * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
  * workers under the owner's list lock; the first two are atomics, the
@@ -86,7 +92,8 @@ enum conn_state {
     X(SWALLOW, "conn_swallow")                                                \
     X(PARSE_CMD, "conn_parse_cmd")                                            \
     X(MWRITE, "conn_mwrite")                                                  \
-    X(CLOSING, "conn_closing")
+    X(CLOSING, "conn_closing")                                                \
+    X(WATCH, "conn_watch")
 #define CONN_STATE_ENUM(name, text) CONN_##name,
     CONN_STATE_TABLE(CONN_STATE_ENUM)
 #undef CONN_STATE_ENUM
@@ -137,6 +144,10 @@ struct conn {
     bool paused;                  /* reading stopped by back-pressure */
     bool draining;                /* SIGTERM: close when idle */
     double last_active;           /* ev_now() of the last read */
+
+    /* a stream ("watch"): no more requests, output from a producer */
+    const struct conn_stream_ops *stream;
+    void *stream_ud;
 
     _Atomic unsigned char state;  /* enum conn_state, for stats conns */
     _Atomic int64_t last_cmd;     /* Unix seconds of the last command */
@@ -534,6 +545,20 @@ conn_fd(const struct conn *c)
     return c->fd;
 }
 
+size_t
+conn_out_pending(const struct conn *c)
+{
+    return c->out_bytes;
+}
+
+void
+conn_stream_begin(struct conn *c, const struct conn_stream_ops *ops,
+                  void *ud)
+{
+    c->stream = ops;
+    c->stream_ud = ud;
+}
+
 const char *
 conn_report_state(const struct conn *c)
 {
@@ -610,13 +635,18 @@ conn_process(struct conn *c)
     bool stalled = false;
     const struct settings *st = c->w->srv->settings;
 
+    if (c->stream != NULL) {
+        rbuf_release(c);
+        c->swallow = 0;
+        return false;
+    }
     if (c->rlen == 0) {
         return false;
     }
     conn_set_state(c, CONN_PARSE_CMD);
     atomic_store_explicit(&c->last_cmd, (int64_t)ev_now(c->w->loop),
                           memory_order_relaxed);
-    while (pos < c->rlen && !conn_closing(c)) {
+    while (pos < c->rlen && !conn_closing(c) && c->stream == NULL) {
         size_t used;
 
         if (c->swallow > 0) {
@@ -642,8 +672,9 @@ conn_process(struct conn *c)
         break;
     }
 
-    /* Keep only the unconsumed bytes, at the front. */
-    if (pos >= c->rlen) {
+    /* Keep only the unconsumed bytes, at the front.  A request that made
+     * this a stream ends the requests. */
+    if (pos >= c->rlen || c->stream != NULL) {
         rbuf_release(c);
     } else if (pos > 0) {
         memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
@@ -770,7 +801,9 @@ conn_after_io(struct conn *c)
         conn_close(c);
         return true;
     }
-    if (c->rlen == 0 && c->swallow == 0) {
+    if (c->stream != NULL) {
+        conn_set_state(c, CONN_WATCH);
+    } else if (c->rlen == 0 && c->swallow == 0) {
         conn_set_state(c, CONN_NEW_CMD);
     }
     if (c->paused || !ev_is_active(&c->rio)) {
@@ -805,7 +838,13 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
         /* Requests held back by back-pressure may now run. */
         conn_run(c);
     }
-    conn_after_io(c);
+    if (conn_after_io(c)) {
+        return;
+    }
+    if (c->stream != NULL && c->head == c->niov && !conn_closing(c) &&
+        c->stream->writable != NULL) {
+        c->stream->writable(c->stream_ud);
+    }
 }
 
 void
@@ -822,9 +861,29 @@ conn_drain(struct conn *c)
 }
 
 bool
+conn_stream_send(struct conn *c, const void *p, size_t n)
+{
+    if (!conn_out_copy(c, p, n)) {
+        conn_close(c);
+        return false;
+    }
+    if (conn_flush(c) < 0) {
+        conn_close(c);
+        return false;
+    }
+    return !conn_after_io(c);
+}
+
+bool
+conn_streaming(const struct conn *c)
+{
+    return c->stream != NULL;
+}
+
+bool
 conn_idle_check(struct conn *c, double now, double timeout)
 {
-    if (now - c->last_active < timeout) {
+    if (c->stream != NULL || now - c->last_active < timeout) {
         return false;
     }
     log_verbose("<%d idle timeout", c->fd);
@@ -839,6 +898,9 @@ conn_close(struct conn *c)
     struct worker *w = c->w;
 
     log_verbose("<%d connection closed.", c->fd);
+    if (c->stream != NULL && c->stream->closed != NULL) {
+        c->stream->closed(c->stream_ud);
+    }
     conn_set_state(c, CONN_CLOSING);
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);

@@ -116,6 +116,43 @@ void conn_kill(struct conn *c);
 /* conn_closing - true after conn_quit() or conn_kill(). */
 bool conn_closing(const struct conn *c);
 
+/* conn_out_pending - bytes queued and not yet written. */
+size_t conn_out_pending(const struct conn *c);
+
+/* ---- streams ("watch"), owner thread only ---- */
+
+/*
+ * A stream connection no longer executes requests: what it sends is
+ * read only to notice the peer closing, and it receives whatever its
+ * producer queues with conn_stream_send().  It is exempt from the idle
+ * timeout, and closes on SIGTERM once its output is written.
+ */
+struct conn_stream_ops {
+    /* Everything queued so far has been written: room for more. */
+    void (*writable)(void *ud);
+    /* The connection is closing: forget it (it is freed on return). */
+    void (*closed)(void *ud);
+};
+
+/*
+ * conn_stream_begin - make @c a stream from the end of the current
+ * request on (input after it is discarded).  @ops is borrowed for the
+ * connection's life; @ud is passed to its callbacks.
+ */
+void conn_stream_begin(struct conn *c, const struct conn_stream_ops *ops,
+                       void *ud);
+
+/*
+ * conn_stream_send - queue @n bytes on a stream and write what the
+ * socket takes now.  Not from inside exec_process().  The connection may
+ * close here (a write error): ops->closed has then run and @c is gone.
+ * Returns false in that case.
+ */
+bool conn_stream_send(struct conn *c, const void *p, size_t n);
+
+/* conn_streaming - true once conn_stream_begin() was called. */
+bool conn_streaming(const struct conn *c);
+
 /* ---- readable from other threads under the worker's lock ---- */
 
 /* memcached's state name ("conn_new_cmd", ...). */

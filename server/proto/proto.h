@@ -255,7 +255,8 @@ typedef enum proto_status {
     X(WATCH_TOO_MANY, "WATCHER_TOO_MANY log watcher limit reached")           \
     X(STATS_BAD_LINE, "CLIENT_ERROR bad command line")                        \
     X(STATS_DETAIL_USAGE, "CLIENT_ERROR usage: stats detail on|off|dump")     \
-    X(STATS_CACHEDUMP_DISABLED, "CLIENT_ERROR stats cachedump not allowed")
+    X(STATS_CACHEDUMP_DISABLED, "CLIENT_ERROR stats cachedump not allowed")   \
+    X(WATCH_FAILED, "WATCHER_FAILED failed to add log watcher")
 
 typedef enum proto_err {
 #define PROTO_ERR_ENUM_(e, s) PROTO_ERR_##e,
