@@ -30,6 +30,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -40,8 +41,10 @@
 #include <proto.h>
 
 #include "conn.h"
+#include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
+#include "logstream.h"
 #include "server.h"
 #include "worker.h"
 
@@ -52,6 +55,9 @@
 
 /* Descriptors reserved besides connections (stats: reserved_fds). */
 #define EXEC_RESERVED_FDS 32
+
+_Static_assert(PROTO_CMD_COUNT <= SERVER_CMD_SLOTS,
+               "server_cmdstats has a slot per protocol command");
 
 struct exec_ctx {
     struct conn *c;
@@ -137,6 +143,158 @@ out_stat_u64(struct exec_ctx *x, const char *name, uint64_t v)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Log streams ("watch fetchers", "watch mutations") and hot keys         */
+
+static int64_t mc_ttl(const struct exec_ctx *x, int64_t exptime);
+
+/* What the lookup memcached makes before a change found there. */
+struct exec_seen {
+    bool found;
+    size_t size;      /* value bytes */
+    int64_t ttl;      /* seconds left; -1 = never expires */
+};
+
+static bool
+exec_logging(const struct exec_ctx *x, unsigned streams)
+{
+    return logstream_wants(x->srv->logs, streams);
+}
+
+/* A lookup's fetchers line; @item is what it found, or NULL. */
+static void
+log_get(struct exec_ctx *x, const char *key, size_t nkey,
+        const corral_item_t *item)
+{
+    size_t n = 0;
+
+    if (!exec_logging(x, LOGSTREAM_FETCHERS)) {
+        return;
+    }
+    if (item != NULL) {
+        corral_item_value(item, &n);
+    }
+    logstream_item_get(x->srv->logs, conn_fd(x->c), key, nkey, item != NULL,
+                       n);
+}
+
+/* Nothing seen: for a line logged without a lookup. */
+static void
+log_peek_none(struct exec_seen *seen)
+{
+    memset(seen, 0, sizeof(*seen));
+    seen->ttl = -1;
+}
+
+/*
+ * memcached looks a key up before it stores, deletes, touches or counts,
+ * and its fetchers stream shows that lookup.  While fetchers or mutations
+ * are watched, peek (not an access), log the lookup, and say what was
+ * there (a store's line needs it).
+ */
+static void
+log_peek(struct exec_ctx *x, const char *key, size_t nkey,
+         struct exec_seen *seen)
+{
+    corral_get_opts_t o = {0};
+    corral_item_t *item = NULL;
+
+    log_peek_none(seen);
+    if (!exec_logging(x, LOGSTREAM_FETCHERS | LOGSTREAM_MUTATIONS)) {
+        return;
+    }
+    o.flags = CORRAL_GET_NOBUMP;
+    if (corral_get_ex(x->cache, key, nkey, &o, &item, NULL) == CORRAL_OK) {
+        seen->found = true;
+        corral_item_value(item, &seen->size);
+        seen->ttl = corral_item_ttl(x->cache, item);
+    }
+    log_get(x, key, nkey, item);
+    corral_item_release(item);
+}
+
+/*
+ * A store's mutations line, as memcached writes it: the TTL and size of
+ * the item it stored (an append or prepend keeps the old expiry and
+ * stores the joined value), or of the one it would have stored.
+ */
+static void
+log_store(struct exec_ctx *x, const char *key, size_t nkey,
+          corral_mode_t mode, corral_status_t st, int64_t exptime,
+          size_t nvalue, const struct exec_seen *seen)
+{
+    enum logstream_status status;
+    enum logstream_cmd lc;
+    uint32_t ttl = exptime == 0 ? 0 : (uint32_t)mc_ttl(x, exptime);
+    size_t size = nvalue;
+
+    if (!exec_logging(x, LOGSTREAM_MUTATIONS)) {
+        return;
+    }
+    switch (st) {
+    case CORRAL_OK:
+        status = LOGSTREAM_STORED;
+        break;
+    case CORRAL_EEXISTS:
+        status = LOGSTREAM_EXISTS;
+        break;
+    case CORRAL_ENOTFOUND:
+        status = LOGSTREAM_NOT_FOUND;
+        break;
+    case CORRAL_ETOOBIG:
+        status = LOGSTREAM_TOO_LARGE;
+        break;
+    case CORRAL_ENOMEM:
+        status = LOGSTREAM_NO_MEMORY;
+        break;
+    case CORRAL_ENOTSTORED:
+    default:
+        status = LOGSTREAM_NOT_STORED;
+        break;
+    }
+    switch (mode) {
+    case CORRAL_ADD:
+        lc = LOGSTREAM_CMD_ADD;
+        break;
+    case CORRAL_REPLACE:
+        lc = LOGSTREAM_CMD_REPLACE;
+        break;
+    case CORRAL_APPEND:
+        lc = LOGSTREAM_CMD_APPEND;
+        break;
+    case CORRAL_PREPEND:
+        lc = LOGSTREAM_CMD_PREPEND;
+        break;
+    case CORRAL_CAS:
+        lc = LOGSTREAM_CMD_CAS;
+        break;
+    case CORRAL_SET:
+    default:
+        lc = LOGSTREAM_CMD_SET;
+        break;
+    }
+    if (st == CORRAL_OK && (mode == CORRAL_APPEND || mode == CORRAL_PREPEND)) {
+        size = seen->size + nvalue;
+        ttl = seen->ttl < 0 ? 0 : (uint32_t)seen->ttl;
+    }
+    if (status == LOGSTREAM_TOO_LARGE || status == LOGSTREAM_NO_MEMORY) {
+        /* memcached logs a refused item as it never allocated it. */
+        ttl = 0;
+        size = 0;
+    }
+    logstream_item_store(x->srv->logs, conn_fd(x->c), key, nkey, status, lc,
+                         ttl, status == LOGSTREAM_TOO_LARGE ? 0 : 1, size);
+}
+
+/* A keyed request, for "stats hotkeys" (sampled there). */
+static void
+exec_hot(struct exec_ctx *x, const char *key, size_t nkey)
+{
+    if (x->srv->hot != NULL) {
+        hotkeys_note(x->srv->hot, conn_worker(x->c)->id, key, nkey);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
 /* Retrieval: get gets gat gats bget                                      */
 
 static void
@@ -158,8 +316,10 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
         const void *val;
         size_t nval;
 
+        exec_hot(x, k, nk);
         st = touch ? corral_gat(x->cache, k, nk, cmd->exptime, &item)
                    : corral_get(x->cache, k, nk, &item);
+        log_get(x, k, nk, st == CORRAL_OK ? item : NULL);
         if (st != CORRAL_OK) {
             if (st == CORRAL_ENOMEM) {
                 /* memcached drops what it had queued for this command. */
@@ -230,14 +390,18 @@ static void
 exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
     corral_store_opts_t o = {0};
+    struct exec_seen seen;
     corral_status_t st;
 
     o.mode = exec_mode(cmd->store_mode);
     o.flags = cmd->flags;
     o.exptime = cmd->exptime;
     o.cas = cmd->store_mode == PROTO_STORE_CAS ? cmd->cas : 0;
+    log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
                       cmd->nvalue, &o, NULL);
+    log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
+              &seen);
     switch (st) {
     case CORRAL_OK:
         classic_reply(x, cmd, PROTO_REPLY_STORED);
@@ -270,7 +434,11 @@ exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
 static void
 exec_delete(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
-    corral_status_t st = corral_delete(x->cache, cmd->key, cmd->nkey);
+    struct exec_seen seen;
+    corral_status_t st;
+
+    log_peek(x, cmd->key, cmd->nkey, &seen);
+    st = corral_delete(x->cache, cmd->key, cmd->nkey);
 
     classic_reply(x, cmd, st == CORRAL_OK ? PROTO_REPLY_DELETED
                                           : PROTO_REPLY_NOT_FOUND);
@@ -281,10 +449,12 @@ exec_arith(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
     corral_arith_opts_t o = {0};
     corral_arith_result_t r;
+    struct exec_seen seen;
     corral_status_t st;
 
     o.options = cmd->type == PROTO_CMD_DECR ? CORRAL_ARITH_DECR : 0;
     o.delta = cmd->delta;
+    log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
     switch (st) {
     case CORRAL_OK:
@@ -312,8 +482,11 @@ exec_arith(struct exec_ctx *x, const struct proto_cmd *cmd)
 static void
 exec_touch(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
-    corral_status_t st = corral_touch(x->cache, cmd->key, cmd->nkey,
-                                      cmd->exptime);
+    struct exec_seen seen;
+    corral_status_t st;
+
+    log_peek(x, cmd->key, cmd->nkey, &seen);
+    st = corral_touch(x->cache, cmd->key, cmd->nkey, cmd->exptime);
 
     classic_reply(x, cmd, st == CORRAL_OK ? PROTO_REPLY_TOUCHED
                                           : PROTO_REPLY_NOT_FOUND);
@@ -486,6 +659,27 @@ exec_retouch(struct exec_ctx *x, const struct proto_cmd *cmd,
     return true;
 }
 
+/* The stampede outcomes of an mg, for the metrics endpoint. */
+static void
+exec_count_meta(struct exec_ctx *x, const struct proto_meta_item *mi,
+                bool created)
+{
+    struct worker_counters *wc = &conn_worker(x->c)->counters;
+
+    if (mi->won) {
+        srv_counter_add(&wc->meta_wins, 1);
+    }
+    if (mi->token_sent) {
+        srv_counter_add(&wc->meta_wins_lost, 1);
+    }
+    if (mi->stale) {
+        srv_counter_add(&wc->meta_stale, 1);
+    }
+    if (created) {
+        srv_counter_add(&wc->meta_vivified, 1);
+    }
+}
+
 /*
  * mg.  memcached walks the request's flags in order, and T, N and R act
  * as they are met: "t T30" reports the TTL before the touch and "T30 t"
@@ -533,10 +727,13 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     st = corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, &res);
     if (st != CORRAL_OK) {
+        log_get(x, cmd->key, cmd->nkey, NULL);
         meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
         return;
     }
     created = (res.flags & CORRAL_RES_VIVIFIED) != 0;
+    /* memcached's lookup missed an item N then created. */
+    log_get(x, cmd->key, cmd->nkey, created ? NULL : item);
     won = (res.flags & CORRAL_RES_WIN) != 0;
     lost = (res.flags & CORRAL_RES_LOST) != 0;
     before = corral_item_ttl(x->cache, item);
@@ -575,6 +772,7 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     mi.stale = (res.flags & CORRAL_RES_STALE) != 0;
     mi.token_sent = lost;
     mi.won = won && !lost;
+    exec_count_meta(x, &mi, created);
 
     if (proto_meta_has(cmd, 'v')) {
         size_t crlf_len;
@@ -634,6 +832,7 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
     const struct proto_meta *m = &cmd->meta;
     corral_store_opts_t o = {0};
     struct proto_meta_item mi;
+    struct exec_seen seen;
     uint64_t cas = 0;
     corral_status_t st;
     proto_meta_code_t code;
@@ -653,8 +852,11 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     o.flags = m->client_flags;
     o.exptime = proto_meta_has(cmd, 'T') ? m->ttl : 0;
+    log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
                       cmd->nvalue, &o, &cas);
+    log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
+              &seen);
     switch (st) {
     case CORRAL_OK:
         code = PROTO_META_HD;
@@ -697,6 +899,7 @@ exec_md(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
     const struct proto_meta *m = &cmd->meta;
     corral_delete_opts_t o = {0};
+    struct exec_seen seen;
     corral_status_t st;
     proto_meta_code_t code;
 
@@ -710,6 +913,7 @@ exec_md(struct exec_ctx *x, const struct proto_cmd *cmd)
             o.exptime = m->ttl;
         }
     }
+    log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_delete_ex(x->cache, cmd->key, cmd->nkey, &o);
     switch (st) {
     case CORRAL_OK:
@@ -767,6 +971,7 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd, bool opaque_err)
     corral_arith_opts_t o = {0};
     corral_arith_result_t r;
     struct proto_meta_item mi;
+    struct exec_seen seen;
     corral_status_t st;
     bool created = false;
     char digits[24];
@@ -779,6 +984,7 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd, bool opaque_err)
         o.options |= CORRAL_ARITH_TOUCH;
         o.touch_exptime = m->ttl;
     }
+    log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
     if (st == CORRAL_ENOTFOUND && proto_meta_has(cmd, 'N')) {
         o.options = (o.options & CORRAL_ARITH_DECR) | CORRAL_ARITH_VIVIFY;
@@ -786,6 +992,16 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd, bool opaque_err)
         o.vivify_exptime = meta_vivify_exptime(cmd, lim);
         st = corral_arith(x->cache, cmd->key, cmd->nkey, &o, &r);
         created = st == CORRAL_OK;
+        if (created && exec_logging(x, LOGSTREAM_FETCHERS |
+                                           LOGSTREAM_MUTATIONS)) {
+            /* memcached adds the new number as an item of its own:
+             * another lookup, then an add. */
+            nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64,
+                                  r.value);
+            log_get(x, cmd->key, cmd->nkey, NULL);
+            log_store(x, cmd->key, cmd->nkey, CORRAL_ADD, st,
+                      o.vivify_exptime, nd, &seen);
+        }
     }
     if (st == CORRAL_EEXISTS) {
         st = exec_cas_or_empty(x, cmd);
@@ -852,9 +1068,11 @@ exec_me(struct exec_ctx *x, const struct proto_cmd *cmd)
     o.flags = CORRAL_GET_NOBUMP;
     if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, NULL) !=
         CORRAL_OK) {
+        log_get(x, cmd->key, cmd->nkey, NULL);
         meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
         return;
     }
+    log_get(x, cmd->key, cmd->nkey, item);
     corral_item_info(x->cache, item, &info);
     corral_item_release(item);
     memset(&me, 0, sizeof(me));
@@ -909,11 +1127,11 @@ exec_stats_general(struct exec_ctx *x)
 {
     corral_stats_t cs;
     struct server_snapshot ss;
+    struct logstream_stats ls;
     char v[64];
     time_t now = time(NULL);
 
-    memset(&cs, 0, sizeof(cs));
-    corral_stats(x->cache, &cs, sizeof(cs));
+    server_engine_stats(x->srv, &cs);
     server_snapshot(x->srv, &ss);
 
     out_stat_u64(x, "pid", (uint64_t)x->srv->pid);
@@ -967,11 +1185,16 @@ exec_stats_general(struct exec_ctx *x)
     X(slab_reassign_evictions_nomem) X(slab_reassign_inline_reclaim)          \
     X(slab_reassign_busy_items) X(slab_reassign_busy_deletes)                 \
     X(slab_reassign_running) X(slabs_moved) X(lru_crawler_running)            \
-    X(lru_crawler_starts) X(lru_maintainer_juggles) X(malloc_fails)           \
-    X(log_worker_dropped) X(log_worker_written) X(log_watcher_skipped)        \
-    X(log_watcher_sent) X(log_watchers) X(unexpected_napi_ids)                \
-    X(round_robin_fallback)
+    X(lru_crawler_starts) X(lru_maintainer_juggles) X(malloc_fails)
     ZERO_STATS_2(OUT_ZERO)
+    logstream_stats(x->srv->logs, &ls);
+    out_stat_u64(x, "log_worker_dropped", 0);
+    out_stat_u64(x, "log_worker_written", ls.written);
+    out_stat_u64(x, "log_watcher_skipped", ls.skipped);
+    out_stat_u64(x, "log_watcher_sent", ls.sent);
+    out_stat_u64(x, "log_watchers", ls.watchers);
+    out_stat_u64(x, "unexpected_napi_ids", 0);
+    out_stat_u64(x, "round_robin_fallback", 0);
     out_stat_u64(x, "bytes", cs.bytes);
     out_stat_u64(x, "curr_items", cs.curr_items);
     out_stat_u64(x, "total_items", cs.total_items);
@@ -1042,7 +1265,7 @@ exec_stats_settings(struct exec_ctx *x)
     out_stat(x, "temp_lru", "no");
     out_stat_u64(x, "temporary_ttl", 0);
     out_stat_u64(x, "idle_timeout", st->idle_timeout);
-    out_stat_u64(x, "watcher_logbuf_size", 0);
+    out_stat_u64(x, "watcher_logbuf_size", LOGSTREAM_BUFFER);
     out_stat_u64(x, "worker_logbuf_size", 0);
     out_stat_u64(x, "read_buf_mem_limit", 0);
     out_stat(x, "track_sizes", "no");
@@ -1080,8 +1303,7 @@ exec_stats_items(struct exec_ctx *x)
 {
     corral_stats_t cs;
 
-    memset(&cs, 0, sizeof(cs));
-    corral_stats(x->cache, &cs, sizeof(cs));
+    server_engine_stats(x->srv, &cs);
     if (cs.curr_items > 0) {
 #define ITEM_STAT(name, value) out_stat_u64(x, "items:1:" #name, (value));
         ITEM_STAT(number, cs.curr_items)
@@ -1117,16 +1339,138 @@ exec_stats_items(struct exec_ctx *x)
     out_reply(x, PROTO_REPLY_END);
 }
 
-/* "stats slabs": no slab classes; the totals memcached prints. */
+/*
+ * "stats slabs": the cache as one class, as "stats items" shows it, when
+ * it holds items (memcached lists the classes that have pages), then the
+ * totals.  There are no slabs, so the class lines translate: the chunk
+ * size is the mean allocation size of an item, a page is a MiB of item
+ * memory, used chunks are the items, and free chunks are the items of
+ * that mean size that the memory limit still has room for (memcached-tool
+ * prints "Full?  yes" when there are none).
+ */
 static void
 exec_stats_slabs(struct exec_ctx *x)
 {
     corral_stats_t cs;
+    const uint64_t page = UINT64_C(1) << 20;
 
-    memset(&cs, 0, sizeof(cs));
-    corral_stats(x->cache, &cs, sizeof(cs));
-    out_stat_u64(x, "active_slabs", 0);
+    server_engine_stats(x->srv, &cs);
+    if (cs.curr_items > 0) {
+        uint64_t chunk = cs.bytes / cs.curr_items;
+        uint64_t room = cs.limit_maxbytes > cs.mem_used
+                            ? cs.limit_maxbytes - cs.mem_used : 0;
+        uint64_t free_chunks;
+
+        chunk = chunk > 0 ? chunk : 1;
+        free_chunks = room / chunk;
+#define SLAB_STAT(name, value) out_stat_u64(x, "1:" #name, (value));
+        SLAB_STAT(chunk_size, chunk)
+        SLAB_STAT(chunks_per_page, page / chunk)
+        SLAB_STAT(total_pages, (cs.bytes + page - 1) / page)
+        SLAB_STAT(total_chunks, cs.curr_items + free_chunks)
+        SLAB_STAT(used_chunks, cs.curr_items)
+        SLAB_STAT(free_chunks, free_chunks)
+        SLAB_STAT(free_chunks_end, 0)
+        SLAB_STAT(get_hits, cs.get_hits)
+        SLAB_STAT(cmd_set, cs.cmd_set)
+        SLAB_STAT(delete_hits, cs.delete_hits)
+        SLAB_STAT(incr_hits, cs.incr_hits)
+        SLAB_STAT(decr_hits, cs.decr_hits)
+        SLAB_STAT(cas_hits, cs.cas_hits)
+        SLAB_STAT(cas_badval, cs.cas_badval)
+        SLAB_STAT(touch_hits, cs.touch_hits)
+#undef SLAB_STAT
+    }
+    out_stat_u64(x, "active_slabs", cs.curr_items > 0 ? 1 : 0);
     out_stat_u64(x, "total_malloced", cs.mem_used);
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/*
+ * "stats corral": every engine statistic under its corral.h name (the
+ * memcached ones and Corral's own: loads, stale serves, invalidations,
+ * write-behind...), then the server's stampede outcomes for mg.
+ */
+static void
+exec_stats_corral(struct exec_ctx *x)
+{
+    corral_stats_t cs;
+    struct server_snapshot ss;
+
+    server_engine_stats(x->srv, &cs);
+    server_snapshot(x->srv, &ss);
+#define CORRAL_STAT_LINE(name, kind, text) out_stat_u64(x, #name, cs.name);
+    CORRAL_STATS_TABLE(CORRAL_STAT_LINE)
+#undef CORRAL_STAT_LINE
+    out_stat_u64(x, "meta_wins", ss.meta_wins);
+    out_stat_u64(x, "meta_wins_lost", ss.meta_wins_lost);
+    out_stat_u64(x, "meta_stale", ss.meta_stale);
+    out_stat_u64(x, "meta_vivified", ss.meta_vivified);
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/*
+ * "stats hotkeys [n]": the n (default 10, at most HOTKEYS_TOP_MAX) keys
+ * requested most over the last 10 to 20 seconds, estimated from samples
+ * (hotkeys.h).  Keys are percent-encoded as in the log streams.
+ */
+static void
+exec_stats_hotkeys(struct exec_ctx *x, const char *arg, size_t narg)
+{
+    struct hotkeys_report *r;
+    size_t limit = 10;
+    char name[48], v[64];
+
+    if (arg != NULL) {
+        char num[8];
+        unsigned long l;
+        char *end;
+
+        if (narg == 0 || narg >= sizeof(num)) {
+            out_err(x, PROTO_ERR_STATS_BAD_LINE);
+            return;
+        }
+        memcpy(num, arg, narg);
+        num[narg] = '\0';
+        l = strtoul(num, &end, 10);
+        if (*end != '\0' || l == 0 || l > HOTKEYS_TOP_MAX) {
+            out_err(x, PROTO_ERR_STATS_BAD_LINE);
+            return;
+        }
+        limit = l;
+    }
+    if (x->srv->hot == NULL) {
+        out_stat_u64(x, "hotkeys_sample", 0);
+        out_reply(x, PROTO_REPLY_END);
+        return;
+    }
+    r = malloc(sizeof(*r));
+    if (r == NULL || hotkeys_top(x->srv->hot, limit, r) != 0) {
+        free(r);
+        out_err(x, PROTO_ERR_STATS_NOMEM);
+        return;
+    }
+    out_stat_u64(x, "hotkeys_sample", r->sample);
+    snprintf(v, sizeof(v), "%.1f", r->span);
+    out_stat(x, "hotkeys_span", v);
+    out_stat_u64(x, "hotkeys_samples", r->sampled);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct hotkeys_entry *e = &r->top[i];
+        char key[3 * 250 + 1];
+
+        logstream_uriencode(e->key, e->nkey, key, sizeof(key));
+        snprintf(name, sizeof(name), "hotkey:%zu:key", i + 1);
+        out_stat(x, name, key);
+        snprintf(name, sizeof(name), "hotkey:%zu:requests", i + 1);
+        out_stat_u64(x, name, e->requests);
+        snprintf(name, sizeof(name), "hotkey:%zu:error", i + 1);
+        out_stat_u64(x, name, e->error);
+        snprintf(name, sizeof(name), "hotkey:%zu:rate", i + 1);
+        snprintf(v, sizeof(v), "%.1f",
+                 r->span > 0 ? (double)e->requests / r->span : 0.0);
+        out_stat(x, name, v);
+    }
+    free(r);
     out_reply(x, PROTO_REPLY_END);
 }
 
@@ -1204,7 +1548,6 @@ exec_stats(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     proto_iter_next(&it, &w2, &n2);
     if (word_is(w, n, "reset")) {
-        corral_stats_reset(x->cache);
         server_stats_reset(x->srv);
         out_reply(x, PROTO_REPLY_RESET);
     } else if (word_is(w, n, "settings")) {
@@ -1215,6 +1558,10 @@ exec_stats(struct exec_ctx *x, const struct proto_cmd *cmd)
         exec_stats_slabs(x);
     } else if (word_is(w, n, "conns")) {
         exec_stats_conns(x);
+    } else if (word_is(w, n, "corral")) {
+        exec_stats_corral(x);
+    } else if (word_is(w, n, "hotkeys")) {
+        exec_stats_hotkeys(x, w2, n2);
     } else if (word_is(w, n, "sizes")) {
         out_stat(x, "sizes_status", "disabled");
         out_reply(x, PROTO_REPLY_END);
@@ -1289,6 +1636,46 @@ exec_shutdown(struct exec_ctx *x, const struct proto_cmd *cmd)
     server_request_shutdown(x->srv);
 }
 
+/*
+ * watch: memcached's log streams (logstream.c).  fetchers, mutations
+ * and evictions are produced; the other names memcached knows are
+ * accepted and send nothing.  As in memcached, a watch behind pipelined
+ * requests whose replies are still queued is refused, and once it
+ * succeeds the connection only receives the stream.
+ */
+static void
+exec_watch(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    unsigned streams = 0;
+
+    if (conn_out_pending(x->c) > 0) {
+        out_err(x, PROTO_ERR_WATCH_PIPELINED);
+        return;
+    }
+    if (cmd->watch & PROTO_WATCH(FETCHERS)) {
+        streams |= LOGSTREAM_FETCHERS;
+    }
+    if (cmd->watch & PROTO_WATCH(MUTATIONS)) {
+        streams |= LOGSTREAM_MUTATIONS;
+    }
+    if (cmd->watch & PROTO_WATCH(EVICTIONS)) {
+        streams |= LOGSTREAM_EVICTIONS;
+    }
+    switch (logstream_watch(x->srv->logs, x->c, streams)) {
+    case LOGSTREAM_WATCH_OK:
+        log_info("<%d watching log streams", conn_fd(x->c));
+        out_reply(x, PROTO_REPLY_OK);
+        break;
+    case LOGSTREAM_WATCH_TOO_MANY:
+        out_err(x, PROTO_ERR_WATCH_TOO_MANY);
+        break;
+    case LOGSTREAM_WATCH_FAILED:
+    default:
+        out_err(x, PROTO_ERR_WATCH_FAILED);
+        break;
+    }
+}
+
 static void
 exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
 {
@@ -1337,8 +1724,7 @@ exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
         exec_shutdown(x, cmd);
         break;
     case PROTO_CMD_WATCH:
-        /* Log streams are not served: memcached's answer under -W. */
-        out_err(x, PROTO_ERR_WATCH_DISABLED);
+        exec_watch(x, cmd);
         break;
     case PROTO_CMD_MG:
         exec_mg(x, cmd);
@@ -1378,11 +1764,20 @@ exec_refused(struct exec_ctx *x, struct proto_cmd *cmd)
         exec_ma(x, cmd, true);
         return;
     }
-    if (cmd->err == PROTO_ERR_TOO_LARGE &&
-        (cmd->type == PROTO_CMD_SET || cmd->type == PROTO_CMD_MS) &&
-        cmd->nkey > 0) {
-        /* memcached drops the old value rather than keep a stale one. */
-        corral_delete(x->cache, cmd->key, cmd->nkey);
+    if (cmd->err == PROTO_ERR_TOO_LARGE && cmd->nkey > 0) {
+        struct exec_seen seen;
+
+        log_peek_none(&seen);
+        log_store(x, cmd->key, cmd->nkey,
+                  exec_mode(cmd->type == PROTO_CMD_MS ? cmd->meta.store_mode
+                                                      : cmd->store_mode),
+                  CORRAL_ETOOBIG, 0, 0, &seen);
+        if (cmd->type == PROTO_CMD_SET || cmd->type == PROTO_CMD_MS) {
+            /* memcached drops the old value rather than keep a stale
+             * one (and logs the lookup that finds it). */
+            log_peek(x, cmd->key, cmd->nkey, &seen);
+            corral_delete(x->cache, cmd->key, cmd->nkey);
+        }
     }
     if (cmd->err == PROTO_ERR_BAD_FORMAT && cmd->nkeys > 0) {
         exec_get_refused(x, cmd);
@@ -1393,6 +1788,17 @@ exec_refused(struct exec_ctx *x, struct proto_cmd *cmd)
     if (cmd->swallow > 0) {
         conn_swallow(x->c, cmd->swallow);
     }
+}
+
+/* A monotonic clock in nanoseconds, for command latencies (vDSO: no
+ * system call). */
+static uint64_t
+exec_clock_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void
@@ -1421,17 +1827,20 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
     struct exec_ctx x;
     struct proto_limits lim;
     struct proto_cmd cmd;
+    struct server_cmdstats *cst;
     size_t pos = 0;
     bool verbose = log_enabled(LOG_VERBOSE);
 
     x.c = c;
     x.srv = conn_server(c);
+    cst = &x.srv->cmdstats[conn_worker(c)->id];
     x.cache = x.srv->cache;
     x.st = x.srv->settings;
     exec_limits(x.st, &lim);
     *need = 0;
 
     while (pos < len && !conn_closing(c) && !conn_out_full(c)) {
+        uint64_t t0;
         size_t used = 0;
         proto_status_t ps = proto_parse(&cmd, buf + pos, len - pos, &lim,
                                         &used);
@@ -1453,6 +1862,7 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
             srv_counter_add(&conn_worker(c)->counters.cmd_meta, 1);
         }
         if (ps == PROTO_EINVAL) {
+            srv_counter_add(&cst->errors[cmd.type], 1);
             exec_refused(&x, &cmd);
             pos += used;
             if (cmd.swallow > 0) {
@@ -1460,10 +1870,28 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
             }
             continue;
         }
+        if (cmd.nkey > 0) {
+            exec_hot(&x, cmd.key, cmd.nkey);
+        }
+        t0 = exec_clock_ns();
         exec_one(&x, &cmd);
+        histogram_record(&cst->latency[cmd.type], exec_clock_ns() - t0);
         pos += used;
+        if (conn_streaming(c)) {
+            break; /* "watch": nothing after it is a request */
+        }
     }
     return pos;
+}
+
+const char *
+exec_command_name(size_t slot)
+{
+    if (slot == PROTO_CMD_NONE) {
+        return "unknown";
+    }
+    return slot < PROTO_CMD_COUNT ? proto_cmd_name((proto_cmd_type_t)slot)
+                                  : NULL;
 }
 
 void

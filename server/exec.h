@@ -31,4 +31,11 @@ size_t exec_process(struct conn *c, const char *buf, size_t len,
  */
 void exec_reply_too_large(struct conn *c);
 
+/*
+ * exec_command_name - the protocol name of command slot @slot of
+ * struct server_cmdstats ("get"; "unknown" for slot 0, unrecognised
+ * commands), or NULL past the last command.  Static storage.
+ */
+const char *exec_command_name(size_t slot);
+
 #endif /* CORRALD_EXEC_H */

@@ -10,11 +10,19 @@ server_corrald_SOURCES = \
 	server/conn.h \
 	server/exec.c \
 	server/exec.h \
+	server/histogram.c \
+	server/histogram.h \
+	server/hotkeys.c \
+	server/hotkeys.h \
 	server/listener.c \
 	server/listener.h \
 	server/log.c \
 	server/log.h \
+	server/logstream.c \
+	server/logstream.h \
 	server/main.c \
+	server/metrics.c \
+	server/metrics.h \
 	server/server.c \
 	server/server.h \
 	server/settings.c \

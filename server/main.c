@@ -6,13 +6,15 @@
  *   2. file descriptor limit for -c connections   (EX_OSERR)
  *   3. the engine, from -m and -I                  (EX_USAGE, EX_OSERR)
  *   4. the listening sockets, on the main loop     (EX_OSERR)
+ *      (per-command statistics, log streams and hot keys just before;
+ *      the metrics endpoint, --metrics-port, just after)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
  *   6. the worker threads, with the signals main handles blocked in them
  *   7. the main loop runs the accept loop (the signal watchers were set
  *      up before step 4, so a signal that comes early is not lost).
  *
  * Shutdown (SIGTERM, SIGINT, SIGUSR1, or the "shutdown" command):
- *   1. stop accepting and close the listening sockets;
+ *   1. stop accepting and close the listening sockets (metrics too);
  *   2. every worker executes the requests it has received, writes their
  *      replies and closes its connections (bounded by --shutdown-timeout);
  *   3. join the workers, destroy the engine, exit 0.
@@ -35,8 +37,11 @@
 
 #include <corral.h>
 
+#include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
+#include "logstream.h"
+#include "metrics.h"
 #include "server.h"
 #include "settings.h"
 #include "worker.h"
@@ -58,6 +63,7 @@ main_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
     log_info("signal %d: shutting down", w->signum);
     listener_stop(srv->listener);
+    metrics_stop(srv->metrics);
     worker_drain_all(srv);
     ev_break(loop, EVBREAK_ALL);
 }
@@ -119,6 +125,46 @@ main_drop_root(const struct settings *st)
     return 0;
 }
 
+/*
+ * What the workers record besides the engine: per-command statistics,
+ * log streams, hot keys.  Returns 0, or EX_OSERR with a message logged.
+ */
+static int
+main_create_observers(struct server *srv)
+{
+    size_t n = srv->nworkers * sizeof(*srv->cmdstats);
+
+    if (posix_memalign((void **)&srv->cmdstats, 64, n) != 0) {
+        srv->cmdstats = NULL;
+        log_error("out of memory for per-command statistics");
+        return EX_OSERR;
+    }
+    memset(srv->cmdstats, 0, n);
+    srv->logs = logstream_create();
+    if (srv->logs == NULL) {
+        log_error("out of memory for log streams");
+        return EX_OSERR;
+    }
+    if (srv->settings->hotkeys_sample > 0) {
+        srv->hot = hotkeys_create(srv->nworkers,
+                                  srv->settings->hotkeys_sample);
+        if (srv->hot == NULL) {
+            log_error("out of memory for hot key sampling");
+            return EX_OSERR;
+        }
+    }
+    return 0;
+}
+
+static void
+main_destroy_observers(struct server *srv)
+{
+    metrics_destroy(srv->metrics);
+    hotkeys_destroy(srv->hot);
+    logstream_destroy(srv->logs);
+    free(srv->cmdstats);
+}
+
 static int
 main_create_cache(const struct settings *st, corral_t **out)
 {
@@ -177,6 +223,11 @@ main(int argc, char **argv)
     if ((rc = main_create_cache(&st, &srv.cache)) != 0) {
         return rc;
     }
+    if ((rc = main_create_observers(&srv)) != 0) {
+        main_destroy_observers(&srv);
+        corral_destroy(srv.cache);
+        return rc;
+    }
     srv.main_loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.main_loop == NULL) {
         log_error("cannot create the main event loop");
@@ -193,11 +244,22 @@ main(int argc, char **argv)
     }
     srv.listener = listener_create(&srv);
     if (srv.listener == NULL) {
+        main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
     }
+    if (st.metrics_port != 0) {
+        srv.metrics = metrics_create(&srv);
+        if (srv.metrics == NULL) {
+            listener_destroy(srv.listener);
+            main_destroy_observers(&srv);
+            corral_destroy(srv.cache);
+            return EX_OSERR;
+        }
+    }
     if ((rc = main_drop_root(&st)) != 0) {
         listener_destroy(srv.listener);
+        main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return rc;
     }
@@ -212,9 +274,11 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         listener_stop(srv.listener);
+        metrics_stop(srv.metrics);
         worker_drain_all(&srv);
         worker_join_all(&srv);
         listener_destroy(srv.listener);
+        main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
     }
@@ -231,6 +295,7 @@ main(int argc, char **argv)
     }
     worker_join_all(&srv);
     listener_destroy(srv.listener);
+    main_destroy_observers(&srv);
     corral_destroy(srv.cache);
     pthread_mutex_destroy(&srv.reset_lock);
     log_info("corrald: stopped");

@@ -37,6 +37,8 @@
 #define DEFAULT_BACKLOG 1024
 #define DEFAULT_ITEM_SIZE_MAX MIB
 #define DEFAULT_DRAIN_TIMEOUT 10
+#define DEFAULT_HOTKEYS_SAMPLE 64
+#define MAX_HOTKEYS_SAMPLE 1000000
 #define MIN_ITEM_SIZE_MAX KIB
 #define MAX_ITEM_SIZE_MAX (1024 * MIB)
 #define MIN_REQUEST_MAX (64 * KIB)
@@ -85,7 +87,15 @@
       "                          (default: the larger of 4m and the max "    \
       "item size + 64k)")                                                     \
     X(DRAIN, 0, "shutdown-timeout", "CORRAL_SHUTDOWN_TIMEOUT", "<secs>",      \
-      "on SIGTERM, wait this long for replies to drain (default: 10)")
+      "on SIGTERM, wait this long for replies to drain (default: 10)")        \
+    X(METRICS_PORT, 0, "metrics-port", "CORRAL_METRICS_PORT", "<num>",        \
+      "serve Prometheus metrics over HTTP on this TCP port\n"                  \
+      "                          (default: 0, no metrics endpoint)")          \
+    X(METRICS_LISTEN, 0, "metrics-listen", "CORRAL_METRICS_LISTEN", "<addr>", \
+      "interface for the metrics port (default: the -l address)")             \
+    X(HOTKEYS, 0, "hot-keys-sample", "CORRAL_HOTKEYS_SAMPLE", "<num>",         \
+      "feed 1 keyed request in <num> to \"stats hotkeys\"\n"                  \
+      "                          (default: 64; 0 turns it off)")
 
 enum opt_id {
 #define OPT_ENUM(id, sf, lf, env, arg, help) OPT_##id,
@@ -374,6 +384,16 @@ apply(struct settings *s, const struct origin *o, const char *v)
         return SETTINGS_OK;
     case OPT_DRAIN:
         return apply_uint(o, v, 0, 3600, &s->drain_timeout);
+    case OPT_METRICS_PORT:
+        return apply_uint(o, v, 0, 65535, &s->metrics_port);
+    case OPT_METRICS_LISTEN:
+        if (v[0] == '\0' || strlen(v) >= sizeof(s->metrics_listen)) {
+            return bad_value(o, v, "empty or too long");
+        }
+        memcpy(s->metrics_listen, v, strlen(v) + 1);
+        return SETTINGS_OK;
+    case OPT_HOTKEYS:
+        return apply_uint(o, v, 0, MAX_HOTKEYS_SAMPLE, &s->hotkeys_sample);
     case OPT_HELP:
     case OPT_VERSION:
     case OPT_COUNT:
@@ -397,6 +417,7 @@ defaults(struct settings *s)
     s->item_size_max = DEFAULT_ITEM_SIZE_MAX;
     s->backlog = DEFAULT_BACKLOG;
     s->drain_timeout = DEFAULT_DRAIN_TIMEOUT;
+    s->hotkeys_sample = DEFAULT_HOTKEYS_SAMPLE;
 }
 
 static enum settings_result
@@ -421,6 +442,14 @@ load_env(struct settings *s)
 static enum settings_result
 validate(struct settings *s, bool request_set)
 {
+    if (s->metrics_port != 0 && s->metrics_port == s->port) {
+        fprintf(stderr, "corrald: the metrics port (%u) must differ from "
+                        "the memcached port\n", s->metrics_port);
+        return SETTINGS_USAGE;
+    }
+    if (s->metrics_listen[0] == '\0') {
+        memcpy(s->metrics_listen, s->listen, sizeof(s->metrics_listen));
+    }
     if (s->item_size_max > s->max_memory / 2) {
         fprintf(stderr, "corrald: cannot set item size limit higher than "
                         "1/2 of memory max (-I %zu, -m %zu bytes)\n",

@@ -30,6 +30,10 @@ struct settings {
     unsigned idle_timeout;   /* seconds; 0 = connections never time out */
     unsigned drain_timeout;  /* seconds SIGTERM waits for replies */
     char user[64];           /* -u: identity to assume when root */
+    unsigned metrics_port;   /* HTTP metrics port; 0 = no endpoint */
+    char metrics_listen[SETTINGS_LISTEN_MAX]; /* its address; -l's if unset */
+    unsigned hotkeys_sample; /* 1 keyed request in N feeds "stats hotkeys";
+                              * 0 = off */
 };
 
 enum settings_result {
