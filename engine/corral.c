@@ -682,16 +682,103 @@ corral_get_copy(corral_t *c, const void *key, size_t nkey, void *buf,
     return st;
 }
 
+/* Keys looked up together by corral_get_multi. */
+#define MULTI_BATCH 32u
+
+/*
+ * A batch of lookups: take the read locks of the shards involved (in
+ * shard order; writers hold one shard lock at a time, so this cannot
+ * deadlock), prefetch every key's first table slot, then every first
+ * candidate item, then do the lookups: the cache misses of different keys
+ * overlap instead of coming one after another.
+ */
+static size_t
+get_batch(struct corral *c, size_t n, const void *const *keys,
+          const size_t *nkeys, corral_item_t **out)
+{
+    uint64_t h[MULTI_BATCH];
+    unsigned sh[MULTI_BATCH];
+    enum item_state seen[MULTI_BATCH];
+    item_t *found[MULTI_BATCH];
+    unsigned order[MULTI_BATCH];
+    uint32_t now = cache_now(c);
+    size_t hits = 0, m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        found[i] = NULL;
+        seen[i] = ITEM_LIVE;
+        if (!key_ok(keys[i], nkeys[i])) {
+            continue;
+        }
+        h[i] = hash_key(c->seed, keys[i], nkeys[i]);
+        sh[i] = hash_shard(h[i], c->shard_bits);
+        order[m++] = (unsigned)i; /* insertion sort by shard below */
+        for (size_t j = m - 1; j > 0 && sh[order[j - 1]] > sh[order[j]];
+             j--) {
+            unsigned t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        if (j == 0 || sh[order[j]] != sh[order[j - 1]]) {
+            shard_rdlock(&c->shards[sh[order[j]]]);
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        table_prefetch_slot(&c->shards[sh[order[j]]].table, h[order[j]]);
+    }
+    for (size_t j = 0; j < m; j++) {
+        table_prefetch_item(&c->shards[sh[order[j]]].table, h[order[j]]);
+    }
+    for (size_t j = 0; j < m; j++) {
+        size_t i = order[j];
+        struct shard *s = &c->shards[sh[i]];
+        item_t *it = table_find(&s->table, h[i], keys[i], nkeys[i]);
+        if (it == NULL) {
+            continue;
+        }
+        seen[i] = item_state(c, s, it, now);
+        if (seen[i] == ITEM_LIVE) {
+            out[i] = pin_for_caller(c, it);
+            if (out[i] != NULL) {
+                item_touch_access(it, now);
+                hits++;
+            }
+        }
+        found[i] = it;
+    }
+    for (size_t j = m; j-- > 0;) {
+        if (j == 0 || sh[order[j]] != sh[order[j - 1]]) {
+            shard_unlock(&c->shards[sh[order[j]]]);
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        size_t i = order[j];
+        struct shard *s = &c->shards[sh[i]];
+        if (out[i] != NULL) {
+            COUNT(s, get_hits);
+            continue;
+        }
+        if (found[i] != NULL && item_state_dead(seen[i])) {
+            reclaim_dead(c, s, h[i], keys[i], nkeys[i], seen[i]);
+        }
+        COUNT(s, get_misses);
+    }
+    return hits;
+}
+
 CORRAL_API size_t
 corral_get_multi(corral_t *c, size_t n, const void *const *keys,
                  const size_t *nkeys, corral_item_t **out_items)
 {
     size_t hits = 0;
+    assert(c != NULL);
     assert(n == 0 || (keys != NULL && nkeys != NULL && out_items != NULL));
-    for (size_t i = 0; i < n; i++) {
-        if (corral_get(c, keys[i], nkeys[i], &out_items[i]) == CORRAL_OK) {
-            hits++;
-        }
+    for (size_t done = 0; done < n; done += MULTI_BATCH) {
+        size_t k = n - done < MULTI_BATCH ? n - done : MULTI_BATCH;
+        hits += get_batch(c, k, keys + done, nkeys + done, out_items + done);
     }
     return hits;
 }

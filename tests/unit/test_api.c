@@ -591,6 +591,64 @@ test_get_copy(void)
     corral_destroy(c);
 }
 
+/* Many keys over many shards, past the batch size, with duplicates,
+ * misses, expired items and bad keys in every position: each slot gets
+ * exactly what corral_get would return. */
+static void
+test_get_multi_large(void)
+{
+    corral_config_t cfg;
+    corral_t *c;
+    enum { N = 300 };
+    static char names[N][16];
+    const void *keys[N];
+    size_t nkeys[N];
+    corral_item_t *out[N];
+    size_t hits = 0, want = 0;
+
+    corral_config_init(&cfg);
+    cfg.shards = 16;
+    c = new_cache_cfg(&cfg);
+    for (int i = 0; i < N; i++) {
+        int k = i % 7 == 0 ? i / 2 : i; /* some keys asked twice */
+        nkeys[i] = (size_t)snprintf(names[i], sizeof(names[i]), "mk%d", k);
+        keys[i] = names[i];
+        if (k % 5 == 1) {
+            CU_ASSERT_EQUAL(corral_set(c, names[i], nkeys[i], names[i],
+                                       nkeys[i], 0, 0), CORRAL_OK);
+        } else if (k % 5 == 2) {
+            CU_ASSERT_EQUAL(corral_set(c, names[i], nkeys[i], names[i],
+                                       nkeys[i], 0, 10), CORRAL_OK);
+        }
+        if (i % 41 == 40) {
+            nkeys[i] = 0; /* a bad key */
+        }
+    }
+    advance(20); /* the k % 5 == 2 keys expire */
+    for (int i = 0; i < N; i++) {
+        corral_item_t *it = NULL;
+        if (nkeys[i] > 0 && corral_get(c, keys[i], nkeys[i], &it) ==
+                                CORRAL_OK) {
+            want++;
+        }
+        corral_item_release(it);
+    }
+    hits = corral_get_multi(c, N, keys, nkeys, out);
+    CU_ASSERT_EQUAL(hits, want);
+    for (int i = 0; i < N; i++) {
+        int k = i % 7 == 0 ? i / 2 : i;
+        bool live = nkeys[i] > 0 && k % 5 == 1;
+        CU_ASSERT_EQUAL(out[i] != NULL, live);
+        if (out[i] != NULL) {
+            size_t len;
+            const void *v = corral_item_value(out[i], &len);
+            CU_ASSERT(len == nkeys[i] && memcmp(v, names[i], len) == 0);
+            corral_item_release(out[i]);
+        }
+    }
+    corral_destroy(c);
+}
+
 static void
 test_get_multi(void)
 {
@@ -2648,6 +2706,7 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_key_lengths),
     CU_TEST(test_get_copy),
     CU_TEST(test_get_multi),
+    CU_TEST(test_get_multi_large),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),
