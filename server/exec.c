@@ -1675,7 +1675,7 @@ exec_shutdown(struct exec_ctx *x, const struct proto_cmd *cmd)
 }
 
 /*
- * watch: memcached's log streams (logstream.c).  fetchers, mutations
+ * watch: memcached's log streams (logstream.c), unless -W.  fetchers, mutations
  * and evictions are produced; the other names memcached knows are
  * accepted and send nothing.  As in memcached, a watch behind pipelined
  * requests whose replies are still queued is refused, and once it
@@ -1686,6 +1686,10 @@ exec_watch(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
     unsigned streams = 0;
 
+    if (x->st->disable_watch) {
+        out_err(x, PROTO_ERR_WATCH_DISABLED);
+        return;
+    }
     if (conn_out_pending(x->c) > 0) {
         out_err(x, PROTO_ERR_WATCH_PIPELINED);
         return;

@@ -93,6 +93,8 @@
       "                          (default: 0, no metrics endpoint)")          \
     X(METRICS_LISTEN, 0, "metrics-listen", "CORRAL_METRICS_LISTEN", "<addr>", \
       "interface for the metrics port (default: the -l address)")             \
+    X(NOWATCH, 'W', "disable-watch", "CORRAL_DISABLE_WATCH", NULL,            \
+      "disable the watch command (live log streams)")                         \
     X(HOTKEYS, 0, "hot-keys-sample", "CORRAL_HOTKEYS_SAMPLE", "<num>",         \
       "feed 1 keyed request in <num> to \"stats hotkeys\"\n"                  \
       "                          (default: 64; 0 turns it off)")
@@ -316,6 +318,7 @@ apply(struct settings *s, const struct origin *o, const char *v)
         return SETTINGS_OK;
     case OPT_SHUTDOWN:
     case OPT_NOFLUSH:
+    case OPT_NOWATCH:
         b = true;
         if (v != NULL && !parse_bool(v, &b)) {
             return bad_value(o, v, "expected 1/yes/true/on or "
@@ -323,8 +326,10 @@ apply(struct settings *s, const struct origin *o, const char *v)
         }
         if (o->id == OPT_SHUTDOWN) {
             s->enable_shutdown = b;
-        } else {
+        } else if (o->id == OPT_NOFLUSH) {
             s->disable_flush = b;
+        } else {
+            s->disable_watch = b;
         }
         return SETTINGS_OK;
     case OPT_MEMORY:

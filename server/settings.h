@@ -26,6 +26,7 @@ struct settings {
     int verbose;             /* -v count */
     bool enable_shutdown;    /* -A: the "shutdown" command works */
     bool disable_flush;      /* -F: "flush_all" is refused */
+    bool disable_watch;      /* -W: "watch" is refused */
     unsigned backlog;        /* -b: listen(2) backlog */
     unsigned idle_timeout;   /* seconds; 0 = connections never time out */
     unsigned drain_timeout;  /* seconds SIGTERM waits for replies */

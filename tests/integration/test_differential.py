@@ -59,9 +59,10 @@ Also designed around, so that the exchanges can be identical at all:
     incremented: memcached remembers that an item's key was stored in
     base64 (mg's k and me print it so) but forgets it when those rebuild
     the item, while libcorral keeps the mark.
-  * memcached runs with -W: corrald serves no log streams ("watch"), and
-    answers as memcached -W does.  It also runs without its background
-    threads (-o no_lru_maintainer,no_lru_crawler,slab_automove=0): they
+  * both servers run with -W: a "watch" would turn the connection into a
+    log stream (test_introspection compares those).  memcached also runs
+    without its background threads (-o no_lru_maintainer,no_lru_crawler,
+    slab_automove=0): they
     hold item references at moments no client can see, and whether an
     increment rewrites a number in place depends on them.
   * stats items, slabs, conns and cachedump are not sent: they describe
@@ -90,12 +91,11 @@ import harness  # noqa: E402
 COMMANDS = int(os.environ.get(
     "CORRAL_DIFF_COMMANDS", "50000" if harness.SANITIZED else "100000"))
 SEED = int(os.environ.get("CORRAL_DIFF_SEED", str(random.randrange(1 << 30))))
-SERVER_ARGS = ["-m", "64", "-I", "1m", "-t", "2"]
+SERVER_ARGS = ["-m", "64", "-I", "1m", "-t", "2", "-W"]
 # memcached without its background threads (LRU maintainer and crawler,
 # slab page mover): they take item references at moments the test cannot
 # see, which decides whether an increment rewrites in place (see below).
-# -W: no log streams, as corrald (see below).
-MEMCACHED_ARGS = ["-W", "-o", "no_lru_maintainer,no_lru_crawler,"
+MEMCACHED_ARGS = ["-o", "no_lru_maintainer,no_lru_crawler,"
                   "slab_automove=0"]
 ITEM_MAX = 1 << 20
 
