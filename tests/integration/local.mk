@@ -10,7 +10,9 @@ INTEGRATION_TESTS = \
 	tests/integration/test_malformed.py \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \
-	tests/integration/test_differential.py
+	tests/integration/test_differential.py \
+	tests/integration/test_metrics.py \
+	tests/integration/test_introspection.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
