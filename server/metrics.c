@@ -340,6 +340,17 @@ metrics_commands(struct mbuf *b, struct server *srv)
         }
     }
 
+    {
+        bool any = false;
+
+        for (size_t i = 0; i < nslots; i++) {
+            any = any || h[i].count > 0 || errors[i] > 0;
+        }
+        if (!any) {
+            free(h); /* no family without a sample */
+            return;
+        }
+    }
     mbuf_help(b, "corral_commands_total", "counter",
               "requests executed, by command");
     for (size_t i = 0; i < nslots; i++) {

@@ -395,9 +395,12 @@ def t_http(res, srv, mport):
 def t_limits(res, srv, mport):
     """Idle connections are closed at the deadline; past the connection
     limit new ones are closed at once; the endpoint keeps serving."""
+    # Let the server see the end of the earlier exchanges first: it
+    # keeps each connection until the client's close reaches it.
+    time.sleep(0.5 * harness.SLOW)
     idle = [socket.create_connection(("127.0.0.1", mport))
             for _ in range(16)]
-    time.sleep(0.2)
+    time.sleep(0.2 * harness.SLOW)
     extra = socket.create_connection(("127.0.0.1", mport))
     extra.settimeout(5 * harness.SLOW)
     try:
