@@ -160,6 +160,13 @@ static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void
 conn_set_state(struct conn *c, enum conn_state s)
 {
+    unsigned char old = atomic_load_explicit(&c->state,
+                                             memory_order_relaxed);
+
+    if (old != (unsigned char)s) {
+        log_debug("%d: going from %s to %s", c->fd, conn_state_names[old],
+                  conn_state_names[s]);
+    }
     atomic_store_explicit(&c->state, (unsigned char)s, memory_order_relaxed);
 }
 

@@ -4,7 +4,9 @@
  * Levels follow memcached's -v flags: 0 (default) errors and warnings
  * only, 1 (-v) also notices about the server's life (startup, listening,
  * connection limits), 2 (-vv) also one line per connection event and per
- * command, 3 (-vvv) internal state transitions.  The level is one
+ * command, 3 (-vvv) internal state transitions (each connection's
+ * "going from <state> to <state>", as memcached prints them).  Nothing is
+ * logged per request below -vv.  The level is one
  * process-wide value because the "verbosity" command changes it at run
  * time from any worker; it is an atomic, read without a lock.
  */
@@ -23,6 +25,13 @@ enum log_level {
 
 /* The highest verbosity, as memcached's MAX_VERBOSITY_LEVEL. */
 #define LOG_LEVEL_MAX 2
+
+/*
+ * log_init - look at the environment once: when stderr is the systemd
+ * journal's stream, lines carry its priority prefixes.  Call before any
+ * thread starts.
+ */
+void log_init(void);
 
 /* log_set_level - set the verbosity (clamped to 0..LOG_LEVEL_MAX + 1). */
 void log_set_level(int level);

@@ -206,6 +206,7 @@ main(int argc, char **argv)
     default:
         return EX_USAGE;
     }
+    log_init();
     log_set_level(st.verbose);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
