@@ -49,6 +49,7 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
                          : (c->cfg.max_items + c->nshards - 1) / c->nshards;
     stats_init(&s->stats);
     rw_init(&s->lock);
+    atomic_init(&s->early, NULL);
     if (!table_init(&s->table, &c->mem,
                     s->item_budget ? s->item_budget * 5 / 4 + 1 : 0,
                     c->shard_bits, c->seed)) {
@@ -74,6 +75,7 @@ shard_deinit(struct shard *s)
     policy_foreach(&s->policy, drop_ref, NULL);
     policy_deinit(&s->policy);
     mem_free(s->rules);
+    mem_free(atomic_load(&s->early));
     keyrecs_deinit(&s->keyrecs);
     table_deinit(&s->table);
 }
