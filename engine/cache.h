@@ -60,6 +60,7 @@ struct shard {
     uint64_t cas_seq;      /* last CAS sequence number handed out */
     uint64_t flush_cas;    /* items with a CAS <= this are flushed */
     size_t mem_used;       /* real bytes: queued items, table, ghost */
+    unsigned writes;       /* writes so far, for the sweep's pace */
     size_t dead;           /* queued items no longer linked (removed,
                             * replaced, expired) awaiting reclamation */
     size_t budget;         /* byte budget */

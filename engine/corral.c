@@ -113,7 +113,8 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
     if (out->shards == 0) {
         out->shards = auto_shards(out);
     } else if (!is_pow2(out->shards) || out->shards > MAX_SHARDS ||
-               out->max_memory / out->shards < 2 * out->max_item_size) {
+               out->max_memory / out->shards < 2 * out->max_item_size ||
+               (out->max_items != 0 && out->max_items < out->shards)) {
         return CORRAL_EINVAL;
     }
     if (out->clock == NULL) {

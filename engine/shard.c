@@ -44,9 +44,9 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
     s->index = index;
     s->cache = c;
     s->budget = c->cfg.max_memory / c->nshards;
-    s->item_budget = c->cfg.max_items == 0
-                         ? 0
-                         : (c->cfg.max_items + c->nshards - 1) / c->nshards;
+    /* an exact split: the shards' budgets add up to max_items */
+    s->item_budget = c->cfg.max_items / c->nshards +
+                     (index < c->cfg.max_items % c->nshards);
     stats_init(&s->stats);
     rw_init(&s->lock);
     atomic_init(&s->early, NULL);
@@ -398,13 +398,25 @@ void
 shard_write_done(struct corral *c, struct shard *s)
 {
     size_t queued = s->policy.small.count + s->policy.main.count;
+    size_t steps;
 
     if (s->table.old != NULL) {
         shard_migrate(s, SHARD_MIGRATE_PER_WRITE);
     }
-    shard_sweep(c, s,
-                s->dead * 8 > queued ? SWEEP_PER_WRITE_BEHIND
-                                     : SWEEP_PER_WRITE);
+    /* Each step reads an item (often a cache miss): sweep hard while
+     * removed items pile up, steadily while there is known work (removed
+     * items, prefix rules), and otherwise just enough to find expired
+     * items in time: one node every fourth write. */
+    if (s->dead * 8 > queued) {
+        steps = SWEEP_PER_WRITE_BEHIND;
+    } else if (s->dead > 0 || s->nrules > 0) {
+        steps = SWEEP_PER_WRITE;
+    } else {
+        steps = (++s->writes & 3) == 0;
+    }
+    if (steps > 0) {
+        shard_sweep(c, s, steps);
+    }
 }
 
 void

@@ -139,9 +139,15 @@ typedef struct corral_config {
                             * tag records, pending prefix rules, the
                             * event ring, loads in flight and queued
                             * write-behind writes (each bounded, see
-                            * their functions).  Default 64 MiB.
+                            * their functions), and items evicted or
+                            * removed while a reader still pins them
+                            * (freed when released).  Default 64 MiB.
                             * Minimum 1 MiB. */
-    size_t max_items;      /* item count limit; 0 (default) = no limit */
+    size_t max_items;      /* item count limit; 0 (default) = no limit.
+                            * Split exactly between the shards, so with
+                            * several shards a cache may evict before it
+                            * holds max_items (its keys do not spread
+                            * perfectly); at least one item per shard */
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
                             * Default 1 MiB; 1 KiB .. max_memory / 2. */
     unsigned shards;       /* a power of two up to 1024; 0 (default) picks

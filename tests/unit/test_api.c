@@ -298,12 +298,12 @@ test_create_boundaries(void)
         cfg.max_memory = ok[i].max_memory;
         cfg.max_item_size = ok[i].max_item_size;
         cfg.shards = ok[i].shards;
-        cfg.max_items = 1000;
+        cfg.max_items = 4096; /* at least one per shard */
         CU_ASSERT_EQUAL_FATAL(corral_create(&cfg, &c), CORRAL_OK);
         corral_config_get(c, &got);
         CU_ASSERT_EQUAL(got.max_memory, ok[i].max_memory);
         CU_ASSERT_EQUAL(got.max_item_size, ok[i].max_item_size);
-        CU_ASSERT_EQUAL(got.max_items, 1000);
+        CU_ASSERT_EQUAL(got.max_items, 4096);
         if (ok[i].shards != 0) {
             CU_ASSERT_EQUAL(got.shards, ok[i].shards);
         } else {
@@ -781,6 +781,29 @@ test_get_early(void)
     CU_ASSERT(lost >= 1 && lost <= 39); /* every lookup after the win */
     CU_ASSERT_EQUAL(stats_of(c).early_wins, 1);
     CU_ASSERT_EQUAL(stats_of(c).recache_wins, 2);
+    corral_destroy(c);
+}
+
+/* max_items is split exactly between the shards: never more items than
+ * asked for, and fewer than one per shard is refused. */
+static void
+test_max_items_exact(void)
+{
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    char key[16];
+
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    cfg.max_items = 3;
+    CU_ASSERT_EQUAL(corral_create(&cfg, &c), CORRAL_EINVAL);
+    cfg.max_items = 10;
+    c = new_cache_cfg(&cfg);
+    for (int i = 0; i < 100; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "x%d", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, n, "v", 1, 0, 0), CORRAL_OK);
+        CU_ASSERT(stats_of(c).curr_items <= 10);
+    }
     corral_destroy(c);
 }
 
@@ -2845,6 +2868,7 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_set_max_memory),
     CU_TEST(test_result_details),
     CU_TEST(test_get_early),
+    CU_TEST(test_max_items_exact),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),
