@@ -235,6 +235,19 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
     }
 }
 
+/* Drop the n oldest prefix rules. */
+static void
+drop_oldest_rules(struct shard *s, unsigned n)
+{
+    if (n == 0) {
+        return;
+    }
+    s->retired_seq = s->rules[n - 1].seq;
+    memmove(s->rules, s->rules + n, (s->nrules - n) * sizeof(*s->rules));
+    s->nrules -= n;
+    stat_sub(&s->stats, ST_prefix_rules, n);
+}
+
 /* Retire the oldest prefix rules once the sweep has made a full pass over
  * both queues since they were added: every item they could match has
  * been unlinked by then. */
@@ -247,13 +260,7 @@ retire_prefix_rules(struct shard *s)
            s->policy.main.passes >= s->rules[n].sweep_gen[1] + 2) {
         n++;
     }
-    if (n > 0) {
-        s->retired_seq = s->rules[n - 1].seq;
-        memmove(s->rules, s->rules + n,
-                (s->nrules - n) * sizeof(*s->rules));
-        s->nrules -= n;
-        stat_sub(&s->stats, ST_prefix_rules, n);
-    }
+    drop_oldest_rules(s, n);
 }
 
 void
@@ -331,11 +338,7 @@ shard_add_prefix_rule(struct corral *c, struct shard *s, const void *prefix,
             return;
         }
         policy_walk(&s->policy, apply_rule_to, &a);
-        s->retired_seq = s->rules[0].seq;
-        memmove(s->rules, s->rules + 1,
-                (s->nrules - 1) * sizeof(*s->rules));
-        s->nrules--;
-        stat_sub(&s->stats, ST_prefix_rules, 1);
+        drop_oldest_rules(s, 1);
     }
     r = &s->rules[s->nrules++];
     r->seq = ++s->inval_seq;
@@ -354,13 +357,7 @@ shard_prune_prefix_rules(struct shard *s)
     while (n < s->nrules && s->rules[n].cas <= s->flush_cas) {
         n++;
     }
-    if (n > 0) {
-        s->retired_seq = s->rules[n - 1].seq;
-        memmove(s->rules, s->rules + n,
-                (s->nrules - n) * sizeof(*s->rules));
-        s->nrules -= n;
-        stat_sub(&s->stats, ST_prefix_rules, n);
-    }
+    drop_oldest_rules(s, n);
 }
 
 item_t *
