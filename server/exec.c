@@ -697,19 +697,14 @@ exec_retouch(struct exec_ctx *x, const struct proto_cmd *cmd,
     return true;
 }
 
-/* The stampede outcomes of an mg, for the metrics endpoint. */
+/* The stampede outcomes of an mg the engine does not count (it counts
+ * wins and losses of the recache token: recache_wins, recache_lost). */
 static void
 exec_count_meta(struct exec_ctx *x, const struct proto_meta_item *mi,
                 bool created)
 {
     struct worker_counters *wc = &conn_worker(x->c)->counters;
 
-    if (mi->won) {
-        srv_counter_add(&wc->meta_wins, 1);
-    }
-    if (mi->token_sent) {
-        srv_counter_add(&wc->meta_wins_lost, 1);
-    }
     if (mi->stale) {
         srv_counter_add(&wc->meta_stale, 1);
     }
@@ -1427,7 +1422,8 @@ exec_stats_slabs(struct exec_ctx *x)
 /*
  * "stats corral": every engine statistic under its corral.h name (the
  * memcached ones and Corral's own: loads, stale serves, invalidations,
- * write-behind...), then the server's stampede outcomes for mg.
+ * recache tokens, write-behind...), then the server's other stampede
+ * outcomes for mg.
  */
 static void
 exec_stats_corral(struct exec_ctx *x)
@@ -1440,8 +1436,6 @@ exec_stats_corral(struct exec_ctx *x)
 #define CORRAL_STAT_LINE(name, kind, text) out_stat_u64(x, #name, cs.name);
     CORRAL_STATS_TABLE(CORRAL_STAT_LINE)
 #undef CORRAL_STAT_LINE
-    out_stat_u64(x, "meta_wins", ss.meta_wins);
-    out_stat_u64(x, "meta_wins_lost", ss.meta_wins_lost);
     out_stat_u64(x, "meta_stale", ss.meta_stale);
     out_stat_u64(x, "meta_vivified", ss.meta_vivified);
     out_reply(x, PROTO_REPLY_END);

@@ -286,12 +286,6 @@ metrics_server(struct mbuf *b, struct server *srv)
                srv->nworkers);
     metric_u64(b, "corral_meta_commands_total", "counter",
                "meta commands (mg ms md ma mn me)", ss.cmd_meta);
-    metric_u64(b, "corral_meta_wins_total", "counter",
-               "mg requests that won the right to recache (W)",
-               ss.meta_wins);
-    metric_u64(b, "corral_meta_wins_lost_total", "counter",
-               "mg requests told another client already won (Z)",
-               ss.meta_wins_lost);
     metric_u64(b, "corral_meta_stale_total", "counter",
                "mg requests that found a stale item (X)", ss.meta_stale);
     metric_u64(b, "corral_meta_vivified_total", "counter",

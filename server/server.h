@@ -65,8 +65,6 @@ srv_counter_get(const srv_counter_t *c)
     X(cmd_meta)                                                               \
     X(idle_kicks)                                                             \
     X(conn_yields)                                                            \
-    X(meta_wins)                                                              \
-    X(meta_wins_lost)                                                         \
     X(meta_stale)                                                             \
     X(meta_vivified)
 

@@ -363,7 +363,7 @@ def t_stats_corral(res, port):
         r = c.read_until(b"END\r\n")
     names = re.findall(rb"^STAT (\S+) \d+\r$", r, re.M)
     for want in (b"curr_items", b"loads", b"load_waits", b"stale_served",
-                 b"tag_invalidations", b"write_queue", b"meta_wins",
+                 b"tag_invalidations", b"write_queue", b"recache_wins",
                  b"meta_vivified"):
         res.check(want in names, "stats corral has %s" % want.decode())
 

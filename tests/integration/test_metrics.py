@@ -264,7 +264,8 @@ def t_format(res, srv, mport):
                      ("corral_connections_total", "counter"),
                      ("corral_read_bytes_total", "counter"),
                      ("corral_written_bytes_total", "counter"),
-                     ("corral_meta_wins_total", "counter"),
+                     ("corral_recache_wins_total", "counter"),
+                     ("corral_meta_vivified_total", "counter"),
                      ("corral_log_watchers", "gauge"),
                      ("process_cpu_seconds_total", "counter"),
                      ("process_resident_memory_bytes", "gauge")):
@@ -340,9 +341,10 @@ def t_traffic(res, srv, mport):
            1.0, "an unknown command is an error")
     res.eq(delta(b, cc, "corral_commands_total", command="mg"), 2.0,
            "commands_total{mg} +2")
-    res.eq(delta(b, cc, "corral_meta_wins_total"), 1.0, "meta wins +1")
-    res.eq(delta(b, cc, "corral_meta_wins_lost_total"), 1.0,
-           "meta wins lost +1")
+    res.eq(delta(b, cc, "corral_recache_wins_total"), 1.0,
+           "recache wins (W) +1")
+    res.eq(delta(b, cc, "corral_recache_lost_total"), 1.0,
+           "recache losses (Z) +1")
     res.eq(delta(b, cc, "corral_meta_vivified_total"), 1.0,
            "meta vivified +1")
     res.eq(delta(b, cc, "corral_meta_commands_total"), 2.0,
