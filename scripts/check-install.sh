@@ -12,15 +12,16 @@ set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build/plain}
 dest=$(mktemp -d)
-trap 'rm -rf "$dest"' EXIT
+trap 'rm -rf "$dest" "$dest.install.log"' EXIT
 jobs=${JOBS:-2}
 
-if ! make -C "$build" -j"$jobs" install DESTDIR="$dest" >"$dest.install.log" 2>&1; then
-    tail -30 "$dest.install.log"
+log=$dest.install.log
+if ! make -C "$build" -j"$jobs" install DESTDIR="$dest" >"$log" 2>&1; then
+    tail -30 "$log"
     echo "RESULT: 0 passed, 1 failed"
     exit 1
 fi
-rm -f "$dest.install.log"
+rm -f "$log"
 make -s -C "$build" installcheck DESTDIR="$dest" 2>&1 |
     grep -E '^(ok|FAILED|skip):' | tee "$dest/.checks"
 pass=$(grep -c '^ok:' "$dest/.checks")

@@ -1864,6 +1864,7 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
     struct proto_limits lim;
     struct proto_cmd cmd;
     struct server_cmdstats *cst;
+    uint64_t t_prev;
     size_t pos = 0;
     bool verbose = log_enabled(LOG_VERBOSE);
 
@@ -1875,8 +1876,12 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
     exec_limits(x.st, &lim);
     *need = 0;
 
+    /* One clock read per request: each request's time runs from the end
+     * of the one before it (or the start of the batch), so it covers
+     * parsing, execution and composing the reply. */
+    t_prev = exec_clock_ns();
     while (pos < len && !conn_closing(c) && !conn_out_full(c)) {
-        uint64_t t0;
+        uint64_t now;
         size_t used = 0;
         proto_status_t ps = proto_parse(&cmd, buf + pos, len - pos, &lim,
                                         &used);
@@ -1904,14 +1909,16 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
             if (cmd.swallow > 0) {
                 break;
             }
+            t_prev = exec_clock_ns();
             continue;
         }
         if (cmd.nkey > 0) {
             exec_hot(&x, cmd.key, cmd.nkey);
         }
-        t0 = exec_clock_ns();
         exec_one(&x, &cmd);
-        histogram_record(&cst->latency[cmd.type], exec_clock_ns() - t0);
+        now = exec_clock_ns();
+        histogram_record(&cst->latency[cmd.type], now - t_prev);
+        t_prev = now;
         pos += used;
         if (conn_streaming(c)) {
             break; /* "watch": nothing after it is a request */

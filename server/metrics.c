@@ -363,8 +363,8 @@ metrics_commands(struct mbuf *b, struct server *srv)
         }
     }
     mbuf_help(b, "corral_command_duration_seconds", "histogram",
-              "time from a parsed request to its composed reply (network "
-              "and queueing excluded), by command");
+              "time to parse and execute a request and compose its reply "
+              "(network and queueing excluded), by command");
     for (size_t i = 0; i < nslots; i++) {
         uint64_t cum = 0;
         const char *cmd = exec_command_name(i);

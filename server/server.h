@@ -76,8 +76,8 @@ struct worker_counters {
 
 /*
  * Per command type (the protocol's command table, indexed by its enum;
- * exec.c checks that SERVER_CMD_SLOTS is enough): how long execution
- * took and how many requests were refused.  One per worker, written by
+ * exec.c checks that SERVER_CMD_SLOTS is enough): how long parsing and
+ * executing took and how many requests were refused.  One per worker, written by
  * that worker only; the metrics endpoint sums them.
  */
 #define SERVER_CMD_SLOTS 40
