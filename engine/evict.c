@@ -88,7 +88,7 @@ ghost_age(const struct ghost *g, uint32_t e)
 static void
 ghost_resize(struct ghost *g, struct mem *m, size_t room)
 {
-    size_t nbuckets = (room * 5 / 4 + GHOST_WAYS - 1) / GHOST_WAYS;
+    size_t nbuckets = (room + GHOST_WAYS - 1) / GHOST_WAYS;
     size_t real;
     uint32_t *slots = mem_zalloc(m, nbuckets * GHOST_WAYS * sizeof(uint32_t),
                                  &real);
@@ -212,7 +212,7 @@ ghost_fit(struct policy *p, struct mem *m)
         want = GHOST_MIN_CAPACITY;
     }
     if (p->ghost.slots == NULL || want > p->ghost.room) {
-        ghost_resize(&p->ghost, m, want + want / 2);
+        ghost_resize(&p->ghost, m, want + want / 4);
     }
     p->ghost.capacity = want;
 }

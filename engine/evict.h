@@ -26,7 +26,8 @@
  * table of 24-bit key fingerprints in 8-slot buckets, each with an 8-bit
  * epoch; an entry counts as present for the last `capacity` insertions
  * (16 epochs), and capacity follows the number of items the shard holds.
- * About 5 to 8 bytes per remembered key.
+ * The table has room for 1.25 times the window, one slot per key: about
+ * 5 bytes per item.
  */
 #ifndef CORRAL_EVICT_H
 #define CORRAL_EVICT_H
