@@ -39,6 +39,12 @@
  * freed only at the end of a top-level event callback (conn_after_io) or
  * by the worker, never in the middle of exec_process().
  *
+ * Watchers.  After "watch invalidations" a connection belongs to
+ * watch.c as well (`watcher`): its input is read only to notice a close
+ * and is discarded, its output is what watch.c queues, and conn.c tells
+ * watch.c when that output has drained, when the server drains and when
+ * the connection closes.  Watchers are exempt from the idle timeout.
+ *
  * Threads: a connection is used only by its worker's thread.  `state`,
  * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
  * workers under the owner's list lock; the first two are atomics, the
@@ -59,6 +65,7 @@
 #include "exec.h"
 #include "log.h"
 #include "server.h"
+#include "watch.h"
 #include "worker.h"
 
 /* Unsent output beyond which a connection stops executing and reading. */
@@ -86,7 +93,8 @@ enum conn_state {
     X(SWALLOW, "conn_swallow")                                                \
     X(PARSE_CMD, "conn_parse_cmd")                                            \
     X(MWRITE, "conn_mwrite")                                                  \
-    X(CLOSING, "conn_closing")
+    X(CLOSING, "conn_closing")                                                \
+    X(WATCH, "conn_watch")
 #define CONN_STATE_ENUM(name, text) CONN_##name,
     CONN_STATE_TABLE(CONN_STATE_ENUM)
 #undef CONN_STATE_ENUM
@@ -137,6 +145,7 @@ struct conn {
     bool paused;                  /* reading stopped by back-pressure */
     bool draining;                /* SIGTERM: close when idle */
     double last_active;           /* ev_now() of the last read */
+    struct watcher *watcher;      /* watch invalidations, or NULL */
 
     _Atomic unsigned char state;  /* enum conn_state, for stats conns */
     _Atomic int64_t last_cmd;     /* Unix seconds of the last command */
@@ -492,6 +501,12 @@ conn_out_full(const struct conn *c)
     return c->out_bytes >= CONN_OUT_MAX;
 }
 
+size_t
+conn_out_pending(const struct conn *c)
+{
+    return c->out_bytes;
+}
+
 void
 conn_swallow(struct conn *c, size_t n)
 {
@@ -610,6 +625,11 @@ conn_process(struct conn *c)
     bool stalled = false;
     const struct settings *st = c->w->srv->settings;
 
+    if (c->watcher != NULL) {
+        /* a watcher's input only tells us it is still there */
+        rbuf_release(c);
+        return false;
+    }
     if (c->rlen == 0) {
         return false;
     }
@@ -770,7 +790,9 @@ conn_after_io(struct conn *c)
         conn_close(c);
         return true;
     }
-    if (c->rlen == 0 && c->swallow == 0) {
+    if (c->watcher != NULL) {
+        conn_set_state(c, CONN_WATCH);
+    } else if (c->rlen == 0 && c->swallow == 0) {
         conn_set_state(c, CONN_NEW_CMD);
     }
     if (c->paused || !ev_is_active(&c->rio)) {
@@ -802,6 +824,9 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     if (conn_flush(c) == 0 && !conn_closing(c)) {
+        if (c->watcher != NULL) {
+            watch_conn_writable(c->watcher);
+        }
         /* Requests held back by back-pressure may now run. */
         conn_run(c);
     }
@@ -809,9 +834,28 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 void
+conn_watch_begin(struct conn *c, struct watcher *wt)
+{
+    c->watcher = wt;
+    conn_set_state(c, CONN_WATCH);
+}
+
+bool
+conn_send(struct conn *c)
+{
+    if (!c->killed) {
+        conn_flush(c);
+    }
+    return !conn_after_io(c);
+}
+
+void
 conn_drain(struct conn *c)
 {
     c->draining = true;
+    if (c->watcher != NULL && !conn_closing(c)) {
+        watch_conn_drain(c->watcher);
+    }
     if (!conn_closing(c) && !c->eof && !c->paused) {
         conn_read_once(c);
         if (!c->killed) {
@@ -824,7 +868,7 @@ conn_drain(struct conn *c)
 bool
 conn_idle_check(struct conn *c, double now, double timeout)
 {
-    if (now - c->last_active < timeout) {
+    if (c->watcher != NULL || now - c->last_active < timeout) {
         return false;
     }
     log_verbose("<%d idle timeout", c->fd);
@@ -842,6 +886,10 @@ conn_close(struct conn *c)
     conn_set_state(c, CONN_CLOSING);
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
+    if (c->watcher != NULL) {
+        watch_conn_closed(c->watcher);
+        c->watcher = NULL;
+    }
     worker_conn_remove(w, &c->link);
     close(c->fd);
     out_reset(c);

@@ -102,6 +102,27 @@ void conn_out_rewind(struct conn *c, const struct conn_mark *m);
  * executing requests for this connection until it drains. */
 bool conn_out_full(const struct conn *c);
 
+/* conn_out_pending - bytes queued and not yet written. */
+size_t conn_out_pending(const struct conn *c);
+
+/* ---- watchers, for watch.c ---- */
+
+struct watcher;
+
+/*
+ * conn_watch_begin - from now on @c only receives what watch.c queues
+ * (its input is read and discarded); conn.c calls watch_conn_writable(),
+ * watch_conn_drain() and watch_conn_closed() for it.
+ */
+void conn_watch_begin(struct conn *c, struct watcher *wt);
+
+/*
+ * conn_send - write what is queued now, and close @c if it is done (then
+ * @c is freed).  For watch.c, outside any call into conn.c.  Returns
+ * false when @c was closed.
+ */
+bool conn_send(struct conn *c);
+
 /* ---- control, for exec.c ---- */
 
 /* conn_swallow - discard the next @n input bytes (a refused data block). */

@@ -5,17 +5,24 @@
  *   1. settings: defaults, environment, flags     (EX_USAGE on bad input)
  *   2. file descriptor limit for -c connections   (EX_OSERR)
  *   3. the engine, from -m and -I                  (EX_USAGE, EX_OSERR)
+ *      and, unless --watch-history is 0, the invalidation history and
+ *      the server's engine subscription (exec_events_start)
  *   4. the listening sockets, on the main loop     (EX_OSERR)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
  *   6. the worker threads, with the signals main handles blocked in them
- *   7. the main loop runs the accept loop (the signal watchers were set
- *      up before step 4, so a signal that comes early is not lost).
+ *   7. the peer links (--peer), on the main loop;
+ *   8. the main loop runs the accept loop and the peer links (the signal
+ *      watchers were set up before step 4, so a signal that comes early
+ *      is not lost).
  *
  * Shutdown (SIGTERM, SIGINT, SIGUSR1, or the "shutdown" command):
  *   1. stop accepting and close the listening sockets;
  *   2. every worker executes the requests it has received, writes their
  *      replies and closes its connections (bounded by --shutdown-timeout);
- *   3. join the workers, destroy the engine, exit 0.
+ *   3. join the workers (watchers get a last "shutdown" line), close the
+ *      peer links, end the engine subscription, destroy the engine,
+ *      exit 0.  Peer links stop applying events at step 1, when the
+ *      main loop stops.
  */
 #include "config.h"
 
@@ -26,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
@@ -35,10 +43,13 @@
 
 #include <corral.h>
 
+#include "exec.h"
 #include "listener.h"
 #include "log.h"
+#include "peer.h"
 #include "server.h"
 #include "settings.h"
+#include "watch.h"
 #include "worker.h"
 
 /* Descriptors beyond the connections: listeners, loops, stdio. */
@@ -142,6 +153,38 @@ main_create_cache(const struct settings *st, corral_t **out)
     return 0;
 }
 
+/*
+ * A random, nonzero id for this process on the invalidation stream: a
+ * restarted node gets a new one, which is how its peers and watchers
+ * learn that its sequence numbers started over.
+ */
+static uint64_t
+main_node_id(void)
+{
+    uint64_t id = 0;
+
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^
+             ((uint64_t)getpid() << 16);
+    }
+    return id != 0 ? id : 1;
+}
+
+/* Undo what main_start_events did. */
+static void
+main_stop_events(struct server *srv)
+{
+    peers_destroy(srv->peers);
+    srv->peers = NULL;
+    if (srv->watch != NULL) {
+        exec_events_stop(srv);
+        watch_hub_destroy(srv->watch);
+        srv->watch = NULL;
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -169,6 +212,7 @@ main(int argc, char **argv)
     srv.nworkers = st.threads;
     srv.pid = getpid();
     srv.started = time(NULL);
+    srv.node_id = main_node_id();
     pthread_mutex_init(&srv.reset_lock, NULL);
 
     if ((rc = main_raise_nofile(&st)) != 0) {
@@ -176,6 +220,10 @@ main(int argc, char **argv)
     }
     if ((rc = main_create_cache(&st, &srv.cache)) != 0) {
         return rc;
+    }
+    if (st.watch_history > 0 && exec_events_start(&srv) != 0) {
+        corral_destroy(srv.cache);
+        return EX_OSERR;
     }
     srv.main_loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.main_loop == NULL) {
@@ -193,11 +241,13 @@ main(int argc, char **argv)
     }
     srv.listener = listener_create(&srv);
     if (srv.listener == NULL) {
+        main_stop_events(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
     }
     if ((rc = main_drop_root(&st)) != 0) {
         listener_destroy(srv.listener);
+        main_stop_events(&srv);
         corral_destroy(srv.cache);
         return rc;
     }
@@ -215,8 +265,21 @@ main(int argc, char **argv)
         worker_drain_all(&srv);
         worker_join_all(&srv);
         listener_destroy(srv.listener);
+        main_stop_events(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
+    }
+    if (st.npeers > 0) {
+        srv.peers = peers_create(&srv, srv.main_loop);
+        if (srv.peers == NULL) {
+            listener_stop(srv.listener);
+            worker_drain_all(&srv);
+            worker_join_all(&srv);
+            listener_destroy(srv.listener);
+            main_stop_events(&srv);
+            corral_destroy(srv.cache);
+            return EX_OSERR;
+        }
     }
 
     log_info("corrald %s: %u threads, %zu MB, max item %zu bytes, "
@@ -231,6 +294,7 @@ main(int argc, char **argv)
     }
     worker_join_all(&srv);
     listener_destroy(srv.listener);
+    main_stop_events(&srv);
     corral_destroy(srv.cache);
     pthread_mutex_destroy(&srv.reset_lock);
     log_info("corrald: stopped");

@@ -30,6 +30,8 @@
 struct ev_loop;
 struct worker;
 struct listener;
+struct watch_hub;
+struct peers;
 
 /* A counter with one writing thread. */
 typedef _Atomic uint64_t srv_counter_t;
@@ -56,7 +58,10 @@ srv_counter_get(const srv_counter_t *c)
     X(bytes_written)                                                          \
     X(cmd_meta)                                                               \
     X(idle_kicks)                                                             \
-    X(conn_yields)
+    X(conn_yields)                                                            \
+    X(cmd_invalidate_tag)                                                     \
+    X(cmd_invalidate_prefix)                                                  \
+    X(cmd_tagged_store)
 
 struct worker_counters {
 #define WORKER_COUNTER_FIELD(name) srv_counter_t name;
@@ -93,6 +98,13 @@ struct server {
     srv_counter_t listen_disabled_num; /* writer: the listener */
     atomic_bool accepting;        /* writer: the listener */
     atomic_bool stopping;         /* set once by main on shutdown */
+
+    /* Invalidations (watch.c, peer.c): set up by main before the workers
+     * start, torn down after they stop; NULL when disabled. */
+    uint64_t node_id;             /* this process's id on the stream */
+    struct watch_hub *watch;
+    corral_sub_t *events_sub;     /* the server's engine subscription */
+    struct peers *peers;
 
     pthread_mutex_t reset_lock;   /* guards baseline */
     struct server_snapshot baseline; /* counters at the last "stats reset" */
