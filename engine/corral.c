@@ -159,6 +159,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     }
     mem_init(&c->mem);
     atomic_init(&c->oldest_live, 0);
+    atomic_init(&c->max_memory, c->cfg.max_memory);
     if (!stats_reg_init(&c->counters)) {
         free(c);
         return CORRAL_ENOMEM;
@@ -238,6 +239,8 @@ corral_config_get(const corral_t *c, corral_config_t *out_cfg)
 {
     assert(c != NULL && out_cfg != NULL);
     *out_cfg = c->cfg;
+    out_cfg->max_memory = atomic_load_explicit(
+        &((struct corral *)c)->max_memory, memory_order_relaxed);
     if (out_cfg->clock == sysclock_now) {
         out_cfg->clock = NULL;
         out_cfg->clock_ud = NULL;
@@ -465,6 +468,9 @@ hit(struct corral *c, struct shard *s, item_t *it,
         uint32_t at = item_atime(it);
         out_res->flags |= item_has(it, ITEM_FETCHED) ? CORRAL_RES_HIT_BEFORE
                                                      : 0;
+        if (!(f & CORRAL_GET_TOUCH)) {
+            out_res->ttl_before = exptime_ttl(item_exptime(it), now);
+        }
         out_res->last_access = now > at ? now - at : 0;
         out_res->flags |= token_decide(it, o, now);
     }
@@ -568,6 +574,9 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     }
     if (it != NULL) {
         if (f & CORRAL_GET_TOUCH) {
+            if (out_res != NULL) {
+                out_res->ttl_before = exptime_ttl(item_exptime(it), now);
+            }
             atomic_store_explicit(&it->exptime,
                                   exptime_abs(o->touch_exptime, now),
                                   memory_order_relaxed);
@@ -1361,6 +1370,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
     static const corral_arith_opts_t defaults = {0, 1, 0, 0, 0, 0};
     const corral_arith_opts_t *o = opts != NULL ? opts : &defaults;
     bool decr = (o->options & CORRAL_ARITH_DECR) != 0;
+    int created = 0;
     corral_status_t st = CORRAL_OK;
     item_t *it, *fresh = NULL;
     uint64_t v = 0;
@@ -1395,6 +1405,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                                : cache_install(c, s, h, &fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
             fresh = st == CORRAL_OK ? NULL : fresh;
+            created = st == CORRAL_OK;
         }
     } else if (o->cas != 0 && o->cas != item_cas(it)) {
         st = CORRAL_EEXISTS;
@@ -1443,6 +1454,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         out->value = v;
         out->cas = item_cas(it);
         out->ttl = exptime_ttl(item_exptime(it), now);
+        out->created = created;
     }
     shard_write_done(c, s);
     shard_unlock(s);
@@ -1637,6 +1649,26 @@ corral_event_seq(corral_t *c)
     return events_next_seq(&c->events);
 }
 
+CORRAL_API corral_status_t
+corral_set_max_memory(corral_t *c, size_t max_memory)
+{
+    size_t per;
+
+    assert(c != NULL);
+    per = max_memory / c->nshards;
+    if (max_memory < MIN_MAX_MEMORY || per < 2 * c->cfg.max_item_size) {
+        return CORRAL_EINVAL;
+    }
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        shard_wrlock(s);
+        shard_set_budget(s, per);
+        shard_unlock(s);
+    }
+    atomic_store_explicit(&c->max_memory, max_memory, memory_order_relaxed);
+    return CORRAL_OK;
+}
+
 CORRAL_API size_t
 corral_sweep(corral_t *c, size_t budget)
 {
@@ -1665,7 +1697,8 @@ corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
     }
     stats_reg_sum(&((struct corral *)c)->counters, (uint64_t *)&all);
     all.cmd_get = all.get_hits + all.get_misses; /* every lookup is one */
-    all.limit_maxbytes = c->cfg.max_memory;
+    all.limit_maxbytes = atomic_load_explicit(
+        &((struct corral *)c)->max_memory, memory_order_relaxed);
     all.tags_live = atomic_load_explicit(&((struct corral *)c)->tags.records,
                                          memory_order_relaxed);
     memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));

@@ -1086,6 +1086,30 @@ class TestEvents(CacheTest):
         self.assertEqual(len(events), 6)
         sub.close()  # twice is harmless
 
+    def test_invalidate_from_elsewhere(self):
+        c = self.cache
+        events = []
+        c.set("k", b"v", tags=["t"])
+        c.set("p:1", b"v")
+        c.set("other", b"v")
+        with c.subscribe(events.append):
+            c.invalidate("tag", "t", origin=3)
+            c.invalidate("prefix", b"p:", origin=3)
+            c.invalidate("delete", "absent", origin=3)  # still an event
+            c.invalidate("flush", origin=4, flush_time=0)
+        self.assertIsNone(c.get("k"))
+        self.assertIsNone(c.get("p:1"))
+        self.assertIsNone(c.get("other"))
+        self.assertEqual([(e.type, e.name, e.origin) for e in events],
+                         [("tag", b"t", 3), ("prefix", b"p:", 3),
+                          ("delete", b"absent", 3), ("flush", b"", 4)])
+        with self.assertRaises(ValueError):
+            c.invalidate("bogus", "x")
+        with self.assertRaises(TypeError):
+            c.invalidate("tag")
+        with self.assertRaises(corral.InvalidArgument):
+            c.invalidate("delete", "")
+
     def test_replay_and_gap(self):
         c = corral.Cache(4 << 20, event_ring=16)
         try:

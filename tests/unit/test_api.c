@@ -649,6 +649,85 @@ test_get_multi_large(void)
     corral_destroy(c);
 }
 
+/* cache_memlimit: a lower limit evicts at once; stats and config follow;
+ * nonsense limits are refused. */
+static void
+test_set_max_memory(void)
+{
+    corral_config_t cfg, got;
+    corral_t *c;
+    char key[32], val[1000];
+    corral_stats_t st;
+
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    cfg.max_memory = 64u << 20;
+    c = new_cache_cfg(&cfg);
+    memset(val, 'v', sizeof(val));
+    for (int i = 0; i < 20000; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "m%d", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, n, val, sizeof(val), 0, 0),
+                        CORRAL_OK);
+    }
+    st = stats_of(c);
+    CU_ASSERT(st.mem_used > (8u << 20));
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 8u << 20), CORRAL_OK);
+    st = stats_of(c);
+    CU_ASSERT(st.mem_used <= (8u << 20));
+    CU_ASSERT(st.evictions > 0);
+    CU_ASSERT_EQUAL(st.limit_maxbytes, 8u << 20);
+    corral_config_get(c, &got);
+    CU_ASSERT_EQUAL(got.max_memory, 8u << 20);
+    /* stores keep within the new limit */
+    for (int i = 0; i < 5000; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "n%d", i);
+        corral_set(c, key, n, val, sizeof(val), 0, 0);
+        CU_ASSERT(stats_of(c).mem_used <= (8u << 20));
+    }
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 1000), CORRAL_EINVAL);
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 4 * cfg.max_item_size - 1),
+                    CORRAL_EINVAL);
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 128u << 20), CORRAL_OK);
+    CU_ASSERT_EQUAL(stats_of(c).limit_maxbytes, 128u << 20);
+    corral_destroy(c);
+}
+
+/* The result fields meta commands need: the TTL before a touch, and
+ * whether an arithmetic call created its item. */
+static void
+test_result_details(void)
+{
+    corral_t *c = new_cache();
+    corral_get_opts_t o = {0};
+    corral_get_result_t r;
+    corral_arith_opts_t a = {0};
+    corral_arith_result_t ar;
+    corral_item_t *it;
+
+    CU_ASSERT_EQUAL(corral_set(c, K("k"), K("v"), 0, 100), CORRAL_OK);
+    o.flags = CORRAL_GET_TOUCH;
+    o.touch_exptime = 30;
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), &o, &it, &r), CORRAL_OK);
+    CU_ASSERT_EQUAL(r.ttl_before, 100);
+    CU_ASSERT_EQUAL(corral_item_ttl(c, it), 30);
+    corral_item_release(it);
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), NULL, &it, &r),
+                          CORRAL_OK);
+    CU_ASSERT_EQUAL(r.ttl_before, 30);
+    corral_item_release(it);
+
+    a.options = CORRAL_ARITH_VIVIFY;
+    a.delta = 1;
+    a.initial = 7;
+    CU_ASSERT_EQUAL(corral_arith(c, K("n"), &a, &ar), CORRAL_OK);
+    CU_ASSERT_EQUAL(ar.created, 1);
+    CU_ASSERT_EQUAL(ar.value, 7);
+    CU_ASSERT_EQUAL(corral_arith(c, K("n"), &a, &ar), CORRAL_OK);
+    CU_ASSERT_EQUAL(ar.created, 0);
+    CU_ASSERT_EQUAL(ar.value, 8);
+    corral_destroy(c);
+}
+
 static void
 test_get_multi(void)
 {
@@ -2707,6 +2786,8 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_get_copy),
     CU_TEST(test_get_multi),
     CU_TEST(test_get_multi_large),
+    CU_TEST(test_set_max_memory),
+    CU_TEST(test_result_details),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),
