@@ -741,6 +741,29 @@ conn_flush(struct conn *c)
     return 0;
 }
 
+/*
+ * A watcher's output: write, and each time everything queued is written,
+ * let watch.c queue more, until the socket is full or nothing is left.
+ * Bounded, so that one busy watcher yields to the loop; what is still
+ * queued then goes out on EV_WRITE (conn_after_io arms it).
+ */
+static void
+conn_watch_flush(struct conn *c)
+{
+    for (int round = 0; round < 64; round++) {
+        size_t before;
+
+        if (conn_flush(c) != 0 || c->watcher == NULL || conn_closing(c)) {
+            return;
+        }
+        before = c->out_bytes;
+        watch_conn_writable(c->watcher);
+        if (c->out_bytes == before) {
+            return;
+        }
+    }
+}
+
 /* Execute and write until nothing more can be done now. */
 static void
 conn_run(struct conn *c)
@@ -750,6 +773,10 @@ conn_run(struct conn *c)
         int r;
 
         if (c->killed) {
+            return;
+        }
+        if (c->watcher != NULL) {
+            conn_watch_flush(c);
             return;
         }
         r = conn_flush(c);
@@ -823,10 +850,9 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (conn_flush(c) == 0 && !conn_closing(c)) {
-        if (c->watcher != NULL) {
-            watch_conn_writable(c->watcher);
-        }
+    if (c->watcher != NULL) {
+        conn_watch_flush(c);
+    } else if (conn_flush(c) == 0 && !conn_closing(c)) {
         /* Requests held back by back-pressure may now run. */
         conn_run(c);
     }
@@ -844,7 +870,11 @@ bool
 conn_send(struct conn *c)
 {
     if (!c->killed) {
-        conn_flush(c);
+        if (c->watcher != NULL) {
+            conn_watch_flush(c);
+        } else {
+            conn_flush(c);
+        }
     }
     return !conn_after_io(c);
 }

@@ -23,8 +23,11 @@
  * serves since=: a reconnecting watcher resumes at the position of that
  * seq, if it is still held.
  *
- * Lag.  A watcher's cursor may trail head by at most lag_max positions
- * (and never by more than the ring holds).  Beyond that it is sent a
+ * Lag.  A watcher's cursor may trail head by at most lag_max positions,
+ * and never by more than the ring holds.  A watcher that starts further
+ * back (a since= replay) may trail by as much as it started with, an
+ * allowance that shrinks to lag_max as it catches up: only a watcher
+ * that falls further behind is dropped.  A dropped watcher is sent a
  * final "type=lagged next=<seq>" line and its connection is closed: it
  * is never skipped silently, and it may reconnect with since=<seq>.
  *
@@ -117,6 +120,7 @@ struct watcher {
     struct conn *c;
     struct watcher *prev, *next;
     uint64_t pos;             /* next position to serve */
+    uint64_t allow;           /* how far behind head it may be */
     uint64_t node;            /* this server's id, for origin=local */
     bool local_only;
     bool done;                /* final line queued */
@@ -522,7 +526,11 @@ serve(struct watcher *wt)
             pthread_mutex_lock(&hub->lock);
             behind = hub->head - wt->pos;
             pthread_mutex_unlock(&hub->lock);
-            if (behind > hub->lag_max || !ww_fill(ww, wt->pos)) {
+            if (behind < wt->allow) {
+                /* catching up: the allowance shrinks with the gap */
+                wt->allow = behind > hub->lag_max ? behind : hub->lag_max;
+            }
+            if (behind > wt->allow || !ww_fill(ww, wt->pos)) {
                 log_verbose("<%d watcher lagged %llu events behind: closing",
                             conn_fd(wt->c), (unsigned long long)behind);
                 srv_counter_add(&ww->lagged, 1);
@@ -686,6 +694,8 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
             start = hub_find_locked(hub, cmd->since);
         }
     }
+    wt->allow = hub->head - start > hub->lag_max ? hub->head - start
+                                                 : hub->lag_max;
     pthread_mutex_unlock(&hub->lock);
 
     wt->pos = start;
