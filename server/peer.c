@@ -67,6 +67,11 @@
 #define PEER_BACKOFF_MIN 0.1
 #define PEER_BACKOFF_MAX 5.0
 
+/* The link's kernel receive buffer: bounded, like the peer's send buffer
+ * for watchers, so that a node that stops reading is seen to fall behind
+ * by its peer rather than hidden by the kernel's autotuning. */
+#define PEER_RCVBUF (256 << 10)
+
 #define PEER_STATE_TABLE(X)                                                   \
     X(DOWN, "down")             /* waiting to reconnect */                    \
     X(CONNECTING, "connecting") /* connect() in progress */                   \
@@ -203,8 +208,11 @@ link_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         if (fd < 0) {
             continue;
         }
+        int rcvbuf = PEER_RCVBUF;
+
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 #ifdef TCP_KEEPIDLE
         {
             int idle = 5, intvl = 2, cnt = 3;

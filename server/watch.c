@@ -33,7 +33,9 @@
  *
  * Back-pressure.  A watcher is served only while its connection has less
  * than WATCH_OUT_HIGH bytes unsent; the rest waits in the ring until
- * conn.c reports the output drained (watch_conn_writable()).
+ * conn.c reports the output drained (watch_conn_writable()).  Its kernel
+ * send buffer is bounded too (WATCH_SNDBUF), so that a watcher that
+ * stops reading is seen to fall behind.
  *
  * Locks and threads.  hub->lock guards the ring, head, next_seq, the
  * pending-gap mark and each ww->attached; it is a leaf (see watch.h).
@@ -45,6 +47,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,6 +71,10 @@
 
 /* The smallest history. */
 #define WATCH_HISTORY_MIN 16
+
+/* A watcher's kernel send buffer: without a bound the kernel's autotuning
+ * would hide megabytes of backlog from the lag check. */
+#define WATCH_SNDBUF (256 << 10)
 
 struct wslot {
     uint64_t seq;
@@ -325,6 +332,14 @@ hub_avail_locked(const struct watch_hub *hub)
 static uint64_t
 hub_seq_at_locked(const struct watch_hub *hub, uint64_t pos)
 {
+    uint64_t oldest = hub_oldest_locked(hub);
+
+    if (pos < oldest) {
+        /* Overwritten: seqs grow by at least one per position, so this
+         * is below what the ring holds, and since= from it is a gap. */
+        uint64_t s = hub->ring[oldest % hub->cap].seq;
+        return s > oldest - pos ? s - (oldest - pos) : 1;
+    }
     if (pos < hub_avail_locked(hub)) {
         return hub->ring[pos % hub->cap].seq;
     }
@@ -517,6 +532,25 @@ serve(struct watcher *wt)
     struct watch_hub *hub = ww->hub;
     uint64_t sent = 0;
 
+    if (!wt->done && conn_out_pending(wt->c) >= WATCH_OUT_HIGH) {
+        /* Not reading: drop it once it is too far behind, rather than
+         * when it reads again.  The last line waits behind the output
+         * already queued; memory stays bounded by WATCH_OUT_HIGH. */
+        uint64_t behind, oldest;
+
+        pthread_mutex_lock(&hub->lock);
+        behind = hub->head - wt->pos;
+        oldest = hub_oldest_locked(hub);
+        pthread_mutex_unlock(&hub->lock);
+        if (behind > wt->allow || wt->pos < oldest) {
+            log_verbose("<%d watcher not reading, %llu events behind: "
+                        "closing", conn_fd(wt->c),
+                        (unsigned long long)behind);
+            srv_counter_add(&ww->lagged, 1);
+            watcher_finish(wt, PROTO_WEV_LAGGED);
+        }
+        return;
+    }
     while (!wt->done && conn_out_pending(wt->c) < WATCH_OUT_HIGH) {
         const char *lines;
 
@@ -715,6 +749,11 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
     atomic_fetch_add_explicit(&ww->nwatchers, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&hub->watchers, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&hub->watchers_total, 1, memory_order_relaxed);
+    {
+        int sndbuf = WATCH_SNDBUF;
+        setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf,
+                   sizeof(sndbuf));
+    }
     conn_watch_begin(c, wt);
     serve(wt);
     return 0;

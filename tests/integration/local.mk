@@ -11,7 +11,8 @@ INTEGRATION_TESTS = \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \
 	tests/integration/test_differential.py \
-	tests/integration/test_invalidation.py
+	tests/integration/test_invalidation.py \
+	tests/integration/test_peers.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
