@@ -145,6 +145,9 @@ struct watch_hub {
     uint64_t head;            /* positions written so far */
     uint64_t next_seq;        /* the seq the next event will carry */
     bool gap_open;            /* the last slot is a GAP awaiting `next` */
+    _Atomic uint64_t avail;   /* positions readers may serve, published
+                               * after they are written (a hint, read
+                               * without the lock) */
     unsigned nworkers;
     struct watch_worker **ww; /* by worker id */
 
@@ -155,6 +158,7 @@ struct watch_hub {
 };
 
 static void ww_on_async(struct ev_loop *loop, ev_async *a, int revents);
+static uint64_t hub_avail_locked(const struct watch_hub *hub);
 
 /* ---------------------------------------------------------------------- */
 /* Hub                                                                    */
@@ -302,6 +306,8 @@ watch_record(struct watch_hub *hub, const struct proto_watch_event *ev)
         hub->next_seq = ev->seq + 1;
     }
     hub->head++;
+    atomic_store_explicit(&hub->avail, hub_avail_locked(hub),
+                          memory_order_release);
     for (unsigned i = 0; i < hub->nworkers; i++) {
         struct watch_worker *ww = hub->ww[i];
         if (ww != NULL && ww->attached &&
@@ -404,6 +410,11 @@ ww_fill(struct watch_worker *ww, uint64_t from)
     n = avail > from ? avail - from : 0;
     if (n > WATCH_BATCH) {
         n = WATCH_BATCH;
+    }
+    if (n == 0) {
+        /* nothing new: keep the batch other watchers may still use */
+        pthread_mutex_unlock(&hub->lock);
+        return true;
     }
     for (uint64_t i = 0; i < n; i++) {
         const struct wslot *s = &hub->ring[(from + i) % hub->cap];
@@ -557,6 +568,10 @@ serve(struct watcher *wt)
         if (!(wt->pos >= ww->lo && wt->pos < ww->hi)) {
             uint64_t behind;
 
+            if (wt->pos >= atomic_load_explicit(&hub->avail,
+                                                memory_order_acquire)) {
+                break; /* caught up: nothing to lock for */
+            }
             pthread_mutex_lock(&hub->lock);
             behind = hub->head - wt->pos;
             pthread_mutex_unlock(&hub->lock);
@@ -571,7 +586,7 @@ serve(struct watcher *wt)
                 watcher_finish(wt, PROTO_WEV_LAGGED);
                 break;
             }
-            if (ww->hi == ww->lo) {
+            if (!(wt->pos >= ww->lo && wt->pos < ww->hi)) {
                 break; /* nothing new */
             }
         }
