@@ -19,3 +19,11 @@ server_near_libcorral_near_la_LDFLAGS = \
 	-export-symbols-regex '^corral_near_'
 
 include_HEADERS += server/near/corral_near.h
+
+# The README's near cache example, built against the in-tree libraries and
+# run by tests/integration/test_near.py.
+noinst_PROGRAMS += server/near/near-example
+server_near_near_example_SOURCES = server/near/example.c
+server_near_near_example_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server/near
+server_near_near_example_LDADD = server/near/libcorral-near.la \
+	engine/libcorral.la

@@ -24,6 +24,10 @@ import harness  # noqa: E402
 
 HELPER = os.path.join(harness.TOP_BUILDDIR, "tests", "integration",
                       "near_helper")
+EXAMPLE = os.path.join(harness.TOP_BUILDDIR, "server", "near", "near-example")
+TOP_SRCDIR = os.environ.get(
+    "top_srcdir",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 
 class Proc:
@@ -132,6 +136,35 @@ def t_outage(res, a, b, srv_box):
     res.check(int(st["applied"]) > 0, "events applied")
 
 
+def t_readme_example(res, port):
+    """The README's example is server/near/example.c, and it works."""
+    with open(os.path.join(TOP_SRCDIR, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(TOP_SRCDIR, "server", "near", "example.c")) as f:
+        src = f.read()
+    begin = "<!-- begin server/near/example.c -->\n```c\n"
+    end = "```\n<!-- end server/near/example.c -->"
+    i, j = readme.find(begin), readme.find(end)
+    res.check(i >= 0 and j > i and readme[i + len(begin):j] == src,
+              "the README's near cache example is server/near/example.c")
+    p = subprocess.Popen([EXAMPLE, "127.0.0.1", str(port)],
+                         stdout=subprocess.PIPE, env=harness.sanitizer_env())
+    try:
+        first = p.stdout.readline()
+        res.eq(first, b"user:42 = row of user:42\n",
+               "the example reads through its near cache")
+        with harness.Client(port) as c:
+            res.eq(c.request(b"invalidate_tag users\r\n"),
+                   b"INVALIDATED\r\n", "invalidate_tag users on the server")
+        res.eq(p.stdout.readline(), b"user:42 is gone from the local cache\n",
+               "the example's local copy goes")
+        res.eq(p.wait(30 * harness.SLOW), 0, "the example exits 0")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def main():
     res = harness.Results("near")
     harness.overall_deadline(200)
@@ -141,6 +174,7 @@ def main():
     try:
         res.run(t_coherence, a, b)
         res.run(t_tags_prefix_flush, a, b)
+        res.run(t_readme_example, srv_box[0].port)
         res.run(t_outage, a, b, srv_box)
     finally:
         res.eq(a.close(), 0, "process A exits 0")
