@@ -9,8 +9,8 @@
  *      the server's engine subscription (exec_events_start)
  *   4. the listening sockets, on the main loop     (EX_OSERR)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
- *   6. the worker threads, with the signals main handles blocked in them
- *   7. the peer links (--peer), on the main loop;
+ *   6. the peer links (--peer), timers on the main loop;
+ *   7. the worker threads, with the signals main handles blocked in them;
  *   8. the main loop runs the accept loop and the peer links (the signal
  *      watchers were set up before step 4, so a signal that comes early
  *      is not lost).
@@ -252,6 +252,18 @@ main(int argc, char **argv)
         return rc;
     }
 
+    /* Peer links: timers on the main loop, which runs them once it runs.
+     * Created before the workers, which read srv.peers for "stats". */
+    if (st.npeers > 0) {
+        srv.peers = peers_create(&srv, srv.main_loop);
+        if (srv.peers == NULL) {
+            listener_destroy(srv.listener);
+            main_stop_events(&srv);
+            corral_destroy(srv.cache);
+            return EX_OSERR;
+        }
+    }
+
     /* Workers inherit a mask blocking the signals main handles. */
     sigemptyset(&block);
     for (size_t i = 0; i < MAIN_NSIGNALS; i++) {
@@ -268,18 +280,6 @@ main(int argc, char **argv)
         main_stop_events(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
-    }
-    if (st.npeers > 0) {
-        srv.peers = peers_create(&srv, srv.main_loop);
-        if (srv.peers == NULL) {
-            listener_stop(srv.listener);
-            worker_drain_all(&srv);
-            worker_join_all(&srv);
-            listener_destroy(srv.listener);
-            main_stop_events(&srv);
-            corral_destroy(srv.cache);
-            return EX_OSERR;
-        }
     }
 
     log_info("corrald %s: %u threads, %zu MB, max item %zu bytes, "

@@ -89,16 +89,16 @@
     X(DRAIN, 0, "shutdown-timeout", "CORRAL_SHUTDOWN_TIMEOUT", "<secs>",      \
       "on SIGTERM, wait this long for replies to drain (default: 10)")       \
     X(PEER, 0, "peer", "CORRAL_PEERS", "<host:port>",                         \
-      "apply this node's invalidations here (repeatable; the variable\n"     \
-      "                          takes a list separated by commas or spaces)")\
+      "a peer whose invalidations apply here (repeatable;\n"                 \
+      "                          CORRAL_PEERS: a list, commas or spaces)")    \
     X(WATCH_HISTORY, 0, "watch-history", "CORRAL_WATCH_HISTORY", "<num>",     \
       "invalidation events kept for watchers that reconnect\n"               \
-      "                          (default: 65536; 0 turns watch and peers off)")\
+      "                          (default: 65536; 0: no watch, no peers)")   \
     X(WATCH_LAG, 0, "watch-lag", "CORRAL_WATCH_LAG", "<num>",                 \
-      "drop a watcher this many events behind (default: the history)")        \
+      "drop a watcher this far behind (default: the history)")                \
     X(KEY_TAGS, 0, "key-tags", "CORRAL_KEY_TAGS", "<char>",                   \
       "stores also tag a key with the list after its last <char>\n"          \
-      "                          (\"page:1#user:7,site\" with '#'; default: off)")
+      "                          (\"page:1#u:7,site\" with '#'; default: off)")
 
 enum opt_id {
 #define OPT_ENUM(id, sf, lf, env, arg, help) OPT_##id,
