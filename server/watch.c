@@ -105,6 +105,8 @@ struct watch_worker {
     ev_async async;
     bool attached;            /* under hub->lock */
     atomic_uint nwatchers;    /* read by watch_record() */
+    atomic_bool signalled;    /* an ev_async is pending or the worker is
+                               * serving: recorders need not send one */
     struct watcher *list;     /* owner thread */
 
     /* the batch last copied out: positions [lo, hi) */
@@ -306,12 +308,15 @@ watch_record(struct watch_hub *hub, const struct proto_watch_event *ev)
         hub->next_seq = ev->seq + 1;
     }
     hub->head++;
-    atomic_store_explicit(&hub->avail, hub_avail_locked(hub),
-                          memory_order_release);
+    /* seq_cst, paired with ww_on_async(): either this sees the worker's
+     * cleared flag, or the worker sees this position (see there) */
+    atomic_store(&hub->avail, hub_avail_locked(hub));
     for (unsigned i = 0; i < hub->nworkers; i++) {
         struct watch_worker *ww = hub->ww[i];
         if (ww != NULL && ww->attached &&
-            atomic_load_explicit(&ww->nwatchers, memory_order_relaxed) > 0) {
+            atomic_load_explicit(&ww->nwatchers, memory_order_relaxed) > 0 &&
+            !atomic_load(&ww->signalled) &&
+            !atomic_exchange(&ww->signalled, true)) {
             ev_async_send(ww->w->loop, &ww->async);
         }
     }
@@ -613,20 +618,44 @@ serve(struct watcher *wt)
     }
 }
 
+/*
+ * A worker's wake-up: serve every watcher.  Recorders send an ev_async
+ * only when `signalled` is clear, and it stays set while this runs, so a
+ * burst of events costs one wake-up and no system call per event.  After
+ * a round the flag is cleared and the published position read again
+ * (both seq_cst, against the recorder's store of the position and load
+ * of the flag): events recorded during the round are either seen here,
+ * and served in another round, or find the flag clear and send a new
+ * ev_async.
+ */
 static void
 ww_on_async(struct ev_loop *loop, ev_async *a, int revents)
 {
     struct watch_worker *ww = a->data;
     struct watcher *wt, *next;
+    uint64_t seen;
 
-    (void)loop;
     (void)revents;
-    for (wt = ww->list; wt != NULL; wt = next) {
-        struct conn *c = wt->c;
+    for (int round = 0;; round++) {
+        seen = atomic_load(&ww->hub->avail);
+        for (wt = ww->list; wt != NULL; wt = next) {
+            struct conn *c = wt->c;
 
-        next = wt->next;
-        serve(wt);
-        conn_send(c); /* may close c and free wt */
+            next = wt->next;
+            serve(wt);
+            conn_send(c); /* may close c and free wt */
+        }
+        atomic_store(&ww->signalled, false);
+        if (atomic_load(&ww->hub->avail) == seen ||
+            atomic_exchange(&ww->signalled, true)) {
+            break; /* nothing new, or a recorder signalled again */
+        }
+        if (round == 7) {
+            /* still busy: let the loop serve the worker's clients, and
+             * come back (the flag is ours, so nobody else signals) */
+            ev_async_send(loop, &ww->async);
+            break;
+        }
     }
 }
 
