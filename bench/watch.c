@@ -8,7 +8,8 @@
  *               time until the last watcher has it.  For each W in
  *               --watchers.
  *   throughput  the server's rate of overwrites (sets on existing keys,
- *               each an event) with pipelined connections, for corrald
+ *               each an event) with pipelined connections, and the
+ *               server's CPU time per set (from /proc), for corrald
  *               without the invalidation machinery (--watch-history 0),
  *               with it and no watcher, and with each W in --watchers
  *               (a second thread reads and discards their streams).
@@ -294,10 +295,10 @@ drain_main(void *arg)
 }
 
 /* Overwrites for @secs seconds: @conns connections, @pipe sets in flight
- * each.  Returns ops/s. */
+ * each.  Returns ops/s; *out_ops the operations counted. */
 static double
 load_sets(const struct target *t, unsigned conns, unsigned pipe,
-          unsigned keys, double secs)
+          unsigned keys, double secs, uint64_t *out_ops)
 {
     int *fds = bench_calloc(conns, sizeof(int));
     unsigned *inflight = bench_calloc(conns, sizeof(unsigned));
@@ -386,6 +387,7 @@ load_sets(const struct target *t, unsigned conns, unsigned pipe,
     free(inflight);
     free(partial);
     free(evs);
+    *out_ops = ops;
     return (double)ops / secs;
 }
 
@@ -411,6 +413,7 @@ struct tconf {
     unsigned watchers;
     double best, sum;
     uint64_t lines;
+    uint64_t ops, cpu_ns; /* for the server's CPU time per set */
 };
 
 static void
@@ -440,6 +443,7 @@ run_throughput(const struct wopts *o)
             struct drain d;
             pthread_t tid;
             double rate;
+            uint64_t ops = 0, cpu0 = 0, cpu1 = 0;
 
             memset(&t, 0, sizeof(t));
             memset(&d, 0, sizeof(d));
@@ -455,9 +459,11 @@ run_throughput(const struct wopts *o)
             }
             atomic_init(&d.stop, false);
             pthread_create(&tid, NULL, drain_main, &d);
+            bench_proc_cpu_ns(t.pid, &cpu0);
             rate = load_sets(&t, o->conns, o->pipeline, o->keys,
-                             o->duration);
+                             o->duration, &ops);
             usleep(200000);
+            bench_proc_cpu_ns(t.pid, &cpu1);
             atomic_store(&d.stop, true);
             pthread_join(tid, NULL);
             for (unsigned i = 0; i < d.n; i++) {
@@ -470,15 +476,27 @@ run_throughput(const struct wopts *o)
                 cf[c].best = rate;
             }
             cf[c].lines += d.lines;
-            printf("  round %u  %-12s %9.0f sets/s  %10llu lines read\n",
-                   r + 1, cf[c].name, rate, (unsigned long long)d.lines);
+            cf[c].ops += ops;
+            cf[c].cpu_ns += cpu1 - cpu0;
+            printf("  round %u  %-12s %9.0f sets/s  server %5.2f us/set  "
+                   "%10llu lines read\n",
+                   r + 1, cf[c].name, rate,
+                   ops > 0 ? (double)(cpu1 - cpu0) / 1e3 / (double)ops : 0,
+                   (unsigned long long)d.lines);
         }
     }
-    printf("  summary (mean of rounds; ratio to 'no history'):\n");
+    printf("  summary (mean of rounds; ratios to 'no history'):\n");
     for (size_t c = 0; c < ncf; c++) {
         double mean = cf[c].sum / o->rounds;
-        printf("  %-12s %9.0f sets/s  x%.2f\n", cf[c].name, mean,
-               mean / (cf[0].sum / o->rounds));
+        double us = cf[c].ops > 0
+                        ? (double)cf[c].cpu_ns / 1e3 / (double)cf[c].ops
+                        : 0;
+        double us0 = cf[0].ops > 0
+                         ? (double)cf[0].cpu_ns / 1e3 / (double)cf[0].ops
+                         : 0;
+        printf("  %-12s %9.0f sets/s  x%.2f   server %5.2f us/set  x%.2f\n",
+               cf[c].name, mean, mean / (cf[0].sum / o->rounds), us,
+               us0 > 0 ? us / us0 : 0);
     }
 }
 

@@ -5,8 +5,8 @@
  *
  *   engine event ──► exec.c ──► watch_record()          (changing thread)
  *                                 │ lock; ring[head % cap] = event; head++
- *                                 │ ev_async_send() to every worker
- *                                 ▼ with watchers; unlock
+ *                                 │ publish avail; ev_async_send() to each
+ *                                 ▼ worker with watchers not yet signalled
  *   worker loop: ww_on_async() ──► serve(watcher) for each of its watchers
  *                                 │ batch = ring[cursor .. head) copied
  *                                 │ under the lock, each line composed
@@ -38,18 +38,21 @@
  * stops reading is seen to fall behind.
  *
  * Locks and threads.  hub->lock guards the ring, head, next_seq, the
- * pending-gap mark and each ww->attached; it is a leaf (see watch.h).
- * A struct watch_worker and its watchers belong to that worker's thread,
- * except `nwatchers` (atomic, read by watch_record()) and the counters
- * (single writer, read by "stats").  Hub counters are atomics.
+ * pending-gap mark and each ww->attached; it is a leaf (see watch.h),
+ * held by readers only to copy a batch out.  hub->avail publishes head
+ * for readers that only want to know whether anything is new.  A struct
+ * watch_worker and its watchers belong to that worker's thread, except
+ * `nwatchers` and `signalled` (atomics shared with watch_record(), see
+ * ww_on_async()) and the counters (single writer, read by "stats").  Hub
+ * counters are atomics.
  */
 #include "watch.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <ev.h>
