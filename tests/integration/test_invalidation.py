@@ -489,10 +489,21 @@ def t_disabled(res):
                    "invalidation still works")
             res.check(not hit(c, b"k"), "and takes effect")
         res.eq(srv.stop(), 0, "exit 0")
-    p = harness.corrald(["--watch-history", "0", "--peer", "127.0.0.1:1"],
-                        wait=False)
-    rc = p.wait(timeout=10)
-    res.eq(rc, 64, "--peer without a history is a usage error")
+    for args, what in (
+            (["--watch-history", "0", "--peer", "127.0.0.1:1"],
+             "--peer without a history"),
+            (["--peer", "nohost"], "--peer without a port"),
+            (["--peer", "h:0"], "--peer with port 0"),
+            (["--key-tags", "ab"], "--key-tags with two characters"),
+            (["--watch-history", "100", "--watch-lag", "200"],
+             "--watch-lag above the history")):
+        p = harness.corrald(args, wait=False)
+        res.eq(p.wait(timeout=10), 64, what + " is a usage error")
+        p.close()
+    env = harness.sanitizer_env()
+    env["CORRAL_PEERS"] = "127.0.0.1:1,bad"
+    p = harness.corrald([], env=env, wait=False)
+    res.eq(p.wait(timeout=10), 64, "a bad CORRAL_PEERS entry is a usage error")
     p.close()
 
 

@@ -235,6 +235,9 @@ def t_restart(res, cl):
              "A and B flush")
     res.check(not hit(a, b"survivor") and not hit(b, b"survivor"),
               "a killed peer's restart flushes the nodes linked to it")
+    res.eq(inv_stats(c)["peer_flushes"], "2",
+           "the restarted node flushes once per link it had no history "
+           "with")
     # and the links work both ways again
     for p in cl.ports:
         request(p, b"tset back:%d 0 0 1 after\r\nx\r\n" % p)
