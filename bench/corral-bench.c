@@ -7,6 +7,8 @@
  *   corral-bench trace   FILE.zst --capacity N [--policy P]
  *   corral-bench trace-table [DIR]   every trace, 1 % and 10 %, all policies
  *   corral-bench memory  [options]   resident memory / limit, bytes per item
+ *   corral-bench watch   [options]   invalidation stream latency and cost,
+ *                                    tag invalidation time
  *
  * Each mode prints its own usage with --help.  See bench/README.md for the
  * commands and the figures they printed.
@@ -42,6 +44,9 @@ usage(FILE *f)
             "  memory       fill past a byte limit: resident memory / limit "
             "and\n"
             "               bytes per item, beside memcached and corrald\n"
+            "  watch        invalidation stream: delivery latency, server\n"
+            "               throughput with watchers, tag invalidation "
+            "time\n"
             "\n"
             "corral-bench MODE --help describes a mode's options.\n",
             corral_version());
@@ -78,6 +83,9 @@ main(int argc, char **argv)
     }
     if (strcmp(mode, "memory") == 0) {
         return bench_memory_main(argc - 1, argv + 1);
+    }
+    if (strcmp(mode, "watch") == 0) {
+        return bench_watch_main(argc - 1, argv + 1);
     }
     fprintf(stderr, "corral-bench: unknown mode '%s'\n\n", mode);
     usage(stderr);

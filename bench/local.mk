@@ -19,7 +19,8 @@ bench_corral_bench_SOURCES = \
 	bench/net.c \
 	bench/spawn.c \
 	bench/spawn.h \
-	bench/trace.c
+	bench/trace.c \
+	bench/watch.c
 bench_corral_bench_CFLAGS = $(AM_CFLAGS) $(XXHASH_CFLAGS) $(ZSTD_CFLAGS)
 bench_corral_bench_LDADD = engine/libcorral.la $(XXHASH_LIBS) $(ZSTD_LIBS) \
 	-lpthread -lm

@@ -156,7 +156,7 @@ void
 spawn_server(struct target *t, const char *kind, const struct spawn_opts *o)
 {
     char threads[16], port[16], mem[16], conns[16];
-    const char *argv[20];
+    const char *argv[40];
     int argc = 0;
     pid_t pid;
 
@@ -202,6 +202,11 @@ spawn_server(struct target *t, const char *kind, const struct spawn_opts *o)
     argv[argc++] = mem;
     argv[argc++] = "-c";
     argv[argc++] = conns;
+    for (size_t i = 0; o->extra_args != NULL && o->extra_args[i] != NULL &&
+                       argc < 39;
+         i++) {
+        argv[argc++] = o->extra_args[i];
+    }
     argv[argc] = NULL;
 
     printf("spawn:");

@@ -28,6 +28,8 @@ struct spawn_opts {
     unsigned threads;          /* -t */
     unsigned memory_mb;        /* -m */
     unsigned max_conns;        /* -c */
+    const char *const *extra_args; /* more arguments, NULL-terminated, or
+                                    * NULL */
 };
 
 /*

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential autoconf automake libtool pkg-config
       libjemalloc-dev libev-dev libxxhash-dev libcunit1-dev libzstd-dev zstd
-      memcached libmemcached-tools libmemcached-dev
+      memcached libmemcached-tools libmemcached-dev nutcracker
       python3 python3-dev python3-setuptools python3-pymemcache python3-pylibmc
       clang-14 libclang-rt-14-dev libfuzzer-14-dev valgrind procps"
 missing=""

@@ -42,8 +42,10 @@
  * Streams.  After "watch" a connection becomes a stream: conn_process()
  * discards its input (read only to notice EOF), and its producer queues
  * output with conn_stream_send() from the worker's own callbacks; the
- * producer hears when the queue has been written (ops->writable) and
- * when the connection closes (ops->closed, before it is freed).
+ * producer hears when the queue has been written (ops->writable, which
+ * may queue more), when the server drains (ops->drain) and when the
+ * connection closes (ops->closed, before it is freed).  Producers that
+ * queue from their own callbacks (conn_out_copy) then call conn_send().
  *
  * Threads: a connection is used only by its worker's thread.  `state`,
  * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
@@ -510,6 +512,12 @@ conn_out_full(const struct conn *c)
     return c->out_bytes >= CONN_OUT_MAX;
 }
 
+size_t
+conn_out_pending(const struct conn *c)
+{
+    return c->out_bytes;
+}
+
 void
 conn_swallow(struct conn *c, size_t n)
 {
@@ -552,18 +560,13 @@ conn_fd(const struct conn *c)
     return c->fd;
 }
 
-size_t
-conn_out_pending(const struct conn *c)
-{
-    return c->out_bytes;
-}
-
 void
 conn_stream_begin(struct conn *c, const struct conn_stream_ops *ops,
                   void *ud)
 {
     c->stream = ops;
     c->stream_ud = ud;
+    conn_set_state(c, CONN_WATCH);
 }
 
 const char *
@@ -759,6 +762,30 @@ conn_flush(struct conn *c)
     return 0;
 }
 
+/*
+ * A stream's output: write, and each time everything queued is written,
+ * let the producer queue more, until the socket is full or nothing is
+ * left.  Bounded, so that one busy stream yields to the loop; what is
+ * still queued then goes out on EV_WRITE (conn_after_io arms it).
+ */
+static void
+conn_stream_flush(struct conn *c)
+{
+    for (int round = 0; round < 64; round++) {
+        size_t before;
+
+        if (conn_flush(c) != 0 || conn_closing(c) ||
+            c->stream->writable == NULL) {
+            return;
+        }
+        before = c->out_bytes;
+        c->stream->writable(c->stream_ud);
+        if (c->out_bytes == before) {
+            return;
+        }
+    }
+}
+
 /* Execute and write until nothing more can be done now. */
 static void
 conn_run(struct conn *c)
@@ -768,6 +795,10 @@ conn_run(struct conn *c)
         int r;
 
         if (c->killed) {
+            return;
+        }
+        if (c->stream != NULL) {
+            conn_stream_flush(c);
             return;
         }
         r = conn_flush(c);
@@ -841,23 +872,35 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (conn_flush(c) == 0 && !conn_closing(c)) {
+    if (c->stream != NULL) {
+        conn_stream_flush(c);
+    } else if (conn_flush(c) == 0 && !conn_closing(c)) {
         /* Requests held back by back-pressure may now run. */
         conn_run(c);
     }
-    if (conn_after_io(c)) {
-        return;
+    conn_after_io(c);
+}
+
+bool
+conn_send(struct conn *c)
+{
+    if (!c->killed) {
+        if (c->stream != NULL) {
+            conn_stream_flush(c);
+        } else {
+            conn_flush(c);
+        }
     }
-    if (c->stream != NULL && c->head == c->niov && !conn_closing(c) &&
-        c->stream->writable != NULL) {
-        c->stream->writable(c->stream_ud);
-    }
+    return !conn_after_io(c);
 }
 
 void
 conn_drain(struct conn *c)
 {
     c->draining = true;
+    if (c->stream != NULL && c->stream->drain != NULL && !conn_closing(c)) {
+        c->stream->drain(c->stream_ud);
+    }
     if (!conn_closing(c) && !c->eof && !c->paused) {
         conn_read_once(c);
         if (!c->killed) {
@@ -871,14 +914,9 @@ bool
 conn_stream_send(struct conn *c, const void *p, size_t n)
 {
     if (!conn_out_copy(c, p, n)) {
-        conn_close(c);
-        return false;
+        c->killed = true;
     }
-    if (conn_flush(c) < 0) {
-        conn_close(c);
-        return false;
-    }
-    return !conn_after_io(c);
+    return conn_send(c);
 }
 
 bool

@@ -102,6 +102,9 @@ void conn_out_rewind(struct conn *c, const struct conn_mark *m);
  * executing requests for this connection until it drains. */
 bool conn_out_full(const struct conn *c);
 
+/* conn_out_pending - bytes queued and not yet written. */
+size_t conn_out_pending(const struct conn *c);
+
 /* ---- control, for exec.c ---- */
 
 /* conn_swallow - discard the next @n input bytes (a refused data block). */
@@ -128,8 +131,11 @@ size_t conn_out_pending(const struct conn *c);
  * timeout, and closes on SIGTERM once its output is written.
  */
 struct conn_stream_ops {
-    /* Everything queued so far has been written: room for more. */
+    /* Everything queued so far has been written: queue more now if there
+     * is any (conn_out_copy; never send or close from here). */
     void (*writable)(void *ud);
+    /* SIGTERM: queue a last line if wanted (optional; the same rules). */
+    void (*drain)(void *ud);
     /* The connection is closing: forget it (it is freed on return). */
     void (*closed)(void *ud);
 };
@@ -149,6 +155,14 @@ void conn_stream_begin(struct conn *c, const struct conn_stream_ops *ops,
  * Returns false in that case.
  */
 bool conn_stream_send(struct conn *c, const void *p, size_t n);
+
+/*
+ * conn_send - write what is queued now (on a stream, asking its producer
+ * for more as it drains) and close @c if it is done.  For producers that
+ * queued with conn_out_copy() from their own callbacks, never from
+ * inside conn.c's.  Returns false when @c was closed (and freed).
+ */
+bool conn_send(struct conn *c);
 
 /* conn_streaming - true once conn_stream_begin() was called. */
 bool conn_streaming(const struct conn *c);

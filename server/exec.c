@@ -45,8 +45,14 @@
 #include "listener.h"
 #include "log.h"
 #include "logstream.h"
+#include "peer.h"
 #include "server.h"
+#include "watch.h"
 #include "worker.h"
+
+_Static_assert(PROTO_TAGS_MAX == CORRAL_TAGS_MAX &&
+                   PROTO_TAG_MAX == CORRAL_TAG_MAX,
+               "the protocol's tag limits are the engine's");
 
 /* The version memcached clients see: the protocol level first, so that
  * clients which test the version for meta command support keep working,
@@ -140,6 +146,13 @@ out_stat_u64(struct exec_ctx *x, const char *name, uint64_t v)
     char num[24];
     snprintf(num, sizeof(num), "%" PRIu64, v);
     out_stat(x, name, num);
+}
+
+/* A "STAT name value" line from another module (peers_report). */
+static void
+exec_stat_cb(const char *name, const char *value, void *ud)
+{
+    out_stat(ud, name, value);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -424,18 +437,87 @@ exec_mode(proto_store_mode_t m)
     }
 }
 
+/*
+ * The tags of a store: those of the request (tset & co, ms G) and, when
+ * the server reads tags from keys (--key-tags), those the key names;
+ * duplicates once.  NUL-terminated copies in @t, pointers in @out.
+ * Returns the count, or -1 when there are more than CORRAL_TAGS_MAX.
+ */
+struct exec_tags {
+    char name[CORRAL_TAGS_MAX][CORRAL_TAG_MAX + 1];
+    const char *ptr[CORRAL_TAGS_MAX];
+};
+
+static int
+exec_tags_add(struct exec_tags *t, int n, const char *list, size_t len)
+{
+    struct proto_iter it;
+    const char *tag;
+    size_t tn;
+
+    proto_tags_list_begin(&it, list, len);
+    while (proto_tag_next(&it, &tag, &tn)) {
+        bool dup = false;
+
+        for (int i = 0; i < n && !dup; i++) {
+            dup = strlen(t->ptr[i]) == tn && memcmp(t->ptr[i], tag, tn) == 0;
+        }
+        if (dup) {
+            continue;
+        }
+        if (n == CORRAL_TAGS_MAX) {
+            return -1;
+        }
+        memcpy(t->name[n], tag, tn);
+        t->name[n][tn] = '\0';
+        t->ptr[n] = t->name[n];
+        n++;
+    }
+    return n;
+}
+
+static int
+exec_tags(struct exec_ctx *x, const struct proto_cmd *cmd,
+          struct exec_tags *t)
+{
+    int n = 0;
+    const char *list;
+    size_t len;
+
+    if (cmd->ntags > 0) {
+        n = exec_tags_add(t, n, cmd->tags, cmd->tags_len);
+    }
+    if (n >= 0 && x->st->key_tags != 0 &&
+        proto_key_tags(cmd->key, cmd->nkey, x->st->key_tags, &list,
+                       &len) > 0) {
+        n = exec_tags_add(t, n, list, len);
+    }
+    if (n > 0) {
+        srv_counter_add(&conn_worker(x->c)->counters.cmd_tagged_store, 1);
+    }
+    return n;
+}
+
 static void
 exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
     corral_store_opts_t o = {0};
     struct exec_seen seen;
     corral_status_t st;
+    struct exec_tags tags;
+    int ntags = exec_tags(x, cmd, &tags);
 
+    if (ntags < 0) {
+        classic_err(x, cmd, PROTO_ERR_TAGS);
+        return;
+    }
     o.mode = exec_mode(cmd->store_mode);
     o.flags = cmd->flags;
     o.exptime = cmd->exptime;
     o.cas = cmd->store_mode == PROTO_STORE_CAS ? cmd->cas : 0;
     log_peek(x, cmd->key, cmd->nkey, &seen);
+    o.tags = ntags > 0 ? tags.ptr : NULL;
+    o.ntags = (size_t)ntags;
     st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
                       cmd->nvalue, &o, NULL);
     log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
@@ -869,7 +951,15 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
     uint64_t cas = 0;
     corral_status_t st;
     proto_meta_code_t code;
+    struct exec_tags tags;
+    int ntags = exec_tags(x, cmd, &tags);
 
+    if (ntags < 0) {
+        out_err(x, PROTO_ERR_TAGS);
+        return;
+    }
+    o.tags = ntags > 0 ? tags.ptr : NULL;
+    o.ntags = (size_t)ntags;
     o.mode = exec_mode(m->store_mode);
     if (m->has_cas) {
         o.cas = m->cas;
@@ -1566,6 +1656,8 @@ word_is(const char *w, size_t n, const char *s)
     return n == strlen(s) && memcmp(w, s, n) == 0;
 }
 
+static void exec_stats_invalidations(struct exec_ctx *x);
+
 static void
 exec_stats(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
@@ -1616,9 +1708,224 @@ exec_stats(struct exec_ctx *x, const struct proto_cmd *cmd)
         }
     } else if (word_is(w, n, "cachedump")) {
         out_err(x, PROTO_ERR_STATS_CACHEDUMP_DISABLED);
+    } else if (word_is(w, n, "invalidations")) {
+        exec_stats_invalidations(x);
     } else {
         out_err(x, PROTO_ERR_ERROR);
     }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Invalidation: invalidate_tag, invalidate_prefix, watch invalidations   */
+
+static void
+exec_invalidate(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    struct worker_counters *wc = &conn_worker(x->c)->counters;
+    corral_status_t st;
+
+    if (cmd->type == PROTO_CMD_INVALIDATE_TAG) {
+        char tag[CORRAL_TAG_MAX + 1];
+
+        memcpy(tag, cmd->tags, cmd->tags_len);
+        tag[cmd->tags_len] = '\0';
+        srv_counter_add(&wc->cmd_invalidate_tag, 1);
+        st = corral_invalidate_tag(x->cache, tag);
+    } else {
+        srv_counter_add(&wc->cmd_invalidate_prefix, 1);
+        st = corral_invalidate_prefix(x->cache, cmd->key, cmd->nkey);
+    }
+    if (st != CORRAL_OK) {
+        classic_err(x, cmd, PROTO_ERR_INVALIDATE_FAILED);
+    } else if (!cmd->noreply) {
+        out_bytes(x, PROTO_INVALIDATED_LINE,
+                  sizeof(PROTO_INVALIDATED_LINE) - 1);
+    }
+}
+
+/*
+ * "stats invalidations": Corral's own counters for tags, invalidations,
+ * watchers and peers (a subcommand, so that the general "stats" keeps
+ * memcached's list of names).
+ */
+static void
+exec_stats_invalidations(struct exec_ctx *x)
+{
+    corral_stats_t cs;
+    struct server_snapshot ss;
+    char v[32];
+
+    memset(&cs, 0, sizeof(cs));
+    corral_stats(x->cache, &cs, sizeof(cs));
+    server_snapshot(x->srv, &ss);
+    snprintf(v, sizeof(v), "%016" PRIx64, x->srv->node_id);
+    out_stat(x, "node_id", v);
+    out_stat_u64(x, "cmd_invalidate_tag", ss.cmd_invalidate_tag);
+    out_stat_u64(x, "cmd_invalidate_prefix", ss.cmd_invalidate_prefix);
+    out_stat_u64(x, "cmd_tagged_store", ss.cmd_tagged_store);
+    out_stat_u64(x, "tag_invalidations", cs.tag_invalidations);
+    out_stat_u64(x, "prefix_invalidations", cs.prefix_invalidations);
+    out_stat_u64(x, "prefix_rules", cs.prefix_rules);
+    out_stat_u64(x, "tags_live", cs.tags_live);
+    out_stat_u64(x, "get_invalidated", cs.get_invalidated);
+    out_stat_u64(x, "events", cs.events);
+    if (x->srv->watch != NULL) {
+        struct watch_stats ws;
+
+        watch_stats_get(x->srv->watch, &ws);
+        out_stat_u64(x, "watch_history", ws.history);
+        out_stat_u64(x, "watch_history_used", ws.history_used);
+        out_stat_u64(x, "watch_next_seq", ws.next_seq);
+        out_stat_u64(x, "watch_events", ws.events);
+        out_stat_u64(x, "watchers", ws.watchers);
+        out_stat_u64(x, "watchers_total", ws.watchers_total);
+        out_stat_u64(x, "watch_lines_sent", ws.lines_sent);
+        out_stat_u64(x, "watchers_lagged", ws.watchers_lagged);
+        out_stat_u64(x, "watch_gaps", ws.gaps);
+        out_stat_u64(x, "watch_replays", ws.replays);
+    }
+    if (x->srv->peers != NULL) {
+        peers_report(x->srv->peers, exec_stat_cb, x);
+    }
+    out_reply(x, PROTO_REPLY_END);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Engine events, and invalidations received from peers                   */
+
+static proto_wev_t
+exec_wev(corral_event_type_t t)
+{
+    switch (t) {
+    case CORRAL_EVENT_DELETE:
+        return PROTO_WEV_DELETE;
+    case CORRAL_EVENT_OVERWRITE:
+        return PROTO_WEV_OVERWRITE;
+    case CORRAL_EVENT_STALE:
+        return PROTO_WEV_STALE;
+    case CORRAL_EVENT_TAG:
+        return PROTO_WEV_TAG;
+    case CORRAL_EVENT_PREFIX:
+        return PROTO_WEV_PREFIX;
+    case CORRAL_EVENT_FLUSH:
+        return PROTO_WEV_FLUSH;
+    case CORRAL_EVENT_GAP:
+    default:
+        return PROTO_WEV_GAP;
+    }
+}
+
+/*
+ * The server's one engine subscription: runs on the thread that made the
+ * change, with no engine lock held, one event at a time.  It only hands
+ * the event to watch_record(), which appends it and signals the workers.
+ * Local changes carry origin 0 in the engine and this node's id on the
+ * stream; relayed ones keep the id of the node they came from.
+ */
+static void
+exec_on_event(const corral_event_t *e, void *ud)
+{
+    struct server *srv = ud;
+    struct proto_watch_event ev;
+    struct timespec ts;
+
+    memset(&ev, 0, sizeof(ev));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ev.type = exec_wev(e->type);
+    ev.ts_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    ev.seq = e->seq;
+    ev.cas = e->cas;
+    ev.origin = e->origin != 0 ? e->origin : srv->node_id;
+    ev.at = e->flush_time;
+    ev.name = e->name;
+    ev.len = e->type == CORRAL_EVENT_FLUSH || e->type == CORRAL_EVENT_GAP
+                 ? 0
+                 : e->len;
+    if (ev.type == PROTO_WEV_GAP) {
+        log_warn("the invalidation history missed engine events from %llu: "
+                 "watchers are told to flush",
+                 (unsigned long long)e->seq);
+    }
+    watch_record(srv->watch, &ev);
+}
+
+int
+exec_events_start(struct server *srv)
+{
+    corral_status_t st;
+
+    srv->watch = watch_hub_create(srv, srv->settings->watch_history,
+                                  srv->settings->watch_lag,
+                                  corral_event_seq(srv->cache));
+    if (srv->watch == NULL) {
+        log_error("out of memory for the invalidation history");
+        return -1;
+    }
+    st = corral_subscribe(srv->cache, exec_on_event, srv, 0,
+                          &srv->events_sub);
+    if (st != CORRAL_OK) {
+        log_error("cannot subscribe to the cache's events: %s",
+                  corral_strerror(st));
+        watch_hub_destroy(srv->watch);
+        srv->watch = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void
+exec_events_stop(struct server *srv)
+{
+    corral_unsubscribe(srv->cache, srv->events_sub);
+    srv->events_sub = NULL;
+}
+
+int
+exec_apply_remote(struct server *srv, const struct proto_watch_event *ev,
+                  uint64_t origin)
+{
+    corral_invalidation_t inv;
+    char tag[CORRAL_TAG_MAX + 1];
+
+    memset(&inv, 0, sizeof(inv));
+    inv.origin = origin;
+    switch (ev->type) {
+    case PROTO_WEV_DELETE:
+    case PROTO_WEV_OVERWRITE:
+    case PROTO_WEV_STALE:
+        /* the key changed there: the copy here is out of date */
+        inv.type = CORRAL_EVENT_DELETE;
+        inv.name = ev->name;
+        inv.len = ev->len;
+        break;
+    case PROTO_WEV_TAG:
+        if (ev->len == 0 || ev->len > CORRAL_TAG_MAX) {
+            return -1;
+        }
+        memcpy(tag, ev->name, ev->len);
+        tag[ev->len] = '\0';
+        inv.type = CORRAL_EVENT_TAG;
+        inv.name = tag;
+        inv.len = ev->len;
+        break;
+    case PROTO_WEV_PREFIX:
+        inv.type = CORRAL_EVENT_PREFIX;
+        inv.name = ev->name;
+        inv.len = ev->len;
+        break;
+    case PROTO_WEV_FLUSH:
+        inv.type = CORRAL_EVENT_FLUSH;
+        inv.flush_time = ev->at;
+        break;
+    case PROTO_WEV_GAP:
+        /* missed events: everything may be stale */
+        inv.type = CORRAL_EVENT_FLUSH;
+        inv.flush_time = 0;
+        break;
+    default:
+        return 0;
+    }
+    return corral_invalidate(srv->cache, &inv) == CORRAL_OK ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1669,11 +1976,13 @@ exec_shutdown(struct exec_ctx *x, const struct proto_cmd *cmd)
 }
 
 /*
- * watch: memcached's log streams (logstream.c), unless -W.  fetchers, mutations
- * and evictions are produced; the other names memcached knows are
- * accepted and send nothing.  As in memcached, a watch behind pipelined
- * requests whose replies are still queued is refused, and once it
- * succeeds the connection only receives the stream.
+ * watch, unless -W: memcached's log streams (logstream.c) or Corral's
+ * "watch invalidations" (watch.c).  Of memcached's streams, fetchers,
+ * mutations and evictions are produced; the other names memcached knows
+ * are accepted and send nothing.  As in memcached, a watch behind
+ * pipelined requests whose replies are still queued is refused, and once
+ * it succeeds the connection only receives the stream (requests after it
+ * are discarded).
  */
 static void
 exec_watch(struct exec_ctx *x, const struct proto_cmd *cmd)
@@ -1686,6 +1995,19 @@ exec_watch(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     if (conn_out_pending(x->c) > 0) {
         out_err(x, PROTO_ERR_WATCH_PIPELINED);
+        return;
+    }
+    if (cmd->watch & PROTO_WATCH(INVALIDATIONS)) {
+        /* Corral's stream, alone (the parser refuses a mix) */
+        if (x->srv->watch == NULL) {
+            out_err(x, PROTO_ERR_WATCH_DISABLED);
+            return;
+        }
+        out_reply(x, PROTO_REPLY_OK);
+        if (watch_add(x->srv->watch, x->c, cmd, x->srv->node_id) != 0) {
+            nomem_err(x, PROTO_ERR_NOMEM);
+            conn_quit(x->c);
+        }
         return;
     }
     if (cmd->watch & PROTO_WATCH(FETCHERS)) {
@@ -1761,6 +2083,16 @@ exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
         break;
     case PROTO_CMD_WATCH:
         exec_watch(x, cmd);
+        break;
+    case PROTO_CMD_TSET:
+    case PROTO_CMD_TADD:
+    case PROTO_CMD_TREPLACE:
+    case PROTO_CMD_TCAS:
+        exec_store(x, cmd);
+        break;
+    case PROTO_CMD_INVALIDATE_TAG:
+    case PROTO_CMD_INVALIDATE_PREFIX:
+        exec_invalidate(x, cmd);
         break;
     case PROTO_CMD_MG:
         exec_mg(x, cmd);

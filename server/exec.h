@@ -8,8 +8,11 @@
 #define CORRALD_EXEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct conn;
+struct server;
+struct proto_watch_event;
 
 /*
  * exec_process - execute the complete requests at the start of @buf.
@@ -37,5 +40,25 @@ void exec_reply_too_large(struct conn *c);
  * commands), or NULL past the last command.  Static storage.
  */
 const char *exec_command_name(size_t slot);
+
+/*
+ * exec_events_start - create the invalidation history (srv->watch) and
+ * subscribe the server to the engine's events, before the workers start.
+ * Returns 0, or -1 with a message logged.
+ * exec_events_stop - end the subscription (no event is recorded after
+ * it returns); the caller then destroys srv->watch.
+ */
+int exec_events_start(struct server *srv);
+void exec_events_stop(struct server *srv);
+
+/*
+ * exec_apply_remote - apply an event received from a peer to this cache,
+ * tagged with @origin (the peer's id) so that it is never sent back to
+ * peers: a key's delete, overwrite or stale mark deletes the key here, a
+ * tag, prefix or flush is applied as such, and a gap flushes everything.
+ * Returns 0, or -1 when the cache refused it.  Any thread.
+ */
+int exec_apply_remote(struct server *srv, const struct proto_watch_event *ev,
+                      uint64_t origin);
 
 #endif /* CORRALD_EXEC_H */

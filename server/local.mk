@@ -23,10 +23,14 @@ server_corrald_SOURCES = \
 	server/main.c \
 	server/metrics.c \
 	server/metrics.h \
+	server/peer.c \
+	server/peer.h \
 	server/server.c \
 	server/server.h \
 	server/settings.c \
 	server/settings.h \
+	server/watch.c \
+	server/watch.h \
 	server/worker.c \
 	server/worker.h
 server_corrald_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server/proto

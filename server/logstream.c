@@ -86,8 +86,8 @@ static void watcher_writable(void *ud);
 static void watcher_closed(void *ud);
 
 static const struct conn_stream_ops watcher_ops = {
-    watcher_writable,
-    watcher_closed,
+    .writable = watcher_writable,
+    .closed = watcher_closed,
 };
 
 static const char *const logstream_status_names[] = {
@@ -223,10 +223,10 @@ watcher_closed(void *ud)
     watcher_free(w);
 }
 
-/* Hand the waiting lines to the connection, if it has written the last
- * ones.  May close the connection, and with it free @w. */
+/* Queue the waiting lines on the connection, if it has written the last
+ * ones.  Closes nothing; the caller sends. */
 static void
-watcher_drain(struct watcher *w)
+watcher_take(struct watcher *w)
 {
     char *buf;
     size_t n;
@@ -241,8 +241,8 @@ watcher_drain(struct watcher *w)
     w->nfill = 0;
     pthread_mutex_unlock(&w->lock);
     w->spare = buf;
-    if (n > 0) {
-        conn_stream_send(w->c, buf, n);
+    if (n > 0 && !conn_out_copy(w->c, buf, n)) {
+        conn_kill(w->c);
     }
 }
 
@@ -251,13 +251,16 @@ watcher_on_wake(struct ev_loop *loop, ev_async *a, int revents)
 {
     (void)loop;
     (void)revents;
-    watcher_drain(a->data);
+    struct watcher *w = a->data;
+
+    watcher_take(w);
+    conn_send(w->c); /* may close the connection and free @w */
 }
 
 static void
 watcher_writable(void *ud)
 {
-    watcher_drain(ud);
+    watcher_take(ud);
 }
 
 /* Append one line for @w (and the skipped notice owed before it).

@@ -5,19 +5,26 @@
  *   1. settings: defaults, environment, flags     (EX_USAGE on bad input)
  *   2. file descriptor limit for -c connections   (EX_OSERR)
  *   3. the engine, from -m and -I                  (EX_USAGE, EX_OSERR)
+ *      and, unless --watch-history is 0, the invalidation history and
+ *      the server's engine subscription (exec_events_start)
  *   4. the listening sockets, on the main loop     (EX_OSERR)
  *      (per-command statistics, log streams and hot keys just before;
  *      the metrics endpoint, --metrics-port, just after)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
- *   6. the worker threads, with the signals main handles blocked in them
- *   7. the main loop runs the accept loop (the signal watchers were set
- *      up before step 4, so a signal that comes early is not lost).
+ *   6. the peer links (--peer), timers on the main loop;
+ *   7. the worker threads, with the signals main handles blocked in them;
+ *   8. the main loop runs the accept loop and the peer links (the signal
+ *      watchers were set up before step 4, so a signal that comes early
+ *      is not lost).
  *
  * Shutdown (SIGTERM, SIGINT, SIGUSR1, or the "shutdown" command):
  *   1. stop accepting and close the listening sockets (metrics too);
  *   2. every worker executes the requests it has received, writes their
  *      replies and closes its connections (bounded by --shutdown-timeout);
- *   3. join the workers, destroy the engine, exit 0.
+ *   3. join the workers (watchers get a last "shutdown" line), close the
+ *      peer links, end the engine subscription, destroy the engine,
+ *      exit 0.  Peer links stop applying events at step 1, when the
+ *      main loop stops.
  */
 #include "config.h"
 
@@ -28,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
@@ -37,14 +45,20 @@
 
 #include <corral.h>
 
+#include "exec.h"
 #include "hotkeys.h"
 #include "listener.h"
 #include "log.h"
 #include "logstream.h"
 #include "metrics.h"
+#include "peer.h"
 #include "server.h"
 #include "settings.h"
+#include "watch.h"
 #include "worker.h"
+
+/* Engine events held for the server's subscription (corral.h). */
+#define MAIN_EVENT_RING 16384
 
 /* Descriptors beyond the connections: listeners, loops, stdio. */
 #define MAIN_RESERVED_FDS 32
@@ -174,6 +188,12 @@ main_create_cache(const struct settings *st, corral_t **out)
     corral_config_init(&cfg);
     cfg.max_memory = st->max_memory;
     cfg.max_item_size = st->item_size_max;
+    if (st->watch_history > 0) {
+        /* The engine's event ring absorbs the moments when the thread
+         * delivering events to the server is not running (a preempted
+         * worker): past it, watchers are told "gap".  About 4.5 MB. */
+        cfg.event_ring = MAIN_EVENT_RING;
+    }
     rc = corral_create(&cfg, out);
     if (rc == CORRAL_EINVAL) {
         log_error("the engine refused -m %zu MB with -I %zu: %s",
@@ -186,6 +206,38 @@ main_create_cache(const struct settings *st, corral_t **out)
         return EX_OSERR;
     }
     return 0;
+}
+
+/*
+ * A random, nonzero id for this process on the invalidation stream: a
+ * restarted node gets a new one, which is how its peers and watchers
+ * learn that its sequence numbers started over.
+ */
+static uint64_t
+main_node_id(void)
+{
+    uint64_t id = 0;
+
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^
+             ((uint64_t)getpid() << 16);
+    }
+    return id != 0 ? id : 1;
+}
+
+/* Undo what main_start_events did. */
+static void
+main_stop_events(struct server *srv)
+{
+    peers_destroy(srv->peers);
+    srv->peers = NULL;
+    if (srv->watch != NULL) {
+        exec_events_stop(srv);
+        watch_hub_destroy(srv->watch);
+        srv->watch = NULL;
+    }
 }
 
 int
@@ -216,6 +268,7 @@ main(int argc, char **argv)
     srv.nworkers = st.threads;
     srv.pid = getpid();
     srv.started = time(NULL);
+    srv.node_id = main_node_id();
     pthread_mutex_init(&srv.reset_lock, NULL);
 
     if ((rc = main_raise_nofile(&st)) != 0) {
@@ -228,6 +281,11 @@ main(int argc, char **argv)
         main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return rc;
+    }
+    if (st.watch_history > 0 && exec_events_start(&srv) != 0) {
+        main_destroy_observers(&srv);
+        corral_destroy(srv.cache);
+        return EX_OSERR;
     }
     srv.main_loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.main_loop == NULL) {
@@ -245,6 +303,7 @@ main(int argc, char **argv)
     }
     srv.listener = listener_create(&srv);
     if (srv.listener == NULL) {
+        main_stop_events(&srv);
         main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
@@ -253,6 +312,7 @@ main(int argc, char **argv)
         srv.metrics = metrics_create(&srv);
         if (srv.metrics == NULL) {
             listener_destroy(srv.listener);
+            main_stop_events(&srv);
             main_destroy_observers(&srv);
             corral_destroy(srv.cache);
             return EX_OSERR;
@@ -260,9 +320,23 @@ main(int argc, char **argv)
     }
     if ((rc = main_drop_root(&st)) != 0) {
         listener_destroy(srv.listener);
+        main_stop_events(&srv);
         main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return rc;
+    }
+
+    /* Peer links: timers on the main loop, which runs them once it runs.
+     * Created before the workers, which read srv.peers for "stats". */
+    if (st.npeers > 0) {
+        srv.peers = peers_create(&srv, srv.main_loop);
+        if (srv.peers == NULL) {
+            listener_destroy(srv.listener);
+            main_stop_events(&srv);
+            main_destroy_observers(&srv);
+            corral_destroy(srv.cache);
+            return EX_OSERR;
+        }
     }
 
     /* Workers inherit a mask blocking the signals main handles. */
@@ -279,6 +353,7 @@ main(int argc, char **argv)
         worker_drain_all(&srv);
         worker_join_all(&srv);
         listener_destroy(srv.listener);
+        main_stop_events(&srv);
         main_destroy_observers(&srv);
         corral_destroy(srv.cache);
         return EX_OSERR;
@@ -296,6 +371,7 @@ main(int argc, char **argv)
     }
     worker_join_all(&srv);
     listener_destroy(srv.listener);
+    main_stop_events(&srv);
     main_destroy_observers(&srv);
     corral_destroy(srv.cache);
     pthread_mutex_destroy(&srv.reset_lock);

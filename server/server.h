@@ -38,6 +38,8 @@ struct logstream;
 struct metrics;
 struct worker;
 struct listener;
+struct watch_hub;
+struct peers;
 
 /* A counter with one writing thread. */
 typedef _Atomic uint64_t srv_counter_t;
@@ -66,7 +68,10 @@ srv_counter_get(const srv_counter_t *c)
     X(idle_kicks)                                                             \
     X(conn_yields)                                                            \
     X(meta_stale)                                                             \
-    X(meta_vivified)
+    X(meta_vivified)                                                          \
+    X(cmd_invalidate_tag)                                                     \
+    X(cmd_invalidate_prefix)                                                  \
+    X(cmd_tagged_store)
 
 struct worker_counters {
 #define WORKER_COUNTER_FIELD(name) srv_counter_t name;
@@ -116,6 +121,13 @@ struct server {
     srv_counter_t listen_disabled_num; /* writer: the listener */
     atomic_bool accepting;        /* writer: the listener */
     atomic_bool stopping;         /* set once by main on shutdown */
+
+    /* Invalidations (watch.c, peer.c): set up by main before the workers
+     * start, torn down after they stop; NULL when disabled. */
+    uint64_t node_id;             /* this process's id on the stream */
+    struct watch_hub *watch;
+    corral_sub_t *events_sub;     /* the server's engine subscription */
+    struct peers *peers;
 
     pthread_mutex_t reset_lock;   /* guards both baselines */
     struct server_snapshot baseline; /* counters at the last "stats reset" */

@@ -46,6 +46,8 @@
 #define DEFAULT_REQUEST_MIN (4 * MIB)
 #define MAX_THREADS 1024
 #define MAX_CONNS (1u << 20)
+#define DEFAULT_WATCH_HISTORY 65536
+#define MAX_WATCH_HISTORY (1u << 24)
 
 /*
  * X(id, short flag or 0, long flag, environment variable or NULL,
@@ -97,7 +99,18 @@
       "disable the watch command (live log streams)")                         \
     X(HOTKEYS, 0, "hot-keys-sample", "CORRAL_HOTKEYS_SAMPLE", "<num>",         \
       "feed 1 keyed request in <num> to \"stats hotkeys\"\n"                  \
-      "                          (default: 64; 0 turns it off)")
+      "                          (default: 64; 0 turns it off)")              \
+    X(PEER, 0, "peer", "CORRAL_PEERS", "<host:port>",                         \
+      "a peer whose invalidations apply here (repeatable;\n"                 \
+      "                          CORRAL_PEERS: a list, commas or spaces)")    \
+    X(WATCH_HISTORY, 0, "watch-history", "CORRAL_WATCH_HISTORY", "<num>",     \
+      "invalidation events kept for watchers that reconnect\n"               \
+      "                          (default: 65536; 0: no watch, no peers)")   \
+    X(WATCH_LAG, 0, "watch-lag", "CORRAL_WATCH_LAG", "<num>",                 \
+      "drop a watcher this far behind (default: the history)")                \
+    X(KEY_TAGS, 0, "key-tags", "CORRAL_KEY_TAGS", "<char>",                   \
+      "stores also tag a key with the list after its last <char>\n"          \
+      "                          (\"page:1#u:7,site\" with '#'; default: off)")
 
 enum opt_id {
 #define OPT_ENUM(id, sf, lf, env, arg, help) OPT_##id,
@@ -255,6 +268,68 @@ apply_uint(const struct origin *o, const char *v, uint64_t min, uint64_t max,
 static enum settings_result apply(struct settings *s, const struct origin *o,
                                   const char *v);
 
+/* One "host:port" (an IPv6 address in brackets: "[::1]:11211"). */
+static enum settings_result
+apply_peer(struct settings *s, const struct origin *o, const char *v,
+           size_t n)
+{
+    char item[SETTINGS_LISTEN_MAX + 8], host[SETTINGS_LISTEN_MAX];
+    const char *colon;
+    size_t hn;
+    uint64_t port;
+
+    if (n == 0 || n >= sizeof(item)) {
+        return bad_value(o, v, "expected host:port");
+    }
+    memcpy(item, v, n);
+    item[n] = '\0';
+    colon = strrchr(item, ':');
+    if (colon == NULL || colon == item || !parse_u64(colon + 1, &port) ||
+        port == 0 || port > 65535) {
+        return bad_value(o, item, "expected host:port");
+    }
+    hn = (size_t)(colon - item);
+    if (item[0] == '[' && hn >= 2 && item[hn - 1] == ']') {
+        memcpy(host, item + 1, hn - 2);
+        host[hn - 2] = '\0';
+    } else {
+        memcpy(host, item, hn);
+        host[hn] = '\0';
+    }
+    if (host[0] == '\0') {
+        return bad_value(o, item, "expected host:port");
+    }
+    if (s->npeers == SETTINGS_PEERS_MAX) {
+        return bad_value(o, item, "too many peers (at most 32)");
+    }
+    memcpy(s->peers[s->npeers].host, host, strlen(host) + 1);
+    s->peers[s->npeers].port = (unsigned)port;
+    s->npeers++;
+    return SETTINGS_OK;
+}
+
+/* --peer (one or a list) or CORRAL_PEERS (a list). */
+static enum settings_result
+apply_peers(struct settings *s, const struct origin *o, const char *v)
+{
+    const char *p = v;
+
+    if (o->env == NULL && !s->peers_from_flags) {
+        s->npeers = 0;
+        s->peers_from_flags = true;
+    }
+    while (*p != '\0') {
+        size_t n = strcspn(p, ", \t");
+
+        if (n > 0 && apply_peer(s, o, p, n) != SETTINGS_OK) {
+            return SETTINGS_USAGE;
+        }
+        p += n;
+        p += strspn(p, ", \t");
+    }
+    return SETTINGS_OK;
+}
+
 /* memcached's -o: a comma separated list of name=value pairs. */
 static enum settings_result
 apply_extended(struct settings *s, const struct origin *o, const char *v)
@@ -399,6 +474,26 @@ apply(struct settings *s, const struct origin *o, const char *v)
         return SETTINGS_OK;
     case OPT_HOTKEYS:
         return apply_uint(o, v, 0, MAX_HOTKEYS_SAMPLE, &s->hotkeys_sample);
+    case OPT_PEER:
+        return apply_peers(s, o, v);
+    case OPT_WATCH_HISTORY:
+        if (apply_uint(o, v, 0, MAX_WATCH_HISTORY, &u) != SETTINGS_OK) {
+            return SETTINGS_USAGE;
+        }
+        s->watch_history = u;
+        return SETTINGS_OK;
+    case OPT_WATCH_LAG:
+        if (apply_uint(o, v, 0, MAX_WATCH_HISTORY, &u) != SETTINGS_OK) {
+            return SETTINGS_USAGE;
+        }
+        s->watch_lag = u;
+        return SETTINGS_OK;
+    case OPT_KEY_TAGS:
+        if (strlen(v) != 1 || v[0] <= ' ' || v[0] == 0x7f) {
+            return bad_value(o, v, "expected one printable character");
+        }
+        s->key_tags = v[0];
+        return SETTINGS_OK;
     case OPT_HELP:
     case OPT_VERSION:
     case OPT_COUNT:
@@ -423,6 +518,7 @@ defaults(struct settings *s)
     s->backlog = DEFAULT_BACKLOG;
     s->drain_timeout = DEFAULT_DRAIN_TIMEOUT;
     s->hotkeys_sample = DEFAULT_HOTKEYS_SAMPLE;
+    s->watch_history = DEFAULT_WATCH_HISTORY;
 }
 
 static enum settings_result
@@ -454,6 +550,17 @@ validate(struct settings *s, bool request_set)
     }
     if (s->metrics_listen[0] == '\0') {
         memcpy(s->metrics_listen, s->listen, sizeof(s->metrics_listen));
+    }
+    if (s->npeers > 0 && s->watch_history == 0) {
+        fprintf(stderr, "corrald: peers need the invalidation history "
+                        "(--watch-history is 0)\n");
+        return SETTINGS_USAGE;
+    }
+    if (s->watch_lag > s->watch_history) {
+        fprintf(stderr, "corrald: --watch-lag (%zu) cannot exceed "
+                        "--watch-history (%zu)\n",
+                s->watch_lag, s->watch_history);
+        return SETTINGS_USAGE;
     }
     if (s->item_size_max > s->max_memory / 2) {
         fprintf(stderr, "corrald: cannot set item size limit higher than "

@@ -14,6 +14,13 @@
 #include <stdio.h>
 
 #define SETTINGS_LISTEN_MAX 256
+#define SETTINGS_PEERS_MAX 32
+
+/* A peer node: --peer HOST:PORT. */
+struct settings_peer {
+    char host[SETTINGS_LISTEN_MAX];
+    unsigned port;
+};
 
 struct settings {
     unsigned port;           /* -p: TCP port; 0 lets the kernel choose */
@@ -35,6 +42,16 @@ struct settings {
     char metrics_listen[SETTINGS_LISTEN_MAX]; /* its address; -l's if unset */
     unsigned hotkeys_sample; /* 1 keyed request in N feeds "stats hotkeys";
                               * 0 = off */
+    /* invalidations: watch invalidations, peers, key tags */
+    size_t watch_history;    /* events kept for since=; 0 = no watch, no
+                              * peers, no engine subscription */
+    size_t watch_lag;        /* a watcher further behind is dropped;
+                              * 0 = watch_history */
+    char key_tags;           /* separator of tags in keys; 0 = off */
+    unsigned npeers;
+    struct settings_peer peers[SETTINGS_PEERS_MAX];
+    bool peers_from_flags;   /* --peer seen: the environment's list is
+                              * replaced, as flags override variables */
 };
 
 enum settings_result {

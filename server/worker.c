@@ -33,6 +33,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "watch.h"
 
 static void worker_on_notify(struct ev_loop *loop, ev_async *a, int revents);
 static void worker_on_idle(struct ev_loop *loop, ev_timer *t, int revents);
@@ -296,6 +297,12 @@ worker_init(struct worker *w, struct server *srv, unsigned id)
     ev_async_init(&w->notify, worker_on_notify);
     w->notify.data = w;
     ev_async_start(w->loop, &w->notify);
+    if (srv->watch != NULL && watch_worker_attach(srv->watch, w) != 0) {
+        log_error("out of memory setting up worker %u", id);
+        ev_loop_destroy(w->loop);
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
     if (srv->settings->idle_timeout > 0) {
         ev_timer_init(&w->idle_timer, worker_on_idle, 1., 1.);
         w->idle_timer.data = w;
@@ -361,6 +368,7 @@ worker_join_all(struct server *srv)
         while (w->npool > 0) {
             free(w->pool[--w->npool]);
         }
+        watch_worker_detach(srv->watch, w);
         ev_loop_destroy(w->loop);
         pthread_mutex_destroy(&w->lock);
     }

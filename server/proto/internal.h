@@ -1,7 +1,8 @@
 /*
  * internal.h - what parse.c, meta.c and compose.c share and nothing else
  * sees: the tokenised command line, memcached's number conversions, the
- * data-block step of storage commands, and the meta entry point.
+ * data-block step of storage commands, and the entry points of meta.c
+ * and ext.c.
  */
 #ifndef CORRAL_PROTO_INTERNAL_H
 #define CORRAL_PROTO_INTERNAL_H
@@ -66,5 +67,19 @@ proto_status_t proto_parse_meta(struct proto_cmd *cmd,
                                 const struct proto_line *ln, const char *buf,
                                 size_t len, const struct proto_limits *lim,
                                 size_t *out_consumed);
+
+/* parse.c: the watch stream bit named by @p (@n bytes), or -1. */
+int proto_watch_lookup(const char *p, size_t n);
+
+/* ext.c: tset tadd treplace tcas invalidate_tag invalidate_prefix. */
+proto_status_t proto_parse_ext(struct proto_cmd *cmd,
+                               const struct proto_line *ln, const char *buf,
+                               size_t len, const struct proto_limits *lim,
+                               size_t *out_consumed);
+
+/* ext.c: "watch" whose words name the invalidations stream. */
+proto_status_t proto_parse_watch_invalidations(struct proto_cmd *cmd,
+                                               const struct proto_line *ln,
+                                               size_t *out_consumed);
 
 #endif /* CORRAL_PROTO_INTERNAL_H */

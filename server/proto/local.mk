@@ -10,6 +10,7 @@ server_proto_libcorral_proto_la_SOURCES = \
 	server/proto/internal.h \
 	server/proto/parse.c \
 	server/proto/meta.c \
-	server/proto/compose.c
+	server/proto/compose.c \
+	server/proto/ext.c
 server_proto_libcorral_proto_la_CPPFLAGS = -I$(top_srcdir)/server/proto
 server_proto_libcorral_proto_la_CFLAGS = $(AM_CFLAGS)

@@ -29,6 +29,10 @@
  * The b flag decodes the key (base64) into cmd->key_buf; the key length
  * limit applies to the encoded form, as in memcached.  memcached 1.6.18
  * has no E flag: "mg a E5" is an invalid flag there, and here.
+ *
+ * One flag is Corral's own: G<tags> (a comma-separated tag list, see
+ * ext.c), a letter memcached 1.6 does not use, so that memcached refuses
+ * it cleanly.  Every meta command accepts it; only ms uses it.
  */
 #include "proto.h"
 
@@ -265,6 +269,17 @@ preparse(struct proto_cmd *cmd, const struct proto_line *ln, size_t first)
             if (!proto_num_u64(arg, narg, &m->delta)) {
                 err = PROTO_ERR_META_DELTA;
                 failed = true;
+            }
+            break;
+        case 'G':
+            /* Corral: tags (ext.c); memcached 1.6 has no G flag */
+            if (!proto_tags_valid(arg, narg, &cmd->ntags)) {
+                cmd->ntags = 0;
+                err = PROTO_ERR_TAGS;
+                failed = true;
+            } else {
+                cmd->tags = arg;
+                cmd->tags_len = narg;
             }
             break;
         default:

@@ -21,7 +21,8 @@
  *   4. Storage commands then take their data block (proto_take_block()).
  *
  * Layout: tables, number conversion, tokenizer, one function per command
- * family, proto_parse(), iterators.  Meta commands live in meta.c.
+ * family, proto_parse(), iterators.  Meta commands live in meta.c, Corral's
+ * extensions (tagged stores, invalidation, watch invalidations) in ext.c.
  */
 #include "proto.h"
 
@@ -534,11 +535,28 @@ set_args(struct proto_cmd *cmd, const struct proto_line *ln)
     cmd->nargs = n;
 }
 
+int
+proto_watch_lookup(const char *p, size_t n)
+{
+    for (unsigned b = 0; b < PROTO_WATCH_BIT_COUNT; b++) {
+        if (n == watch_names[b].len && memcmp(p, watch_names[b].s, n) == 0) {
+            return (int)b;
+        }
+    }
+    return -1;
+}
+
 static proto_status_t
 parse_watch(struct proto_cmd *cmd, const struct proto_line *ln,
             size_t *out_consumed)
 {
     set_args(cmd, ln);
+    for (size_t i = 1; i < ln->ntok - 1; i++) {
+        if (proto_watch_lookup(ln->tok[i].p, ln->tok[i].len) ==
+            PROTO_WATCH_BIT_INVALIDATIONS) {
+            return proto_parse_watch_invalidations(cmd, ln, out_consumed);
+        }
+    }
     cmd->noreply = noreply_maybe(ln);
     if (ln->ntok <= 2) {
         cmd->watch = PROTO_WATCH(FETCHERS);
@@ -683,6 +701,13 @@ proto_parse(struct proto_cmd *cmd, const char *buf, size_t len,
     case PROTO_CMD_MA:
     case PROTO_CMD_ME:
         return proto_parse_meta(cmd, &ln, buf, len, lim, out_consumed);
+    case PROTO_CMD_TSET:
+    case PROTO_CMD_TADD:
+    case PROTO_CMD_TREPLACE:
+    case PROTO_CMD_TCAS:
+    case PROTO_CMD_INVALIDATE_TAG:
+    case PROTO_CMD_INVALIDATE_PREFIX:
+        return proto_parse_ext(cmd, &ln, buf, len, lim, out_consumed);
     case PROTO_CMD_NONE:
     case PROTO_CMD_COUNT:
         break;

@@ -179,7 +179,14 @@ void proto_limits_init(struct proto_limits *lim);
     X(MA, "ma")                                                               \
     X(MN, "mn")                                                               \
     X(ME, "me")                                                               \
-    X(BGET, "bget")
+    X(BGET, "bget")                                                           \
+    /* Corral's extensions (ext.c) */                                         \
+    X(TSET, "tset")                                                           \
+    X(TADD, "tadd")                                                           \
+    X(TREPLACE, "treplace")                                                   \
+    X(TCAS, "tcas")                                                           \
+    X(INVALIDATE_TAG, "invalidate_tag")                                       \
+    X(INVALIDATE_PREFIX, "invalidate_prefix")
 
 typedef enum proto_cmd_type {
     PROTO_CMD_NONE = 0,
@@ -256,7 +263,13 @@ typedef enum proto_status {
     X(STATS_BAD_LINE, "CLIENT_ERROR bad command line")                        \
     X(STATS_DETAIL_USAGE, "CLIENT_ERROR usage: stats detail on|off|dump")     \
     X(STATS_CACHEDUMP_DISABLED, "CLIENT_ERROR stats cachedump not allowed")   \
-    X(WATCH_FAILED, "WATCHER_FAILED failed to add log watcher")
+    X(WATCH_FAILED, "WATCHER_FAILED failed to add log watcher")               \
+    /* Corral's extensions: parse-time, then exec-time */                     \
+    X(TAGS, "CLIENT_ERROR bad tags")                                          \
+    X(WATCH_FILTER, "CLIENT_ERROR bad watch filter")                          \
+    X(WATCH_MIXED, "CLIENT_ERROR invalidations cannot be watched with "      \
+                   "other streams")                                           \
+    X(INVALIDATE_FAILED, "SERVER_ERROR invalidation failed")
 
 typedef enum proto_err {
 #define PROTO_ERR_ENUM_(e, s) PROTO_ERR_##e,
@@ -310,7 +323,8 @@ typedef enum proto_shutdown {
     X(CONNEVENTS, "connevents")                                               \
     X(PROXYREQS, "proxyreqs")                                                 \
     X(PROXYEVENTS, "proxyevents")                                             \
-    X(PROXYUSER, "proxyuser")
+    X(PROXYUSER, "proxyuser")                                                 \
+    X(INVALIDATIONS, "invalidations") /* Corral: see ext.c */
 
 enum proto_watch_bit {
 #define PROTO_WATCH_BIT_(e, s) PROTO_WATCH_BIT_##e,
@@ -409,6 +423,19 @@ struct proto_cmd {
     uint32_t watch;         /* PROTO_WATCH() bits */
 
     struct proto_meta meta; /* mg ms md ma mn me */
+
+    /*
+     * Corral's extensions (ext.c).  tags: the comma-separated tag list of
+     * tset/tadd/treplace/tcas and of ms's G flag, validated (1..
+     * PROTO_TAGS_MAX names of 1..PROTO_TAG_MAX bytes); proto_tags_begin().
+     * watch invalidations: the filters stay in args (proto_watch_filter_
+     * next()); since and node are converted here.
+     */
+    const char *tags;
+    size_t tags_len;
+    unsigned ntags;
+    uint64_t since;         /* watch invalidations since=<seq>; 0: none */
+    uint64_t node;          /* watch invalidations node=<hex>; 0: none */
 
     char key_buf[PROTO_KEY_MAX]; /* storage for a base64-decoded key */
 };
@@ -671,6 +698,191 @@ size_t proto_base64_decode(const char *src, size_t n, char *dst, size_t cap);
  * Returns the encoded length ((n + 2) / 3 * 4), or 0 if @cap is short.
  */
 size_t proto_base64_encode(const char *src, size_t n, char *dst, size_t cap);
+
+/* ------------------------------------------------------------------ */
+/* Corral's extensions (ext.c)                                        */
+
+/*
+ * Tags on stores.  Every extension leaves memcached's commands as they
+ * are: tags travel in commands memcached does not have (tset, tadd,
+ * treplace, tcas), in a meta flag memcached 1.6 does not use (ms's G), or
+ * in the key itself when the server is told to read them there
+ * (proto_key_tags()).
+ *
+ *   tset <key> <flags> <exptime> <bytes> <tags> [noreply]
+ *   tadd / treplace: the same.
+ *   tcas <key> <flags> <exptime> <bytes> <cas unique> <tags> [noreply]
+ *   ms <key> <datalen> G<tags> <flags>*
+ *
+ * <tags> is a comma-separated list of 1..PROTO_TAGS_MAX names, each
+ * 1..PROTO_TAG_MAX bytes, none of them a control character, a space or
+ * a comma.  The replies are those of set, add, replace, cas and ms.
+ * Errors: a bad list is PROTO_ERR_TAGS; with a valid <bytes> the data
+ * block is swallowed (unlike memcached's classic commands, whose bad
+ * lines leave it to be read as commands).
+ *
+ * Invalidation commands, both answered "INVALIDATED" (noreply: nothing):
+ *   invalidate_tag <tag> [noreply]
+ *   invalidate_prefix <prefix> [noreply]     (1..PROTO_KEY_MAX bytes)
+ * A malformed line is PROTO_ERR_ERROR (word count) or PROTO_ERR_BAD_FORMAT.
+ *
+ * watch invalidations [prefix=P]... [tag=T]... [origin=local]
+ *       [since=SEQ [node=ID]]
+ * P and T are percent-encoded as on the stream (proto_uri_encode()); SEQ
+ * is decimal, ID 1..16 hex digits.  Any other word, or 22 words or more
+ * after "watch" (memcached's tokenizer would drop the rest), is
+ * PROTO_ERR_WATCH_FILTER; "invalidations" with another stream name is
+ * PROTO_ERR_WATCH_MIXED.  The stream itself: proto_compose_watch().
+ */
+#define PROTO_TAGS_MAX 8
+#define PROTO_TAG_MAX 250
+
+/* The reply to invalidate_tag and invalidate_prefix, with its "\r\n". */
+#define PROTO_INVALIDATED_LINE "INVALIDATED\r\n"
+
+/*
+ * proto_tags_begin - iterate over cmd->tags with proto_tag_next().
+ * proto_tags_list_begin - over any comma-separated list.
+ */
+void proto_tags_begin(struct proto_iter *it, const struct proto_cmd *cmd);
+void proto_tags_list_begin(struct proto_iter *it, const char *list,
+                           size_t len);
+bool proto_tag_next(struct proto_iter *it, const char **out_tag,
+                    size_t *out_len);
+
+/*
+ * proto_tags_valid - is @list (@len bytes) a valid tag list?  @out_n
+ * (may be NULL) gets the number of tags.
+ */
+bool proto_tags_valid(const char *list, size_t len, unsigned *out_n);
+
+/*
+ * proto_key_tags - the tags a key names when the server reads tags from
+ * keys: the bytes after the last @sep of @key, when they form a valid tag
+ * list and the name before them is not empty ("page:1#user:7,site" with
+ * '#' names user:7 and site).  The key itself is unchanged.  Returns the
+ * number of tags (0: none), with *out_list / *out_len pointing into
+ * @key.
+ */
+unsigned proto_key_tags(const char *key, size_t nkey, char sep,
+                        const char **out_list, size_t *out_len);
+
+/* Filters of "watch invalidations", as proto_watch_filter_next() reads
+ * them from cmd->args. */
+typedef enum proto_watch_filter {
+    PROTO_WF_PREFIX = 1, /* prefix=P: value percent-decoded */
+    PROTO_WF_TAG,        /* tag=T: value percent-decoded */
+    PROTO_WF_LOCAL       /* origin=local: events of this node only */
+} proto_watch_filter_t;
+
+/*
+ * proto_watch_filter_next - the next prefix, tag or origin filter of a
+ * parsed "watch invalidations" (start with proto_args_begin()).  The
+ * value is decoded into @buf (capacity @cap, PROTO_KEY_MAX suffices).
+ * Words that are not filters (the stream name, since, node) are skipped.
+ * Returns false at the end.
+ */
+bool proto_watch_filter_next(struct proto_iter *it,
+                             proto_watch_filter_t *out_kind, char *buf,
+                             size_t cap, size_t *out_len);
+
+/*
+ * URI encoding, as memcached's watchers print keys: letters, digits and
+ * "-._~" stand for themselves, every other byte is "%XX" (upper case).
+ * proto_uri_encode returns the encoded length, or 0 if @cap is short
+ * (3 * n always suffices).  proto_uri_decode accepts either case, returns
+ * the decoded length, or -1 for a malformed escape or a short @cap.
+ */
+size_t proto_uri_encode(const char *src, size_t n, char *dst, size_t cap);
+long proto_uri_decode(const char *src, size_t n, char *dst, size_t cap);
+
+/*
+ * The invalidation stream.  After "watch invalidations" is answered OK,
+ * the connection receives one line per event, memcached-style key=value
+ * pairs ending in "\n" as memcached's watch lines do:
+ *
+ *   ts=<sec.usec> type=sync node=<id> next=<seq>         always first
+ *   ts=<sec.usec> seq=<n> type=delete key=<k> cas=<c> origin=<id>
+ *   ts=<sec.usec> seq=<n> type=overwrite key=<k> cas=<c> origin=<id>
+ *   ts=<sec.usec> seq=<n> type=stale key=<k> cas=<c> origin=<id>
+ *   ts=<sec.usec> seq=<n> type=tag tag=<t> origin=<id>
+ *   ts=<sec.usec> seq=<n> type=prefix prefix=<p> origin=<id>
+ *   ts=<sec.usec> seq=<n> type=flush at=<unix time, 0 now> origin=<id>
+ *   ts=<sec.usec> type=gap missed=<seq> next=<seq>     flush everything
+ *   ts=<sec.usec> type=lagged next=<seq>               last line: closed
+ *   ts=<sec.usec> type=shutdown next=<seq>             last line: closed
+ *
+ * Keys, tags and prefixes are URI-encoded; ids are 16 hex digits; seq
+ * numbers grow by one per event of the server (filters and origin=local
+ * skip some).  "next" is the seq of the first event not yet sent: a
+ * watcher that reconnects with since=<next> node=<id> misses nothing, or
+ * is told "gap".
+ */
+#define PROTO_WATCH_EVENT_TABLE(X)                                            \
+    X(DELETE, "delete")                                                       \
+    X(OVERWRITE, "overwrite")                                                 \
+    X(STALE, "stale")                                                         \
+    X(TAG, "tag")                                                             \
+    X(PREFIX, "prefix")                                                       \
+    X(FLUSH, "flush")                                                         \
+    X(SYNC, "sync")                                                           \
+    X(GAP, "gap")                                                             \
+    X(LAGGED, "lagged")                                                       \
+    X(SHUTDOWN, "shutdown")
+
+typedef enum proto_wev {
+    PROTO_WEV_NONE = 0, /* a line of a type this library does not know */
+#define PROTO_WEV_ENUM_(e, s) PROTO_WEV_##e,
+    PROTO_WATCH_EVENT_TABLE(PROTO_WEV_ENUM_)
+#undef PROTO_WEV_ENUM_
+    PROTO_WEV_COUNT
+} proto_wev_t;
+
+/* A line of the stream, composed or parsed. */
+struct proto_watch_event {
+    proto_wev_t type;
+    uint64_t ts_us;     /* microseconds since the Unix epoch */
+    uint64_t seq;       /* events: the event; gap: the first missed */
+    uint64_t next;      /* sync, gap, lagged, shutdown */
+    uint64_t cas;       /* delete, overwrite, stale */
+    uint64_t origin;    /* events: the node that caused it */
+    uint64_t node;      /* sync: the server's node id */
+    int64_t at;         /* flush: Unix time it takes effect; 0 now */
+    const char *name;   /* key, tag or prefix (raw bytes, not encoded) */
+    size_t len;
+};
+
+/* The longest line proto_compose_watch() writes (a 250-byte key encoded
+ * three bytes per byte, and every number at its widest). */
+#define PROTO_WATCH_LINE_MAX 1024
+
+/* proto_wev_name - "delete", ...; "" for NONE or unknown. */
+const char *proto_wev_name(proto_wev_t type);
+
+/*
+ * proto_compose_watch - one stream line for @ev, "\n" included.
+ * Returns its length, or 0 if @cap is short (PROTO_WATCH_LINE_MAX
+ * always suffices).
+ */
+size_t proto_compose_watch(char *buf, size_t cap,
+                           const struct proto_watch_event *ev);
+
+/*
+ * proto_parse_watch_line - read one stream line from @buf (@len bytes).
+ *
+ * Returns PROTO_OK with *out_consumed the line's size ("\n" included),
+ * PROTO_AGAIN without a whole line (nothing consumed; a line longer than
+ * PROTO_WATCH_LINE_MAX is PROTO_ECLOSE), or PROTO_EINVAL for a line that
+ * is not a stream line (consumed all the same).  A line of unknown type
+ * is PROTO_OK with type PROTO_WEV_NONE; unknown fields are ignored.  The
+ * name is decoded into @namebuf (capacity @namecap; PROTO_KEY_MAX
+ * suffices) and ev->name points there.  "OK\r\n" (the answer to watch)
+ * parses as PROTO_EINVAL: callers read it first.
+ */
+proto_status_t proto_parse_watch_line(const char *buf, size_t len,
+                                      struct proto_watch_event *ev,
+                                      char *namebuf, size_t namecap,
+                                      size_t *out_consumed);
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,10 @@
  *     parse(a) then parse(rest)), except that a part may be closed for an
  *     unterminated line over line_max, as memcached does;
  *   - the composers, fed what was parsed, never need more than the
- *     documented maximum buffer sizes.
+ *     documented maximum buffer sizes; every key, tag and watch filter
+ *     parsed makes a stream line that parses back to the same event;
+ *   - the stream line parser, fed the raw input, consumes whole lines
+ *     and decodes names within its buffer.
  */
 #include "proto.h"
 
@@ -108,6 +111,70 @@ inside(const void *p, size_t n, const char *buf, size_t len,
            c <= cmd->key_buf + sizeof(cmd->key_buf) - n;
 }
 
+/*
+ * A stream line for a name the parser produced: it must fit
+ * PROTO_WATCH_LINE_MAX and parse back to the same event.
+ */
+static void
+watch_roundtrip(proto_wev_t type, const char *name, size_t len, uint64_t h)
+{
+    char line[PROTO_WATCH_LINE_MAX], nb[PROTO_KEY_MAX];
+    struct proto_watch_event ev, back;
+    size_t n, used;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.ts_us = h % 4000000000000000u;
+    ev.seq = h;
+    ev.cas = ~h;
+    ev.origin = h * 31;
+    ev.name = name;
+    ev.len = len;
+    n = proto_compose_watch(line, sizeof(line), &ev);
+    FUZZ_CHECK(n > 0 && line[n - 1] == '\n');
+    FUZZ_CHECK(proto_parse_watch_line(line, n, &back, nb, sizeof(nb),
+                                      &used) == PROTO_OK);
+    FUZZ_CHECK(used == n && back.type == type && back.seq == ev.seq &&
+               back.ts_us == ev.ts_us && back.origin == ev.origin);
+    FUZZ_CHECK(back.len == len && memcmp(back.name, name, len) == 0);
+    if (type != PROTO_WEV_TAG && type != PROTO_WEV_PREFIX) {
+        FUZZ_CHECK(back.cas == ev.cas);
+    }
+}
+
+/* The stream line parser on raw bytes: its own invariants. */
+static void
+watch_line_checks(const uint8_t *data, size_t size)
+{
+    char *buf = malloc(size > 0 ? size : 1);
+    char nb[PROTO_KEY_MAX];
+    struct proto_watch_event ev;
+    size_t off = 0, used;
+
+    FUZZ_CHECK(buf != NULL);
+    if (size > 0) {
+        memcpy(buf, data, size);
+    }
+    while (off < size) {
+        proto_status_t st = proto_parse_watch_line(buf + off, size - off,
+                                                   &ev, nb, sizeof(nb),
+                                                   &used);
+        if (st == PROTO_AGAIN || st == PROTO_ECLOSE) {
+            FUZZ_CHECK(used == 0);
+            break;
+        }
+        FUZZ_CHECK(used > 0 && used <= size - off);
+        FUZZ_CHECK(buf[off + used - 1] == '\n');
+        if (st == PROTO_OK) {
+            FUZZ_CHECK(ev.type < PROTO_WEV_COUNT);
+            FUZZ_CHECK(ev.len <= sizeof(nb));
+            FUZZ_CHECK(ev.name == NULL || ev.name == nb);
+        }
+        off += used;
+    }
+    free(buf);
+}
+
 /* Exercise the composers on a parsed command. */
 static void
 compose_checks(const struct proto_cmd *cmd, uint64_t h)
@@ -176,9 +243,43 @@ compose_checks(const struct proto_cmd *cmd, uint64_t h)
             n++;
         }
         FUZZ_CHECK(n == cmd->nargs);
+        if (cmd->watch & PROTO_WATCH(INVALIDATIONS)) {
+            char fbuf[PROTO_KEY_MAX];
+            proto_watch_filter_t kind;
+
+            FUZZ_CHECK(cmd->watch == PROTO_WATCH(INVALIDATIONS));
+            proto_args_begin(&iter, cmd);
+            while (proto_watch_filter_next(&iter, &kind, fbuf, sizeof(fbuf),
+                                           &nk)) {
+                FUZZ_CHECK(kind == PROTO_WF_LOCAL ||
+                           (nk > 0 && nk <= PROTO_KEY_MAX));
+                if (kind != PROTO_WF_LOCAL) {
+                    watch_roundtrip(kind == PROTO_WF_TAG ? PROTO_WEV_TAG
+                                                         : PROTO_WEV_PREFIX,
+                                    fbuf, nk, h);
+                }
+            }
+        }
         break;
     default:
         break;
+    }
+    if (cmd->ntags > 0) {
+        unsigned nt = 0;
+
+        FUZZ_CHECK(proto_tags_valid(cmd->tags, cmd->tags_len, NULL));
+        proto_tags_begin(&iter, cmd);
+        while (proto_tag_next(&iter, &k, &nk)) {
+            FUZZ_CHECK(nk > 0 && nk <= PROTO_TAG_MAX);
+            FUZZ_CHECK(memchr(k, ',', nk) == NULL);
+            watch_roundtrip(PROTO_WEV_TAG, k, nk, h);
+            nt++;
+        }
+        FUZZ_CHECK(nt == cmd->ntags && nt <= PROTO_TAGS_MAX);
+    }
+    if (cmd->nkey > 0) {
+        watch_roundtrip((proto_wev_t)(PROTO_WEV_DELETE + h % 3), cmd->key,
+                        cmd->nkey, h);
     }
 }
 
@@ -215,6 +316,7 @@ parse_checked(struct proto_cmd *cmd, const char *buf, size_t len,
         FUZZ_CHECK(inside(cmd->value, cmd->nvalue, buf, len, cmd));
         FUZZ_CHECK(
             inside(cmd->meta.opaque, cmd->meta.nopaque, buf, len, cmd));
+        FUZZ_CHECK(inside(cmd->tags, cmd->tags_len, buf, len, cmd));
         FUZZ_CHECK(cmd->nkey <= lim->key_max);
         FUZZ_CHECK(cmd->meta.nflags <= PROTO_META_FLAGS_MAX);
         if (st == PROTO_OK) {
@@ -234,7 +336,9 @@ parse_checked(struct proto_cmd *cmd, const char *buf, size_t len,
                        cmd->err < PROTO_ERR_COUNT);
             FUZZ_CHECK(cmd->swallow == 0 ||
                        cmd->err == PROTO_ERR_TOO_LARGE ||
-                       cmd->type == PROTO_CMD_MS);
+                       cmd->type == PROTO_CMD_MS ||
+                       (cmd->type >= PROTO_CMD_TSET &&
+                        cmd->type <= PROTO_CMD_TCAS));
         }
         FUZZ_CHECK(proto_err_line(cmd->err, NULL) != NULL);
         break;
@@ -272,6 +376,10 @@ parse_checked(struct proto_cmd *cmd, const char *buf, size_t len,
         f = hash_u64(f, (uint64_t)(int64_t)cmd->meta.vivify_ttl);
         f = hash_u64(f, (uint64_t)(int64_t)cmd->meta.recache_ttl);
         f = hash_u64(f, (uint64_t)cmd->meta.decr);
+        f = hash_bytes(f, cmd->tags, cmd->tags_len);
+        f = hash_u64(f, cmd->ntags);
+        f = hash_u64(f, cmd->since);
+        f = hash_u64(f, cmd->node);
         ev->fields = f;
         if (st == PROTO_OK) {
             compose_checks(cmd, f);
@@ -398,6 +506,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     evs = calloc(cap, sizeof(*evs));
     FUZZ_CHECK(ref != NULL && evs != NULL);
     nref = run(data, size, NULL, 0, &lim, ref, cap);
+    watch_line_checks(data, size);
 
     if (size > 1) {
         /* three cuts from the hash, in increasing order */

@@ -12,7 +12,18 @@ INTEGRATION_TESTS = \
 	tests/integration/memccapable.sh \
 	tests/integration/test_differential.py \
 	tests/integration/test_metrics.py \
-	tests/integration/test_introspection.py
+	tests/integration/test_introspection.py \
+	tests/integration/test_invalidation.py \
+	tests/integration/test_peers.py \
+	tests/integration/test_near.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
+
+# The near cache's test drives two processes of this helper.
+check_PROGRAMS += tests/integration/near_helper
+tests_integration_near_helper_SOURCES = tests/integration/near_helper.c
+tests_integration_near_helper_CPPFLAGS = $(AM_CPPFLAGS) \
+	-I$(top_srcdir)/server/near
+tests_integration_near_helper_LDADD = server/near/libcorral-near.la \
+	engine/libcorral.la

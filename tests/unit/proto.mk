@@ -8,7 +8,8 @@ PROTO_TEST_LDADD = server/proto/libcorral_proto.la $(CUNIT_LIBS)
 PROTO_UNIT_TESTS = \
 	tests/unit/test_proto \
 	tests/unit/test_meta \
-	tests/unit/test_compose
+	tests/unit/test_compose \
+	tests/unit/test_ext
 
 check_PROGRAMS += $(PROTO_UNIT_TESTS)
 TESTS += $(PROTO_UNIT_TESTS)
@@ -30,3 +31,8 @@ tests_unit_test_compose_SOURCES = tests/unit/test_compose.c \
 tests_unit_test_compose_CPPFLAGS = $(PROTO_TEST_CPPFLAGS)
 tests_unit_test_compose_CFLAGS = $(PROTO_TEST_CFLAGS)
 tests_unit_test_compose_LDADD = $(PROTO_TEST_LDADD)
+
+tests_unit_test_ext_SOURCES = tests/unit/test_ext.c $(PROTO_TEST_HDRS)
+tests_unit_test_ext_CPPFLAGS = $(PROTO_TEST_CPPFLAGS)
+tests_unit_test_ext_CFLAGS = $(PROTO_TEST_CFLAGS)
+tests_unit_test_ext_LDADD = $(PROTO_TEST_LDADD)

@@ -119,6 +119,7 @@ check_call(proto_status_t st, const struct proto_cmd *cmd, const char *buf,
         ok &= in_range(cmd->args, cmd->args_len, buf, len, cmd);
         ok &= in_range(cmd->value, cmd->nvalue, buf, len, cmd);
         ok &= in_range(cmd->meta.opaque, cmd->meta.nopaque, buf, len, cmd);
+        ok &= in_range(cmd->tags, cmd->tags_len, buf, len, cmd);
         ok &= cmd->nkey <= PROTO_KEY_MAX;
         if (st == PROTO_OK) {
             ok &= cmd->err == PROTO_ERR_NONE && cmd->swallow == 0;
@@ -170,6 +171,11 @@ render_ok(struct transcript *t, const struct proto_cmd *cmd)
         if (cmd->meta.nflags > 0) {
             ts_str(t, " ");
             ts_put(t, cmd->meta.order, cmd->meta.nflags);
+        }
+        if (cmd->ntags > 0) {
+            ts_str(t, " [");
+            ts_put(t, cmd->tags, cmd->tags_len);
+            ts_str(t, "]");
         }
         if (cmd->value != NULL) {
             ts_str(t, " =");

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""test_near.py - the near cache (libcorral-near): two processes, each with
+its own corral_t bound to one corrald (tests/integration/near_helper),
+and writes made through either of them or any other client.
+
+  - a value read through one process is served locally afterwards; a
+    write through the other process makes that local copy miss;
+  - tags and prefixes invalidated on the server reach the local copies
+    stored with the same tags or keys, and a flush_all empties them;
+  - while the server is gone, lookups through the near API miss and
+    reads go to the loader; once it is back the local cache is flushed.
+
+Waits poll for a condition under a deadline; nothing asserts a timing.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+HELPER = os.path.join(harness.TOP_BUILDDIR, "tests", "integration",
+                      "near_helper")
+EXAMPLE = os.path.join(harness.TOP_BUILDDIR, "server", "near", "near-example")
+TOP_SRCDIR = os.environ.get(
+    "top_srcdir",
+    os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+
+
+class Proc:
+    """A near_helper process: one command line in, one line out."""
+
+    def __init__(self, port, name):
+        self.name = name
+        self.p = subprocess.Popen([HELPER, str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE,
+                                  env=harness.sanitizer_env())
+
+    def cmd(self, line):
+        self.p.stdin.write(line.encode() + b"\n")
+        self.p.stdin.flush()
+        out = self.p.stdout.readline()
+        if not out:
+            raise EOFError("%s exited (%s)" % (self.name, self.p.poll()))
+        return out.decode().rstrip("\n")
+
+    def close(self):
+        try:
+            self.p.stdin.write(b"quit\n")
+            self.p.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        try:
+            return self.p.wait(30 * harness.SLOW)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            return self.p.wait()
+
+
+def wait_for(cond, what, timeout=10.0):
+    end = time.time() + timeout * harness.SLOW
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def t_coherence(res, a, b):
+    res.eq(a.cmd("wait"), "synced", "process A's near cache is live")
+    res.eq(b.cmd("wait"), "synced", "process B's near cache is live")
+    res.eq(a.cmd("set k v1"), "stored", "A writes k")
+    res.eq(b.cmd("get k"), "miss", "B has no local copy yet")
+    res.eq(b.cmd("fetch k"), "hit v1", "B reads k through its loader")
+    res.eq(b.cmd("get k"), "hit v1", "B now serves k locally")
+    res.eq(a.cmd("fetch k"), "hit v1", "A has its own copy")
+    res.eq(a.cmd("set k v2"), "stored", "A overwrites k on the server")
+    wait_for(lambda: b.cmd("get k") == "miss", "B's copy to go")
+    res.check(True, "a write through A makes B's local copy miss")
+    wait_for(lambda: a.cmd("get k") == "miss", "A's own copy to go")
+    res.check(True, "and A's own stale copy too")
+    res.eq(b.cmd("fetch k"), "hit v2", "B reads the new value")
+    res.eq(b.cmd("send delete k"), "DELETED", "B deletes k on the server")
+    wait_for(lambda: b.cmd("get k") == "miss", "the delete to arrive")
+    res.eq(b.cmd("fetch k"), "absent", "then k is absent for B")
+
+
+def t_tags_prefix_flush(res, a, b):
+    a.cmd("set t1 one")
+    a.cmd("set t2 two")
+    a.cmd("set p:1 three")
+    res.eq(b.cmd("fetch t1 grp,other"), "hit one", "B caches t1, tagged grp")
+    res.eq(b.cmd("fetch t2 other"), "hit two", "B caches t2, tagged other")
+    res.eq(b.cmd("fetch p:1"), "hit three", "B caches p:1")
+    res.eq(a.cmd("send invalidate_tag grp"), "INVALIDATED",
+           "A invalidates tag grp on the server")
+    wait_for(lambda: b.cmd("get t1") == "miss", "t1 to go")
+    res.check(True, "a server tag invalidation reaches B's tagged copy")
+    res.eq(b.cmd("get t2"), "hit two", "a copy without the tag stays")
+    res.eq(a.cmd("send invalidate_prefix p:"), "INVALIDATED",
+           "A invalidates prefix p: on the server")
+    wait_for(lambda: b.cmd("get p:1") == "miss", "p:1 to go")
+    res.check(True, "a server prefix invalidation reaches B")
+    res.eq(a.cmd("send flush_all"), "OK", "flush_all on the server")
+    wait_for(lambda: b.cmd("get t2") == "miss", "t2 to go")
+    res.check(True, "a flush empties B's local cache")
+
+
+def t_outage(res, a, b, srv_box):
+    srv = srv_box[0]
+    port = srv.port
+    a.cmd("set o value")
+    res.eq(b.cmd("fetch o"), "hit value", "B caches o")
+    srv.signal(signal.SIGKILL)
+    srv.wait()
+    wait_for(lambda: b.cmd("synced") == "0", "B to notice")
+    res.check(True, "the near cache notices the server is gone")
+    res.eq(b.cmd("get o"), "miss", "while disconnected, lookups miss")
+    res.eq(b.cmd("fetch o"), "error",
+           "and reads go to the loader (which cannot reach the server)")
+    srv.close()
+    srv_box[0] = harness.corrald(["-t", "2"], port=port)
+    res.eq(b.cmd("wait"), "synced", "B reconnects to the new server")
+    res.eq(a.cmd("wait"), "synced", "A too")
+    res.eq(b.cmd("get o"), "miss", "its local cache was flushed")
+    a.cmd("set o again")
+    res.eq(b.cmd("fetch o"), "hit again", "and it reads through again")
+    a.cmd("set o later")
+    wait_for(lambda: b.cmd("get o") == "miss", "the next write to arrive")
+    res.check(True, "invalidations flow again after the reconnect")
+    st = dict(kv.split("=") for kv in b.cmd("stats").split())
+    res.check(int(st["connects"]) >= 2, "two streams established")
+    res.check(int(st["applied"]) > 0, "events applied")
+
+
+def t_readme_example(res, port):
+    """The README's example is server/near/example.c, and it works."""
+    with open(os.path.join(TOP_SRCDIR, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(TOP_SRCDIR, "server", "near", "example.c")) as f:
+        src = f.read()
+    begin = "<!-- begin server/near/example.c -->\n```c\n"
+    end = "```\n<!-- end server/near/example.c -->"
+    i, j = readme.find(begin), readme.find(end)
+    res.check(i >= 0 and j > i and readme[i + len(begin):j] == src,
+              "the README's near cache example is server/near/example.c")
+    p = subprocess.Popen([EXAMPLE, "127.0.0.1", str(port)],
+                         stdout=subprocess.PIPE, env=harness.sanitizer_env())
+    try:
+        first = p.stdout.readline()
+        res.eq(first, b"user:42 = row of user:42\n",
+               "the example reads through its near cache")
+        with harness.Client(port) as c:
+            res.eq(c.request(b"invalidate_tag users\r\n"),
+                   b"INVALIDATED\r\n", "invalidate_tag users on the server")
+        res.eq(p.stdout.readline(), b"user:42 is gone from the local cache\n",
+               "the example's local copy goes")
+        res.eq(p.wait(30 * harness.SLOW), 0, "the example exits 0")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def main():
+    res = harness.Results("near")
+    harness.overall_deadline(200)
+    srv_box = [harness.corrald(["-t", "2"])]
+    a = Proc(srv_box[0].port, "A")
+    b = Proc(srv_box[0].port, "B")
+    try:
+        res.run(t_coherence, a, b)
+        res.run(t_tags_prefix_flush, a, b)
+        res.run(t_readme_example, srv_box[0].port)
+        res.run(t_outage, a, b, srv_box)
+    finally:
+        res.eq(a.close(), 0, "process A exits 0")
+        res.eq(b.close(), 0, "process B exits 0")
+        res.eq(srv_box[0].stop(), 0, "corrald exits 0")
+        srv_box[0].close()
+    res.finish()
+
+
+if __name__ == "__main__":
+    main()
