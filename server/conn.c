@@ -33,11 +33,27 @@
  * queue has been written completely.  A client that does not read its
  * replies therefore stalls only itself, and its memory stays bounded.
  *
+ * TLS (-Z).  The same path serves TLS connections: conn_sys_read() and
+ * conn_sys_writev() call tls_read() and tls_writev() instead of read()
+ * and writev() (one test of c->tls, nothing else, on the plain path).
+ * A TLS read may have to wait until the socket is writable, and a TLS
+ * write until it is readable (handshake messages); conn_tls_watch()
+ * watches for that and the callbacks repeat the blocked call first.
+ * Decrypted bytes buffered in the TLS layer are read by feeding the read
+ * watcher an event, since the socket itself may show nothing.
+ *
+ * Idle timeout.  last_active is the time of the last progress: a
+ * complete request executed, or reply bytes accepted by the socket.
+ * Bytes of an incomplete request are not progress, so a client that
+ * trickles a line, or stops reading its replies, is closed by the idle
+ * timeout like a silent one.
+ *
  * Invariants: head <= niov; out_bytes is the sum of iov[head..niov) lengths;
  * the read watcher is active unless paused, closing or at EOF; the write
- * watcher is active exactly while output is pending.  A connection is
- * freed only at the end of a top-level event callback (conn_after_io) or
- * by the worker, never in the middle of exec_process().
+ * watcher is active exactly while output is pending (for TLS: also while
+ * a read waits for writability, and not while a write waits for input).
+ * A connection is freed only at the end of a top-level event callback
+ * (conn_after_io) or by the worker, never in the middle of exec_process().
  *
  * Threads: a connection is used only by its worker's thread.  `state`,
  * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
@@ -59,6 +75,7 @@
 #include "exec.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Unsent output beyond which a connection stops executing and reading. */
@@ -136,7 +153,14 @@ struct conn {
     bool eof;                     /* the peer closed its side */
     bool paused;                  /* reading stopped by back-pressure */
     bool draining;                /* SIGTERM: close when idle */
-    double last_active;           /* ev_now() of the last read */
+    bool authenticated;           /* -Y: may send commands */
+    double last_active;           /* ev_now() of the last progress */
+
+    /* TLS (-Z): the session, and which readiness a blocked TLS read or
+     * write waits for when it is not its own direction. */
+    struct tls_conn *tls;
+    bool tls_read_wants_write;
+    bool tls_write_wants_read;
 
     _Atomic unsigned char state;  /* enum conn_state, for stats conns */
     _Atomic int64_t last_cmd;     /* Unix seconds of the last command */
@@ -145,6 +169,7 @@ struct conn {
 
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_tls_watch(struct conn *c);
 
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -163,6 +188,17 @@ conn_create(struct worker *w, int fd, const char *peer)
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return NULL;
     }
+    if (w->srv->tls != NULL) {
+        c->tls = tls_conn_create(w->srv->tls, fd);
+        if (c->tls == NULL) {
+            log_warn("out of memory starting TLS for a connection");
+            free(c);
+            close(fd);
+            atomic_fetch_sub(&w->srv->curr_conns, 1);
+            return NULL;
+        }
+    }
+    c->authenticated = w->srv->auth == NULL;
     c->w = w;
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
@@ -285,6 +321,9 @@ held_release(struct conn *c)
 static void
 out_reset(struct conn *c)
 {
+    if (c->tls != NULL) {
+        tls_idle(c->tls);
+    }
     for (size_t i = c->head; i < c->niov; i++) {
         corral_item_release(c->own[i]);
     }
@@ -516,6 +555,18 @@ conn_closing(const struct conn *c)
     return c->closing || c->killed;
 }
 
+bool
+conn_authenticated(const struct conn *c)
+{
+    return c->authenticated;
+}
+
+void
+conn_set_authenticated(struct conn *c)
+{
+    c->authenticated = true;
+}
+
 struct worker *
 conn_worker(const struct conn *c)
 {
@@ -567,6 +618,38 @@ conn_report_fd(const struct conn *c)
 /* ---------------------------------------------------------------------- */
 /* I/O                                                                    */
 
+/* read(2), or through TLS; a TLS read that must first send bytes says so
+ * in tls_read_wants_write. */
+static ssize_t
+conn_sys_read(struct conn *c, void *buf, size_t n)
+{
+    enum tls_want want;
+    ssize_t r;
+
+    if (c->tls == NULL) {
+        return read(c->fd, buf, n);
+    }
+    r = tls_read(c->tls, buf, n, &want);
+    c->tls_read_wants_write = r < 0 && want == TLS_WANT_WRITE;
+    return r;
+}
+
+/* writev(2), or through TLS; a TLS write that must first receive bytes
+ * says so in tls_write_wants_read. */
+static ssize_t
+conn_sys_writev(struct conn *c, const struct iovec *iov, int cnt)
+{
+    enum tls_want want;
+    ssize_t r;
+
+    if (c->tls == NULL) {
+        return writev(c->fd, iov, cnt);
+    }
+    r = tls_writev(c->tls, iov, cnt, &want);
+    c->tls_write_wants_read = r < 0 && want == TLS_WANT_READ;
+    return r;
+}
+
 /* Read once.  Sets eof or killed on end of stream or error. */
 static void
 conn_read_once(struct conn *c)
@@ -581,10 +664,9 @@ conn_read_once(struct conn *c)
     if (c->rlen == c->rcap) {
         return; /* conn_process() grows the buffer before reading again */
     }
-    n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    n = conn_sys_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (n > 0) {
         c->rlen += (size_t)n;
-        c->last_active = ev_now(c->w->loop);
         srv_counter_add(&c->w->counters.bytes_read, (uint64_t)n);
         return;
     }
@@ -633,6 +715,12 @@ conn_process(struct conn *c)
         need = 0;
         used = exec_process(c, c->rbuf + pos, c->rlen - pos, &need);
         pos += used;
+        if (used > 0) {
+            /* A complete request is progress for the idle timeout; bytes
+             * of an incomplete one are not (a client trickling a line
+             * must not hold its connection forever). */
+            c->last_active = ev_now(c->w->loop);
+        }
         if (c->swallow > 0) {
             continue;
         }
@@ -689,7 +777,7 @@ conn_flush(struct conn *c)
         if (cnt > CONN_IOV_BATCH) {
             cnt = CONN_IOV_BATCH;
         }
-        n = writev(c->fd, c->iov + c->head, (int)cnt);
+        n = conn_sys_writev(c, c->iov + c->head, (int)cnt);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -703,7 +791,11 @@ conn_flush(struct conn *c)
         }
         srv_counter_add(&c->w->counters.bytes_written, (uint64_t)n);
         c->out_bytes -= (size_t)n;
-        while (n > 0) {
+        if (n > 0) {
+            c->last_active = ev_now(c->w->loop); /* the client reads */
+        }
+        while (c->head < c->niov &&
+               (n > 0 || c->iov[c->head].iov_len == 0)) {
             struct iovec *v = &c->iov[c->head];
             if ((size_t)n >= v->iov_len) {
                 n -= (ssize_t)v->iov_len;
@@ -759,25 +851,53 @@ conn_after_io(struct conn *c)
             c->paused = !conn_closing(c) && !c->eof;
             ev_io_stop(loop, &c->rio);
         }
-        return false;
+    } else {
+        ev_io_stop(loop, &c->wio);
+        if (conn_closing(c) || c->eof) {
+            conn_close(c);
+            return true;
+        }
+        if (c->draining && c->rlen == 0 && c->swallow == 0) {
+            conn_close(c);
+            return true;
+        }
+        if (c->rlen == 0 && c->swallow == 0) {
+            conn_set_state(c, CONN_NEW_CMD);
+        }
+        if (c->paused || !ev_is_active(&c->rio)) {
+            c->paused = false;
+            ev_io_start(loop, &c->rio);
+        }
     }
-    ev_io_stop(loop, &c->wio);
-    if (conn_closing(c) || c->eof) {
-        conn_close(c);
-        return true;
-    }
-    if (c->draining && c->rlen == 0 && c->swallow == 0) {
-        conn_close(c);
-        return true;
-    }
-    if (c->rlen == 0 && c->swallow == 0) {
-        conn_set_state(c, CONN_NEW_CMD);
-    }
-    if (c->paused || !ev_is_active(&c->rio)) {
-        c->paused = false;
-        ev_io_start(loop, &c->rio);
+    if (c->tls != NULL) {
+        conn_tls_watch(c);
     }
     return false;
+}
+
+/*
+ * TLS adjustments to the watchers conn_after_io() set: a TLS read or
+ * write blocked on the other direction needs that direction watched
+ * (and the write watcher must not spin while a write waits for input);
+ * decrypted bytes held inside the TLS layer do not make the socket
+ * readable, so a read is fed to the loop while they wait.
+ */
+static void
+conn_tls_watch(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (c->tls_write_wants_read) {
+        ev_io_stop(loop, &c->wio);
+        ev_io_start(loop, &c->rio);
+    }
+    if (c->tls_read_wants_write) {
+        ev_io_start(loop, &c->wio);
+    }
+    if (ev_is_active(&c->rio) && !c->paused && !c->eof &&
+        !conn_closing(c) && tls_pending(c->tls)) {
+        ev_feed_event(loop, &c->rio, EV_READ);
+    }
 }
 
 static void
@@ -787,9 +907,16 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    conn_read_once(c);
-    if (!c->killed) {
-        conn_run(c);
+    if (c->tls_write_wants_read) {
+        /* A TLS write waited for this readiness: repeat it first. */
+        c->tls_write_wants_read = false;
+        conn_flush(c);
+    }
+    if (!c->killed && !c->paused && !c->tls_write_wants_read) {
+        conn_read_once(c);
+        if (!c->killed) {
+            conn_run(c);
+        }
     }
     conn_after_io(c);
 }
@@ -801,7 +928,16 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (conn_flush(c) == 0 && !conn_closing(c)) {
+    if (c->tls_read_wants_write) {
+        /* A TLS read waited for this readiness: repeat it first. */
+        c->tls_read_wants_write = false;
+        conn_read_once(c);
+        if (!c->killed) {
+            conn_run(c);
+        }
+    }
+    if (!c->killed && !c->tls_write_wants_read &&
+        conn_flush(c) == 0 && !conn_closing(c)) {
         /* Requests held back by back-pressure may now run. */
         conn_run(c);
     }
@@ -843,6 +979,7 @@ conn_close(struct conn *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     worker_conn_remove(w, &c->link);
+    tls_conn_destroy(c->tls);
     close(c->fd);
     out_reset(c);
     free(c->held);

@@ -116,6 +116,11 @@ void conn_kill(struct conn *c);
 /* conn_closing - true after conn_quit() or conn_kill(). */
 bool conn_closing(const struct conn *c);
 
+/* conn_authenticated - false until an -Y server accepts credentials;
+ * true from the start without -Y. */
+bool conn_authenticated(const struct conn *c);
+void conn_set_authenticated(struct conn *c);
+
 /* ---- readable from other threads under the worker's lock ---- */
 
 /* memcached's state name ("conn_new_cmd", ...). */

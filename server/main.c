@@ -5,6 +5,8 @@
  *   1. settings: defaults, environment, flags     (EX_USAGE on bad input)
  *   2. file descriptor limit for -c connections   (EX_OSERR)
  *   3. the engine, from -m and -I                  (EX_USAGE, EX_OSERR)
+ *      the -Y credentials and the -Z TLS context    (EX_CONFIG), read
+ *      before root is dropped so that they may be readable by root only
  *   4. the listening sockets, on the main loop     (EX_OSERR)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
  *   6. the worker threads, with the signals main handles blocked in them
@@ -35,10 +37,12 @@
 
 #include <corral.h>
 
+#include "auth.h"
 #include "listener.h"
 #include "log.h"
 #include "server.h"
 #include "settings.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Descriptors beyond the connections: listeners, loops, stdio. */
@@ -142,6 +146,41 @@ main_create_cache(const struct settings *st, corral_t **out)
     return 0;
 }
 
+/* -Y and -Z: what must be loaded before anything is served. */
+static int
+main_load_security(const struct settings *st, struct server *srv)
+{
+    char err[512];
+
+    if (st->auth_file[0] != '\0') {
+        srv->auth = auth_load(st->auth_file, err, sizeof(err));
+        if (srv->auth == NULL) {
+            log_error("%s", err);
+            return EX_CONFIG;
+        }
+        log_info("authentication required: %zu users in %s",
+                 auth_count(srv->auth), st->auth_file);
+    }
+    if (st->tls.enabled) {
+        srv->tls = tls_ctx_create(st);
+        if (srv->tls == NULL) {
+            return EX_CONFIG;
+        }
+        log_info("TLS enabled (%s)", tls_library());
+    }
+    return 0;
+}
+
+/* Free what main_load_security() loaded. */
+static void
+main_unload_security(struct server *srv)
+{
+    tls_ctx_destroy(srv->tls);
+    srv->tls = NULL;
+    auth_destroy(srv->auth);
+    srv->auth = NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -174,13 +213,19 @@ main(int argc, char **argv)
     if ((rc = main_raise_nofile(&st)) != 0) {
         return rc;
     }
+    if ((rc = main_load_security(&st, &srv)) != 0) {
+        main_unload_security(&srv);
+        return rc;
+    }
     if ((rc = main_create_cache(&st, &srv.cache)) != 0) {
+        main_unload_security(&srv);
         return rc;
     }
     srv.main_loop = ev_default_loop(EVFLAG_AUTO);
     if (srv.main_loop == NULL) {
         log_error("cannot create the main event loop");
         corral_destroy(srv.cache);
+        main_unload_security(&srv);
         return EX_OSERR;
     }
     /* Watch the signals before the port opens: a client (or a test) may
@@ -194,11 +239,13 @@ main(int argc, char **argv)
     srv.listener = listener_create(&srv);
     if (srv.listener == NULL) {
         corral_destroy(srv.cache);
+        main_unload_security(&srv);
         return EX_OSERR;
     }
     if ((rc = main_drop_root(&st)) != 0) {
         listener_destroy(srv.listener);
         corral_destroy(srv.cache);
+        main_unload_security(&srv);
         return rc;
     }
 
@@ -216,6 +263,7 @@ main(int argc, char **argv)
         worker_join_all(&srv);
         listener_destroy(srv.listener);
         corral_destroy(srv.cache);
+        main_unload_security(&srv);
         return EX_OSERR;
     }
 
@@ -232,6 +280,7 @@ main(int argc, char **argv)
     worker_join_all(&srv);
     listener_destroy(srv.listener);
     corral_destroy(srv.cache);
+    main_unload_security(&srv);
     pthread_mutex_destroy(&srv.reset_lock);
     log_info("corrald: stopped");
     return 0;

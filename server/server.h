@@ -30,6 +30,8 @@
 struct ev_loop;
 struct worker;
 struct listener;
+struct auth;
+struct tls_ctx;
 
 /* A counter with one writing thread. */
 typedef _Atomic uint64_t srv_counter_t;
@@ -56,7 +58,9 @@ srv_counter_get(const srv_counter_t *c)
     X(bytes_written)                                                          \
     X(cmd_meta)                                                               \
     X(idle_kicks)                                                             \
-    X(conn_yields)
+    X(conn_yields)                                                            \
+    X(auth_cmds)                                                              \
+    X(auth_errors)
 
 struct worker_counters {
 #define WORKER_COUNTER_FIELD(name) srv_counter_t name;
@@ -84,6 +88,8 @@ struct server {
     unsigned nworkers;
     struct listener *listener;
     struct ev_loop *main_loop;    /* the accept loop, on the main thread */
+    struct auth *auth;            /* -Y credentials, or NULL: no auth */
+    struct tls_ctx *tls;          /* -Z context, or NULL: plain TCP */
     time_t started;               /* Unix time at startup */
     pid_t pid;
 

@@ -14,6 +14,30 @@
 #include <stdio.h>
 
 #define SETTINGS_LISTEN_MAX 256
+#define SETTINGS_PATH_MAX 1024
+#define SETTINGS_CIPHERS_MAX 1024
+
+/* -o ssl_verify_mode: memcached's numbering. */
+enum settings_ssl_verify {
+    SETTINGS_SSL_VERIFY_NONE = 0,
+    SETTINGS_SSL_VERIFY_REQUEST = 1, /* ask for a client certificate */
+    SETTINGS_SSL_VERIFY_REQUIRE = 2, /* refuse clients without one */
+    SETTINGS_SSL_VERIFY_ONCE = 3     /* ask at the first handshake only */
+};
+
+/* TLS settings (-Z and memcached's -o ssl_* names). */
+struct settings_tls {
+    bool enabled;                         /* -Z */
+    char chain_cert[SETTINGS_PATH_MAX];   /* ssl_chain_cert, PEM */
+    char key[SETTINGS_PATH_MAX];          /* ssl_key; empty: in chain */
+    int key_format;                       /* ssl_keyformat: 1 PEM, 2 DER */
+    int verify_mode;                      /* ssl_verify_mode */
+    char ca_cert[SETTINGS_PATH_MAX];      /* ssl_ca_cert, PEM */
+    char ciphers[SETTINGS_CIPHERS_MAX];   /* ssl_ciphers; empty: default */
+    int min_version;                      /* ssl_min_version: 0..3 */
+    unsigned wbuf_kb;                     /* ssl_wbuf_size, kilobytes */
+    bool session_cache;                   /* ssl_session_cache */
+};
 
 struct settings {
     unsigned port;           /* -p: TCP port; 0 lets the kernel choose */
@@ -30,6 +54,9 @@ struct settings {
     unsigned idle_timeout;   /* seconds; 0 = connections never time out */
     unsigned drain_timeout;  /* seconds SIGTERM waits for replies */
     char user[64];           /* -u: identity to assume when root */
+    bool disable_verbosity;  /* "verbosity" is refused */
+    char auth_file[SETTINGS_PATH_MAX]; /* -Y: "user:password" lines */
+    struct settings_tls tls; /* -Z and its -o ssl_* options */
 };
 
 enum settings_result {

@@ -255,7 +255,14 @@ typedef enum proto_status {
     X(WATCH_TOO_MANY, "WATCHER_TOO_MANY log watcher limit reached")           \
     X(STATS_BAD_LINE, "CLIENT_ERROR bad command line")                        \
     X(STATS_DETAIL_USAGE, "CLIENT_ERROR usage: stats detail on|off|dump")     \
-    X(STATS_CACHEDUMP_DISABLED, "CLIENT_ERROR stats cachedump not allowed")
+    X(STATS_CACHEDUMP_DISABLED, "CLIENT_ERROR stats cachedump not allowed")  \
+    /* corrald's own refusal, in memcached's "-F" wording */                  \
+    X(VERBOSITY_DISABLED, "CLIENT_ERROR verbosity not allowed")               \
+    /* authentication (-Y), memcached's replies */                            \
+    X(AUTH_REQUIRED, "CLIENT_ERROR unauthenticated")                          \
+    X(AUTH_FAILURE, "CLIENT_ERROR authentication failure")                    \
+    X(AUTH_FORMAT, "CLIENT_ERROR bad authentication token format")            \
+    X(AUTH_TERMINATION, "CLIENT_ERROR bad command line termination")
 
 typedef enum proto_err {
 #define PROTO_ERR_ENUM_(e, s) PROTO_ERR_##e,
