@@ -68,6 +68,7 @@ struct corral {
     uint64_t seed;         /* hash seed */
     struct mem mem;
     struct sysclock sysclock;
+    _Atomic size_t max_memory;    /* the limit now (corral_set_max_memory) */
     _Atomic uint32_t oldest_live; /* delayed flush: items last stored or
                                    * accessed at or before this second are
                                    * flushed once it has come; 0 = none */
@@ -249,6 +250,9 @@ void shard_overwrite(struct shard *s, item_t *old, const item_t *it,
 /* Unlink an item from the table (it stays queued until reclaimed). */
 void shard_unlink(struct corral *c, struct shard *s, uint64_t h,
                   item_t *it);
+
+/* Give the shard a new byte budget, evicting down to it now. */
+void shard_set_budget(struct shard *s, size_t budget);
 
 /* Evict until `bytes` more (and `items` more items) fit.  False if it
  * cannot. */

@@ -159,6 +159,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     }
     mem_init(&c->mem);
     atomic_init(&c->oldest_live, 0);
+    atomic_init(&c->max_memory, c->cfg.max_memory);
     if (!stats_reg_init(&c->counters)) {
         free(c);
         return CORRAL_ENOMEM;
@@ -238,6 +239,8 @@ corral_config_get(const corral_t *c, corral_config_t *out_cfg)
 {
     assert(c != NULL && out_cfg != NULL);
     *out_cfg = c->cfg;
+    out_cfg->max_memory = atomic_load_explicit(
+        &((struct corral *)c)->max_memory, memory_order_relaxed);
     if (out_cfg->clock == sysclock_now) {
         out_cfg->clock = NULL;
         out_cfg->clock_ud = NULL;
@@ -465,6 +468,9 @@ hit(struct corral *c, struct shard *s, item_t *it,
         uint32_t at = item_atime(it);
         out_res->flags |= item_has(it, ITEM_FETCHED) ? CORRAL_RES_HIT_BEFORE
                                                      : 0;
+        if (!(f & CORRAL_GET_TOUCH)) {
+            out_res->ttl_before = exptime_ttl(item_exptime(it), now);
+        }
         out_res->last_access = now > at ? now - at : 0;
         out_res->flags |= token_decide(it, o, now);
     }
@@ -568,6 +574,9 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     }
     if (it != NULL) {
         if (f & CORRAL_GET_TOUCH) {
+            if (out_res != NULL) {
+                out_res->ttl_before = exptime_ttl(item_exptime(it), now);
+            }
             atomic_store_explicit(&it->exptime,
                                   exptime_abs(o->touch_exptime, now),
                                   memory_order_relaxed);
@@ -682,16 +691,103 @@ corral_get_copy(corral_t *c, const void *key, size_t nkey, void *buf,
     return st;
 }
 
+/* Keys looked up together by corral_get_multi. */
+#define MULTI_BATCH 32u
+
+/*
+ * A batch of lookups: take the read locks of the shards involved (in
+ * shard order; writers hold one shard lock at a time, so this cannot
+ * deadlock), prefetch every key's first table slot, then every first
+ * candidate item, then do the lookups: the cache misses of different keys
+ * overlap instead of coming one after another.
+ */
+static size_t
+get_batch(struct corral *c, size_t n, const void *const *keys,
+          const size_t *nkeys, corral_item_t **out)
+{
+    uint64_t h[MULTI_BATCH];
+    unsigned sh[MULTI_BATCH];
+    enum item_state seen[MULTI_BATCH];
+    item_t *found[MULTI_BATCH];
+    unsigned order[MULTI_BATCH];
+    uint32_t now = cache_now(c);
+    size_t hits = 0, m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        found[i] = NULL;
+        seen[i] = ITEM_LIVE;
+        if (!key_ok(keys[i], nkeys[i])) {
+            continue;
+        }
+        h[i] = hash_key(c->seed, keys[i], nkeys[i]);
+        sh[i] = hash_shard(h[i], c->shard_bits);
+        order[m++] = (unsigned)i; /* insertion sort by shard below */
+        for (size_t j = m - 1; j > 0 && sh[order[j - 1]] > sh[order[j]];
+             j--) {
+            unsigned t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        if (j == 0 || sh[order[j]] != sh[order[j - 1]]) {
+            shard_rdlock(&c->shards[sh[order[j]]]);
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        table_prefetch_slot(&c->shards[sh[order[j]]].table, h[order[j]]);
+    }
+    for (size_t j = 0; j < m; j++) {
+        table_prefetch_item(&c->shards[sh[order[j]]].table, h[order[j]]);
+    }
+    for (size_t j = 0; j < m; j++) {
+        size_t i = order[j];
+        struct shard *s = &c->shards[sh[i]];
+        item_t *it = table_find(&s->table, h[i], keys[i], nkeys[i]);
+        if (it == NULL) {
+            continue;
+        }
+        seen[i] = item_state(c, s, it, now);
+        if (seen[i] == ITEM_LIVE) {
+            out[i] = pin_for_caller(c, it);
+            if (out[i] != NULL) {
+                item_touch_access(it, now);
+                hits++;
+            }
+        }
+        found[i] = it;
+    }
+    for (size_t j = m; j-- > 0;) {
+        if (j == 0 || sh[order[j]] != sh[order[j - 1]]) {
+            shard_unlock(&c->shards[sh[order[j]]]);
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+        size_t i = order[j];
+        struct shard *s = &c->shards[sh[i]];
+        if (out[i] != NULL) {
+            COUNT(s, get_hits);
+            continue;
+        }
+        if (found[i] != NULL && item_state_dead(seen[i])) {
+            reclaim_dead(c, s, h[i], keys[i], nkeys[i], seen[i]);
+        }
+        COUNT(s, get_misses);
+    }
+    return hits;
+}
+
 CORRAL_API size_t
 corral_get_multi(corral_t *c, size_t n, const void *const *keys,
                  const size_t *nkeys, corral_item_t **out_items)
 {
     size_t hits = 0;
+    assert(c != NULL);
     assert(n == 0 || (keys != NULL && nkeys != NULL && out_items != NULL));
-    for (size_t i = 0; i < n; i++) {
-        if (corral_get(c, keys[i], nkeys[i], &out_items[i]) == CORRAL_OK) {
-            hits++;
-        }
+    for (size_t done = 0; done < n; done += MULTI_BATCH) {
+        size_t k = n - done < MULTI_BATCH ? n - done : MULTI_BATCH;
+        hits += get_batch(c, k, keys + done, nkeys + done, out_items + done);
     }
     return hits;
 }
@@ -1274,6 +1370,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
     static const corral_arith_opts_t defaults = {0, 1, 0, 0, 0, 0};
     const corral_arith_opts_t *o = opts != NULL ? opts : &defaults;
     bool decr = (o->options & CORRAL_ARITH_DECR) != 0;
+    int created = 0;
     corral_status_t st = CORRAL_OK;
     item_t *it, *fresh = NULL;
     uint64_t v = 0;
@@ -1308,6 +1405,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                                : cache_install(c, s, h, &fresh, NULL, NULL);
             it = st == CORRAL_OK ? fresh : NULL;
             fresh = st == CORRAL_OK ? NULL : fresh;
+            created = st == CORRAL_OK;
         }
     } else if (o->cas != 0 && o->cas != item_cas(it)) {
         st = CORRAL_EEXISTS;
@@ -1356,6 +1454,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         out->value = v;
         out->cas = item_cas(it);
         out->ttl = exptime_ttl(item_exptime(it), now);
+        out->created = created;
     }
     shard_write_done(c, s);
     shard_unlock(s);
@@ -1550,6 +1649,26 @@ corral_event_seq(corral_t *c)
     return events_next_seq(&c->events);
 }
 
+CORRAL_API corral_status_t
+corral_set_max_memory(corral_t *c, size_t max_memory)
+{
+    size_t per;
+
+    assert(c != NULL);
+    per = max_memory / c->nshards;
+    if (max_memory < MIN_MAX_MEMORY || per < 2 * c->cfg.max_item_size) {
+        return CORRAL_EINVAL;
+    }
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        shard_wrlock(s);
+        shard_set_budget(s, per);
+        shard_unlock(s);
+    }
+    atomic_store_explicit(&c->max_memory, max_memory, memory_order_relaxed);
+    return CORRAL_OK;
+}
+
 CORRAL_API size_t
 corral_sweep(corral_t *c, size_t budget)
 {
@@ -1578,7 +1697,8 @@ corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
     }
     stats_reg_sum(&((struct corral *)c)->counters, (uint64_t *)&all);
     all.cmd_get = all.get_hits + all.get_misses; /* every lookup is one */
-    all.limit_maxbytes = c->cfg.max_memory;
+    all.limit_maxbytes = atomic_load_explicit(
+        &((struct corral *)c)->max_memory, memory_order_relaxed);
     all.tags_live = atomic_load_explicit(&((struct corral *)c)->tags.records,
                                          memory_order_relaxed);
     memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));

@@ -264,6 +264,14 @@ shard_migrate(struct shard *s, size_t n)
     }
 }
 
+void
+shard_set_budget(struct shard *s, size_t budget)
+{
+    s->budget = budget;
+    s->policy.small_bytes = budget / 10;
+    shard_make_room(s->cache, s, 0, 0);
+}
+
 size_t
 shard_sweep(struct corral *c, struct shard *s, size_t n)
 {

@@ -183,6 +183,31 @@ table_find(const struct table *t, uint64_t h, const void *key, size_t nkey)
     return NULL;
 }
 
+void
+table_prefetch_slot(const struct table *t, uint64_t h)
+{
+    __builtin_prefetch(&t->slots[hash_range(h, t->shard_bits, t->cap)]);
+}
+
+void
+table_prefetch_item(const struct table *t, uint64_t h)
+{
+    uint64_t tag = hash_tag(h);
+    size_t i = hash_range(h, t->shard_bits, t->cap);
+
+    for (;;) {
+        uint64_t s = t->slots[i];
+        if (s == SLOT_EMPTY) {
+            return;
+        }
+        if (slot_used(s) && (s >> 48) == tag) {
+            __builtin_prefetch(slot_item(s));
+            return;
+        }
+        i = slot_next(i, t->cap);
+    }
+}
+
 /* Put a slot word into the first free place of its probe sequence. */
 static void
 place(uint64_t *slots, size_t cap, unsigned bits, uint64_t h, uint64_t word)

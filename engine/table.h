@@ -49,6 +49,12 @@ void table_deinit(struct table *t);
 item_t *table_find(const struct table *t, uint64_t h, const void *key,
                    size_t nkey);
 
+/* Prefetch the slot a lookup of h starts at, or the item its first tag
+ * match points to (for batched lookups: several misses in flight at once).
+ * Shared lock. */
+void table_prefetch_slot(const struct table *t, uint64_t h);
+void table_prefetch_item(const struct table *t, uint64_t h);
+
 /* Add an item whose key is absent.  Starts or continues growth; false
  * when growth needs memory it cannot get (the item is still inserted
  * unless the table is completely full).  Exclusive lock. */

@@ -140,6 +140,28 @@ out_stat_u64(struct exec_ctx *x, const char *name, uint64_t v)
 /* ---------------------------------------------------------------------- */
 /* Retrieval: get gets gat gats bget                                      */
 
+/* One VALUE reply (the item's pin passes to the connection). */
+static void
+out_value_item(struct exec_ctx *x, const char *k, size_t nk,
+               corral_item_t *item, bool with_cas)
+{
+    size_t crlf_len;
+    const char *crlf = proto_reply_line(PROTO_REPLY_CRLF, &crlf_len);
+    const void *val;
+    size_t nval;
+
+    val = corral_item_value(item, &nval);
+    OUT_COMPOSE(x, PROTO_VALUE_LINE_MAX,
+                proto_compose_value(buf_, PROTO_VALUE_LINE_MAX, k, nk,
+                                    corral_item_flags(item), nval, with_cas,
+                                    corral_item_cas(item)));
+    conn_out_value(x->c, item, val, nval);
+    out_bytes(x, crlf, crlf_len);
+}
+
+/* Keys per corral_get_multi call: the engine overlaps their misses. */
+#define EXEC_GET_BATCH 32
+
 static void
 exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
@@ -149,33 +171,46 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
     struct proto_iter it;
     const char *k;
     size_t nk;
-    size_t crlf_len;
-    const char *crlf = proto_reply_line(PROTO_REPLY_CRLF, &crlf_len);
 
     proto_keys_begin(&it, cmd);
-    while (proto_iter_next(&it, &k, &nk)) {
-        corral_item_t *item = NULL;
-        corral_status_t st;
-        const void *val;
-        size_t nval;
-
-        st = touch ? corral_gat(x->cache, k, nk, cmd->exptime, &item)
-                   : corral_get(x->cache, k, nk, &item);
-        if (st != CORRAL_OK) {
+    if (touch) {
+        while (proto_iter_next(&it, &k, &nk)) {
+            corral_item_t *item = NULL;
+            corral_status_t st = corral_gat(x->cache, k, nk, cmd->exptime,
+                                            &item);
             if (st == CORRAL_ENOMEM) {
                 /* memcached drops what it had queued for this command. */
                 nomem_err(x, PROTO_ERR_GET_NOMEM);
                 return;
             }
-            continue;
+            if (st == CORRAL_OK) {
+                out_value_item(x, k, nk, item, with_cas);
+            }
         }
-        val = corral_item_value(item, &nval);
-        OUT_COMPOSE(x, PROTO_VALUE_LINE_MAX,
-                    proto_compose_value(buf_, PROTO_VALUE_LINE_MAX, k, nk,
-                                        corral_item_flags(item), nval,
-                                        with_cas, corral_item_cas(item)));
-        conn_out_value(x->c, item, val, nval);
-        out_bytes(x, crlf, crlf_len);
+        out_reply(x, PROTO_REPLY_END);
+        return;
+    }
+    for (;;) {
+        const void *keys[EXEC_GET_BATCH];
+        size_t nkeys[EXEC_GET_BATCH];
+        corral_item_t *items[EXEC_GET_BATCH];
+        size_t n = 0;
+
+        while (n < EXEC_GET_BATCH && proto_iter_next(&it, &k, &nk)) {
+            keys[n] = k;
+            nkeys[n++] = nk;
+        }
+        if (n == 0) {
+            break;
+        }
+        /* a lookup refused for memory (pins saturated and no copy) is
+         * answered as a miss here */
+        corral_get_multi(x->cache, n, keys, nkeys, items);
+        for (size_t i = 0; i < n; i++) {
+            if (items[i] != NULL) {
+                out_value_item(x, keys[i], nkeys[i], items[i], with_cas);
+            }
+        }
     }
     out_reply(x, PROTO_REPLY_END);
 }

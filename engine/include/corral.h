@@ -395,6 +395,8 @@ typedef struct corral_get_opts {
 typedef struct corral_get_result {
     unsigned flags;            /* CORRAL_RES_* */
     int64_t last_access;       /* seconds since the access before this one */
+    int64_t ttl_before;        /* on a hit: the remaining TTL before this
+                                * call changed it (-1 = never expires) */
 } corral_get_result_t;
 
 /*
@@ -570,6 +572,7 @@ typedef struct corral_arith_result {
     uint64_t value;          /* the new value */
     uint64_t cas;            /* the item's new CAS */
     int64_t ttl;             /* remaining seconds; -1 = never expires */
+    int created;             /* 1 if VIVIFY created the item */
 } corral_arith_result_t;
 
 /*
@@ -612,6 +615,19 @@ CORRAL_API corral_status_t corral_decr(corral_t *cache, const void *key,
  * Returns CORRAL_OK.  Takes each shard lock in turn; O(shards).
  */
 CORRAL_API corral_status_t corral_flush(corral_t *cache, int64_t when);
+
+/*
+ * corral_set_max_memory - change the memory limit of a running cache
+ * (memcached's cache_memlimit).  Each shard gets its share at once, and
+ * a lower limit evicts down to it before the call returns.  Hash tables
+ * keep their size.  corral_config_get() and the limit_maxbytes statistic
+ * report the new limit.
+ * Returns CORRAL_OK, or CORRAL_EINVAL for a limit under 1 MiB or below
+ * twice max_item_size per shard.  Thread-safe; O(shards) plus the
+ * evictions.
+ */
+CORRAL_API corral_status_t corral_set_max_memory(corral_t *cache,
+                                                 size_t max_memory);
 
 /*
  * corral_sweep - run the incremental reclamation sweep by hand.

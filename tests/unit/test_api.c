@@ -591,6 +591,143 @@ test_get_copy(void)
     corral_destroy(c);
 }
 
+/* Many keys over many shards, past the batch size, with duplicates,
+ * misses, expired items and bad keys in every position: each slot gets
+ * exactly what corral_get would return. */
+static void
+test_get_multi_large(void)
+{
+    corral_config_t cfg;
+    corral_t *c;
+    enum { N = 300 };
+    static char names[N][16];
+    const void *keys[N];
+    size_t nkeys[N];
+    corral_item_t *out[N];
+    size_t hits = 0, want = 0;
+
+    corral_config_init(&cfg);
+    cfg.shards = 16;
+    c = new_cache_cfg(&cfg);
+    for (int i = 0; i < N; i++) {
+        int k = i % 7 == 0 ? i / 2 : i; /* some keys asked twice */
+        nkeys[i] = (size_t)snprintf(names[i], sizeof(names[i]), "mk%d", k);
+        keys[i] = names[i];
+        if (k % 5 == 1) {
+            CU_ASSERT_EQUAL(corral_set(c, names[i], nkeys[i], names[i],
+                                       nkeys[i], 0, 0), CORRAL_OK);
+        } else if (k % 5 == 2) {
+            CU_ASSERT_EQUAL(corral_set(c, names[i], nkeys[i], names[i],
+                                       nkeys[i], 0, 10), CORRAL_OK);
+        }
+        if (i % 41 == 40) {
+            nkeys[i] = 0; /* a bad key */
+        }
+    }
+    advance(20); /* the k % 5 == 2 keys expire */
+    for (int i = 0; i < N; i++) {
+        corral_item_t *it = NULL;
+        if (nkeys[i] > 0 && corral_get(c, keys[i], nkeys[i], &it) ==
+                                CORRAL_OK) {
+            want++;
+        }
+        corral_item_release(it);
+    }
+    hits = corral_get_multi(c, N, keys, nkeys, out);
+    CU_ASSERT_EQUAL(hits, want);
+    for (int i = 0; i < N; i++) {
+        int k = i % 7 == 0 ? i / 2 : i;
+        bool live = nkeys[i] > 0 && k % 5 == 1;
+        CU_ASSERT_EQUAL(out[i] != NULL, live);
+        if (out[i] != NULL) {
+            size_t len;
+            const void *v = corral_item_value(out[i], &len);
+            CU_ASSERT(len == nkeys[i] && memcmp(v, names[i], len) == 0);
+            corral_item_release(out[i]);
+        }
+    }
+    corral_destroy(c);
+}
+
+/* cache_memlimit: a lower limit evicts at once; stats and config follow;
+ * nonsense limits are refused. */
+static void
+test_set_max_memory(void)
+{
+    corral_config_t cfg, got;
+    corral_t *c;
+    char key[32], val[1000];
+    corral_stats_t st;
+
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    cfg.max_memory = 64u << 20;
+    c = new_cache_cfg(&cfg);
+    memset(val, 'v', sizeof(val));
+    for (int i = 0; i < 20000; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "m%d", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, n, val, sizeof(val), 0, 0),
+                        CORRAL_OK);
+    }
+    st = stats_of(c);
+    CU_ASSERT(st.mem_used > (8u << 20));
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 8u << 20), CORRAL_OK);
+    st = stats_of(c);
+    CU_ASSERT(st.mem_used <= (8u << 20));
+    CU_ASSERT(st.evictions > 0);
+    CU_ASSERT_EQUAL(st.limit_maxbytes, 8u << 20);
+    corral_config_get(c, &got);
+    CU_ASSERT_EQUAL(got.max_memory, 8u << 20);
+    /* stores keep within the new limit */
+    for (int i = 0; i < 5000; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "n%d", i);
+        corral_set(c, key, n, val, sizeof(val), 0, 0);
+        CU_ASSERT(stats_of(c).mem_used <= (8u << 20));
+    }
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 1000), CORRAL_EINVAL);
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 4 * cfg.max_item_size - 1),
+                    CORRAL_EINVAL);
+    CU_ASSERT_EQUAL(corral_set_max_memory(c, 128u << 20), CORRAL_OK);
+    CU_ASSERT_EQUAL(stats_of(c).limit_maxbytes, 128u << 20);
+    corral_destroy(c);
+}
+
+/* The result fields meta commands need: the TTL before a touch, and
+ * whether an arithmetic call created its item. */
+static void
+test_result_details(void)
+{
+    corral_t *c = new_cache();
+    corral_get_opts_t o = {0};
+    corral_get_result_t r;
+    corral_arith_opts_t a = {0};
+    corral_arith_result_t ar;
+    corral_item_t *it;
+
+    CU_ASSERT_EQUAL(corral_set(c, K("k"), K("v"), 0, 100), CORRAL_OK);
+    o.flags = CORRAL_GET_TOUCH;
+    o.touch_exptime = 30;
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), &o, &it, &r), CORRAL_OK);
+    CU_ASSERT_EQUAL(r.ttl_before, 100);
+    CU_ASSERT_EQUAL(corral_item_ttl(c, it), 30);
+    corral_item_release(it);
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), NULL, &it, &r),
+                          CORRAL_OK);
+    CU_ASSERT_EQUAL(r.ttl_before, 30);
+    corral_item_release(it);
+
+    a.options = CORRAL_ARITH_VIVIFY;
+    a.delta = 1;
+    a.initial = 7;
+    CU_ASSERT_EQUAL(corral_arith(c, K("n"), &a, &ar), CORRAL_OK);
+    CU_ASSERT_EQUAL(ar.created, 1);
+    CU_ASSERT_EQUAL(ar.value, 7);
+    CU_ASSERT_EQUAL(corral_arith(c, K("n"), &a, &ar), CORRAL_OK);
+    CU_ASSERT_EQUAL(ar.created, 0);
+    CU_ASSERT_EQUAL(ar.value, 8);
+    corral_destroy(c);
+}
+
 static void
 test_get_multi(void)
 {
@@ -2648,6 +2785,9 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_key_lengths),
     CU_TEST(test_get_copy),
     CU_TEST(test_get_multi),
+    CU_TEST(test_get_multi_large),
+    CU_TEST(test_set_max_memory),
+    CU_TEST(test_result_details),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),

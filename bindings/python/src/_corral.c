@@ -67,9 +67,9 @@
 #endif
 
 /* Loader codes of our own (exception codes are positive). */
-#define CODE_LOST (-1)         /* the exception could not be recorded */
-#define CODE_NO_LOADER (-2)    /* a background refresh found no loader */
-#define CODE_FINALIZING (-3)   /* the interpreter is shutting down */
+#define CODE_LOST (-1)       /* the exception could not be recorded */
+#define CODE_NO_LOADER (-2)  /* a background refresh found no loader */
+#define CODE_FINALIZING (-3) /* the interpreter is shutting down */
 
 /* The error table: pruned when it doubles, never above ERRORS_MAX. */
 #define ERRORS_MIN_PRUNE 64
@@ -246,9 +246,8 @@ parse_args(const struct argspec *sp, PyObject *const *args, Py_ssize_t nargs,
     }
     for (int i = 0; i < sp->nreq; i++) {
         if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing required argument '%s'", sp->fname,
-                         sp->names[i]);
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'",
+                         sp->fname, sp->names[i]);
             return -1;
         }
     }
@@ -382,8 +381,7 @@ bytes_like(PyObject *o, const char *what, const char **p, Py_ssize_t *n,
     if (PyUnicode_Check(o)) {
         if (!allow_str) {
             PyErr_Format(PyExc_TypeError,
-                         "a %s must be bytes-like, not str (encode it)",
-                         what);
+                         "a %s must be bytes-like, not str (encode it)", what);
             return -1;
         }
         *p = PyUnicode_AsUTF8AndSize(o, n);
@@ -472,8 +470,8 @@ name_get(PyObject *o, const char *what, size_t max, Py_ssize_t *out_len)
     }
     if (n < 1 || (size_t)n > max || strlen(p) != (size_t)n) {
         PyErr_Format(InvalidArgument,
-                     "a %s must be 1 to %zu bytes long, without NUL: %R",
-                     what, max, o);
+                     "a %s must be 1 to %zu bytes long, without NUL: %R", what,
+                     max, o);
         return NULL;
     }
     if (out_len != NULL) {
@@ -514,8 +512,8 @@ tags_get(PyObject *o, struct tags *t)
         return -1;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        t->v[i] = name_get(PyTuple_GET_ITEM(t->keep, i), "tag",
-                           CORRAL_TAG_MAX, NULL);
+        t->v[i] =
+            name_get(PyTuple_GET_ITEM(t->keep, i), "tag", CORRAL_TAG_MAX, NULL);
         if (t->v[i] == NULL) {
             Py_CLEAR(t->keep);
             return -1;
@@ -535,11 +533,11 @@ tags_done(struct tags *t)
 /* Value: a pinned item exposed through the buffer protocol               */
 
 typedef struct {
-    PyObject_HEAD
-    corral_item_t *item;   /* NULL once released */
+    PyObject ob_base;
+    corral_item_t *item; /* NULL once released */
     const char *p;
     Py_ssize_t n;
-    Py_ssize_t exports;    /* buffers handed out and not yet released */
+    Py_ssize_t exports; /* buffers handed out and not yet released */
 } ValueObject;
 
 static PyTypeObject ValueType;
@@ -586,8 +584,8 @@ Value_getbuffer(ValueObject *self, Py_buffer *view, int flags)
         view->obj = NULL;
         return -1;
     }
-    if (PyBuffer_FillInfo(view, (PyObject *)self, (void *)self->p, self->n,
-                          1, flags) < 0) {
+    if (PyBuffer_FillInfo(view, (PyObject *)self, (void *)self->p, self->n, 1,
+                          flags) < 0) {
         return -1;
     }
     self->exports++;
@@ -693,8 +691,8 @@ Value_get_tags(ValueObject *self, void *unused)
     }
     t = PyTuple_New((Py_ssize_t)n);
     for (size_t i = 0; t != NULL && i < n; i++) {
-        PyObject *s = PyUnicode_DecodeUTF8(names[i], strlen(names[i]),
-                                           "surrogateescape");
+        PyObject *s =
+            PyUnicode_DecodeUTF8(names[i], strlen(names[i]), "surrogateescape");
         if (s == NULL) {
             Py_CLEAR(t);
             break;
@@ -731,8 +729,7 @@ static PyMethodDef Value_methods[] = {
 
 static PyGetSetDef Value_getset[] = {
     {"key", (getter)Value_get_key, NULL, "The item's key (bytes).", NULL},
-    {"flags", (getter)Value_get_flags, NULL, "The 32-bit client flags.",
-     NULL},
+    {"flags", (getter)Value_get_flags, NULL, "The 32-bit client flags.", NULL},
     {"cas", (getter)Value_get_cas, NULL, "The item's CAS when it was read.",
      NULL},
     {"tags", (getter)Value_get_tags, NULL, "The item's tags (tuple of str).",
@@ -751,8 +748,11 @@ static PySequenceMethods Value_as_sequence = {
 };
 
 static PyTypeObject ValueType = {
+    /* the macro ends with its own comma */
+    /* clang-format off */
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "corral.Value",
+    /* clang-format on */
     .tp_basicsize = sizeof(ValueObject),
     .tp_dealloc = (destructor)Value_dealloc,
     .tp_repr = (reprfunc)Value_repr,
@@ -774,26 +774,26 @@ static PyTypeObject ValueType = {
 typedef struct cache_object CacheObject;
 
 typedef struct {
-    PyObject_HEAD
-    CacheObject *owner;    /* borrowed; NULL once closed */
-    corral_sub_t *sub;     /* NULL once closed */
+    PyObject ob_base;
+    CacheObject *owner; /* borrowed; NULL once closed */
+    corral_sub_t *sub;  /* NULL once closed */
     PyObject *callback;
 } SubObject;
 
 static PyTypeObject SubType;
 
 struct cache_object {
-    PyObject_HEAD
-    corral_t *cache;          /* NULL before init and once closed */
-    unsigned active;          /* method calls using the engine now */
-    PyObject *subs;           /* list of active Subscriptions */
-    PyObject *writer;         /* the Python writer, or NULL */
-    int writer_mode;          /* 0, 1 through, 2 behind */
+    PyObject ob_base;
+    corral_t *cache;  /* NULL before init and once closed */
+    unsigned active;  /* method calls using the engine now */
+    PyObject *subs;   /* list of active Subscriptions */
+    PyObject *writer; /* the Python writer, or NULL */
+    int writer_mode;  /* 0, 1 through, 2 behind */
     PyObject *last_write_error;
-    PyObject *errors;         /* int code -> (exception, deadline ms) */
-    Py_ssize_t errors_prune;  /* prune when the table reaches this */
+    PyObject *errors;        /* int code -> (exception, deadline ms) */
+    Py_ssize_t errors_prune; /* prune when the table reaches this */
     int next_code;
-    PyObject *bg;             /* key bytes -> background loader tuple */
+    PyObject *bg; /* key bytes -> background loader tuple */
     Py_ssize_t bg_prune;
     int64_t backoff_max_ms;
     size_t max_item_size;
@@ -825,14 +825,13 @@ cache_leave(CacheObject *self)
 }
 
 /* Run stmt with the GIL released when cond holds. */
-#define NOGIL_IF(cond, stmt)                                                 \
-    do {                                                                     \
-        if (cond) {                                                          \
-            Py_BEGIN_ALLOW_THREADS stmt;                                     \
-            Py_END_ALLOW_THREADS                                             \
-        } else {                                                             \
-            stmt;                                                            \
-        }                                                                    \
+#define NOGIL_IF(cond, stmt)                                                   \
+    do {                                                                       \
+        PyThreadState *save_ = (cond) ? PyEval_SaveThread() : NULL;            \
+        stmt;                                                                  \
+        if (save_ != NULL) {                                                   \
+            PyEval_RestoreThread(save_);                                       \
+        }                                                                      \
     } while (0)
 
 /* A copy of a pinned value as bytes; the item is released. */
@@ -849,8 +848,11 @@ item_to_bytes(corral_item_t *item)
         b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
         if (b != NULL) {
             char *dst = PyBytes_AS_STRING(b);
-            Py_BEGIN_ALLOW_THREADS memcpy(dst, p, n);
-            Py_END_ALLOW_THREADS
+            {
+                PyThreadState *save = PyEval_SaveThread();
+                memcpy(dst, p, n);
+                PyEval_RestoreThread(save);
+            }
         }
     }
     corral_item_release(item);
@@ -911,8 +913,8 @@ errors_put(CacheObject *self, int64_t keep_ms)
         Py_ssize_t pos = 0, size = PyDict_GET_SIZE(self->errors);
         Py_ssize_t over = size > ERRORS_MAX ? size - ERRORS_MAX * 3 / 4 : 0;
         while (drop != NULL && PyDict_Next(self->errors, &pos, &k, &v)) {
-            uint64_t deadline = PyLong_AsUnsignedLongLong(
-                PyTuple_GET_ITEM(v, 1));
+            uint64_t deadline =
+                PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(v, 1));
             if (over > 0 || deadline <= now) {
                 if (PyList_Append(drop, k) < 0) {
                     break;
@@ -920,16 +922,15 @@ errors_put(CacheObject *self, int64_t keep_ms)
                 over = over > 0 ? over - 1 : 0;
             }
         }
-        for (Py_ssize_t i = 0; drop != NULL && i < PyList_GET_SIZE(drop);
-             i++) {
+        for (Py_ssize_t i = 0; drop != NULL && i < PyList_GET_SIZE(drop); i++) {
             PyDict_DelItem(self->errors, PyList_GET_ITEM(drop, i));
         }
         Py_XDECREF(drop);
         PyErr_Clear();
         size = PyDict_GET_SIZE(self->errors);
         self->errors_prune = size * 2 < ERRORS_MIN_PRUNE ? ERRORS_MIN_PRUNE
-                             : size * 2 > ERRORS_MAX    ? ERRORS_MAX + 1
-                                                        : size * 2;
+                             : size * 2 > ERRORS_MAX     ? ERRORS_MAX + 1
+                                                         : size * 2;
     }
     return code;
 
@@ -961,8 +962,8 @@ raise_load_error(CacheObject *self, PyObject *key, int code)
             exc = Py_NewRef(PyTuple_GET_ITEM(entry, 0));
         }
     }
-    if (exc != NULL && !PyObject_TypeCheck(exc, (PyTypeObject *)
-                                                    PyExc_Exception)) {
+    if (exc != NULL &&
+        !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
         /* KeyboardInterrupt, SystemExit: not a loader failure to wrap */
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
@@ -973,14 +974,16 @@ raise_load_error(CacheObject *self, PyObject *key, int code)
     } else if (code == CODE_NO_LOADER) {
         msg = PyUnicode_FromFormat(
             "loading %R failed: no loader was recorded for its background "
-            "refresh", key);
+            "refresh",
+            key);
     } else if (code == CODE_FINALIZING) {
         msg = PyUnicode_FromFormat(
             "loading %R failed: the interpreter is shutting down", key);
     } else {
         msg = PyUnicode_FromFormat(
             "loading %R failed (error code %d); the loader's exception is "
-            "no longer held", key, code);
+            "no longer held",
+            key, code);
     }
     if (msg == NULL) {
         Py_XDECREF(exc);
@@ -1013,12 +1016,12 @@ raise_load_error(CacheObject *self, PyObject *key, int code)
 struct lctx {
     CacheObject *self;
     PyObject *loader;
-    PyObject *tags;        /* validated tuple, or NULL */
+    PyObject *tags; /* validated tuple, or NULL */
     uint32_t flags;
     int64_t ttl;
     int64_t stale_ttl;
     int64_t absent_ttl;
-    int64_t keep_ms;       /* how long the error table keeps exceptions */
+    int64_t keep_ms; /* how long the error table keeps exceptions */
 };
 
 /* An attribute of a Loaded/Absent result, or NULL (None) on error. */
@@ -1042,8 +1045,8 @@ load_result(struct lctx *x, corral_load_t *ld, PyObject *r)
     int rc = -1;
     corral_status_t st;
 
-    if (AbsentType != NULL && PyObject_TypeCheck(r, (PyTypeObject *)
-                                                       AbsentType)) {
+    if (AbsentType != NULL &&
+        PyObject_TypeCheck(r, (PyTypeObject *)AbsentType)) {
         if (result_attr(r, "ttl", &a_ttl) < 0 ||
             arg_i64(a_ttl, "Absent.ttl", x->absent_ttl, &absent_ttl) < 0) {
             goto out;
@@ -1052,8 +1055,8 @@ load_result(struct lctx *x, corral_load_t *ld, PyObject *r)
         rc = 0;
         goto out;
     }
-    if (LoadedType != NULL && PyObject_TypeCheck(r, (PyTypeObject *)
-                                                       LoadedType)) {
+    if (LoadedType != NULL &&
+        PyObject_TypeCheck(r, (PyTypeObject *)LoadedType)) {
         if (result_attr(r, "value", &value) < 0 ||
             result_attr(r, "ttl", &a_ttl) < 0 ||
             result_attr(r, "stale_ttl", &a_stale) < 0 ||
@@ -1067,7 +1070,8 @@ load_result(struct lctx *x, corral_load_t *ld, PyObject *r)
         !PyObject_CheckBuffer(value)) {
         PyErr_Format(PyExc_TypeError,
                      "a loader must return bytes-like, corral.Loaded or "
-                     "corral.ABSENT, not %.100s", Py_TYPE(value)->tp_name);
+                     "corral.ABSENT, not %.100s",
+                     Py_TYPE(value)->tp_name);
         goto out;
     }
     if (value_get(value, &v) < 0) {
@@ -1163,16 +1167,15 @@ loader_background(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     g = PyGILState_Ensure();
     callback_depth++;
     k = PyBytes_FromStringAndSize(key, (Py_ssize_t)nkey);
-    e = k != NULL && self->bg != NULL
-            ? PyDict_GetItemWithError(self->bg, k)
-            : NULL;
+    e = k != NULL && self->bg != NULL ? PyDict_GetItemWithError(self->bg, k)
+                                      : NULL;
     if (e != NULL) {
         Py_INCREF(e);
         PyDict_DelItem(self->bg, k);
         memset(&x, 0, sizeof(x));
         x.self = self;
-        if (PyArg_ParseTuple(e, "OOkLLLLK", &x.loader, &x.tags, &flags,
-                             &ttl, &stale, &absent_ttl, &keep, &deadline)) {
+        if (PyArg_ParseTuple(e, "OOkLLLLK", &x.loader, &x.tags, &flags, &ttl,
+                             &stale, &absent_ttl, &keep, &deadline)) {
             x.tags = x.tags == Py_None ? NULL : x.tags;
             x.flags = (uint32_t)flags;
             x.ttl = ttl;
@@ -1202,8 +1205,7 @@ bg_put(CacheObject *self, const struct key *k, struct lctx *x)
     if (key == NULL) {
         return -1;
     }
-    entry = Py_BuildValue("(OOkLLLLK)", x->loader,
-                          x->tags ? x->tags : Py_None,
+    entry = Py_BuildValue("(OOkLLLLK)", x->loader, x->tags ? x->tags : Py_None,
                           (unsigned long)x->flags, (long long)x->ttl,
                           (long long)x->stale_ttl, (long long)x->absent_ttl,
                           (long long)x->keep_ms,
@@ -1215,14 +1217,13 @@ bg_put(CacheObject *self, const struct key *k, struct lctx *x)
         PyObject *kk, *v, *drop = PyList_New(0);
         Py_ssize_t pos = 0, size;
         while (drop != NULL && PyDict_Next(self->bg, &pos, &kk, &v)) {
-            uint64_t deadline = PyLong_AsUnsignedLongLong(
-                PyTuple_GET_ITEM(v, 7));
+            uint64_t deadline =
+                PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(v, 7));
             if (deadline <= now && PyList_Append(drop, kk) < 0) {
                 break;
             }
         }
-        for (Py_ssize_t i = 0; drop != NULL && i < PyList_GET_SIZE(drop);
-             i++) {
+        for (Py_ssize_t i = 0; drop != NULL && i < PyList_GET_SIZE(drop); i++) {
             PyDict_DelItem(self->bg, PyList_GET_ITEM(drop, i));
         }
         Py_XDECREF(drop);
@@ -1296,8 +1297,7 @@ writer_through(const corral_write_t *w, void *ud)
 
 /* Write-behind: call the batch writer on the flusher thread. */
 static int
-writer_behind(const corral_write_t *writes, size_t n, int *results,
-              void *ud)
+writer_behind(const corral_write_t *writes, size_t n, int *results, void *ud)
 {
     CacheObject *self = ud;
     PyGILState_STATE g;
@@ -1337,7 +1337,8 @@ writer_behind(const corral_write_t *writes, size_t n, int *results,
         if (seq != NULL && PySequence_Fast_GET_SIZE(seq) != (Py_ssize_t)n) {
             PyErr_Format(PyExc_ValueError,
                          "the write-behind writer returned %zd results for "
-                         "%zu writes", PySequence_Fast_GET_SIZE(seq), n);
+                         "%zu writes",
+                         PySequence_Fast_GET_SIZE(seq), n);
         } else if (seq != NULL) {
             ok = 1;
             for (size_t i = 0; i < n; i++) {
@@ -1452,8 +1453,11 @@ sub_end(SubObject *s)
     s->owner = NULL;
     if (c != NULL) {
         owner->active++;
-        Py_BEGIN_ALLOW_THREADS corral_unsubscribe(c, sub);
-        Py_END_ALLOW_THREADS
+        {
+            PyThreadState *save = PyEval_SaveThread();
+            corral_unsubscribe(c, sub);
+            PyEval_RestoreThread(save);
+        }
         owner->active--;
     }
     if (owner->subs != NULL) {
@@ -1541,8 +1545,11 @@ static PyGetSetDef Sub_getset[] = {
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyTypeObject SubType = {
+    /* the macro ends with its own comma */
+    /* clang-format off */
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "corral.Subscription",
+    /* clang-format on */
     .tp_basicsize = sizeof(SubObject),
     .tp_dealloc = (destructor)Sub_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -1582,12 +1589,17 @@ static int
 Cache_init(CacheObject *self, PyObject *args, PyObject *kwds)
 {
     /* PyArg_ParseTupleAndKeywords takes char *[] before Python 3.13 */
-    static char *kwlist[] = {
-        (char *)"max_memory", (char *)"shards", (char *)"max_items",
-        (char *)"max_item_size", (char *)"event_ring",
-        (char *)"refresh_threads", (char *)"breaker_failures",
-        (char *)"breaker_open", (char *)"backoff_min", (char *)"backoff_max",
-        NULL};
+    static char *kwlist[] = {(char *)"max_memory",
+                             (char *)"shards",
+                             (char *)"max_items",
+                             (char *)"max_item_size",
+                             (char *)"event_ring",
+                             (char *)"refresh_threads",
+                             (char *)"breaker_failures",
+                             (char *)"breaker_open",
+                             (char *)"backoff_min",
+                             (char *)"backoff_max",
+                             NULL};
     corral_config_t cfg;
     unsigned long long max_memory, max_items, max_item_size, event_ring;
     unsigned shards, refresh_threads, breaker_failures;
@@ -1737,13 +1749,18 @@ cache_close(CacheObject *self, int finalizer)
     }
     self->cache = NULL;
     while (self->active > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
+        {
+            PyThreadState *save = PyEval_SaveThread();
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+            PyEval_RestoreThread(save);
+        }
     }
-    Py_BEGIN_ALLOW_THREADS corral_destroy(c);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        corral_destroy(c);
+        PyEval_RestoreThread(save);
+    }
     cache_detach(self);
     return 0;
 }
@@ -1939,8 +1956,7 @@ Cache_gets(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     cas = corral_item_cas(item);
     v = item_to_bytes(item);
-    return v == NULL ? NULL : Py_BuildValue("(NK)", v,
-                                            (unsigned long long)cas);
+    return v == NULL ? NULL : Py_BuildValue("(NK)", v, (unsigned long long)cas);
 }
 
 static int
@@ -2074,8 +2090,7 @@ keys_get(PyObject *o, struct keys *ks)
 }
 
 static const char *const get_many_names[] = {"keys", NULL};
-static const struct argspec get_many_spec = {"get_many", get_many_names, 1,
-                                             1};
+static const struct argspec get_many_spec = {"get_many", get_many_names, 1, 1};
 
 static PyObject *
 Cache_get_many(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -2138,8 +2153,8 @@ Cache_get_many(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
 /* ---------------------------------------------------------------------- */
 /* Cache: storage                                                         */
 
-static const char *const set_names[] = {"key", "value", "ttl", "flags",
-                                        "tags", NULL};
+static const char *const set_names[] = {"key",   "value", "ttl",
+                                        "flags", "tags",  NULL};
 
 static PyObject *
 raise_store(CacheObject *self, corral_status_t st, const char *what,
@@ -2149,7 +2164,8 @@ raise_store(CacheObject *self, corral_status_t st, const char *what,
         PyErr_Format(TooLarge,
                      "%s %R: a value of %zd bytes is larger than the "
                      "maximum item size (%zu bytes, key and metadata "
-                     "included)", what, key, nvalue, self->max_item_size);
+                     "included)",
+                     what, key, nvalue, self->max_item_size);
         return NULL;
     }
     return raise_status(st, what, key);
@@ -2190,8 +2206,8 @@ store_args(CacheObject *self, corral_mode_t mode, PyObject **a, uint64_t cas,
     c = cache_enter(self);
     if (c != NULL) {
         NOGIL_IF(v.n >= release_bytes,
-                 *out_st = corral_store(c, k.p, (size_t)k.n, v.p,
-                                        (size_t)v.n, &o, NULL));
+                 *out_st = corral_store(c, k.p, (size_t)k.n, v.p, (size_t)v.n,
+                                        &o, NULL));
         cache_leave(self);
         rc = 0;
     }
@@ -2250,8 +2266,7 @@ static PyObject *
 Cache_add(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    return cache_add_replace(self, CORRAL_ADD, &add_spec, args, nargs,
-                             kwnames);
+    return cache_add_replace(self, CORRAL_ADD, &add_spec, args, nargs, kwnames);
 }
 
 static PyObject *
@@ -2294,8 +2309,7 @@ static PyObject *
 Cache_append(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
-    return cache_pend(self, CORRAL_APPEND, &append_spec, args, nargs,
-                      kwnames);
+    return cache_pend(self, CORRAL_APPEND, &append_spec, args, nargs, kwnames);
 }
 
 static PyObject *
@@ -2306,8 +2320,8 @@ Cache_prepend(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
                       kwnames);
 }
 
-static const char *const cas_names[] = {"key", "value", "cas", "ttl",
-                                        "flags", "tags", NULL};
+static const char *const cas_names[] = {"key",   "value", "cas", "ttl",
+                                        "flags", "tags",  NULL};
 static const struct argspec cas_spec = {"cas", cas_names, 6, 3};
 
 static PyObject *
@@ -2349,8 +2363,7 @@ Cache_cas(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
 
 static const char *const set_many_names[] = {"items", "ttl", "flags", "tags",
                                              NULL};
-static const struct argspec set_many_spec = {"set_many", set_many_names, 4,
-                                             1};
+static const struct argspec set_many_spec = {"set_many", set_many_names, 4, 1};
 
 static PyObject *
 Cache_set_many(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -2364,8 +2377,7 @@ Cache_set_many(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     if (PyDict_Check(a[0])) {
         items = PyDict_Items(a[0]);
-    } else if (PyMapping_Check(a[0]) &&
-               PyObject_HasAttrString(a[0], "items")) {
+    } else if (PyMapping_Check(a[0]) && PyObject_HasAttrString(a[0], "items")) {
         items = PyMapping_Items(a[0]);
     } else {
         items = Py_NewRef(a[0]);
@@ -2630,19 +2642,22 @@ Cache_flush(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (c == NULL) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS corral_flush(c, when);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        corral_flush(c, when);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     Py_RETURN_NONE;
 }
 
 static const char *const tag_names[] = {"tag", NULL};
-static const struct argspec invalidate_tag_spec = {"invalidate_tag",
-                                                   tag_names, 1, 1};
+static const struct argspec invalidate_tag_spec = {"invalidate_tag", tag_names,
+                                                   1, 1};
 
 static PyObject *
-Cache_invalidate_tag(CacheObject *self, PyObject *const *args,
-                     Py_ssize_t nargs, PyObject *kwnames)
+Cache_invalidate_tag(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
 {
     PyObject *a[1];
     const char *tag;
@@ -2687,9 +2702,11 @@ Cache_invalidate_prefix(CacheObject *self, PyObject *const *args,
         key_done(&k);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS st = corral_invalidate_prefix(c, k.p,
-                                                         (size_t)k.n);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_invalidate_prefix(c, k.p, (size_t)k.n);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     key_done(&k);
     if (st != CORRAL_OK) {
@@ -2700,8 +2717,8 @@ Cache_invalidate_prefix(CacheObject *self, PyObject *const *args,
 
 static const char *const invalidate_names[] = {"type", "name", "origin",
                                                "flush_time", NULL};
-static const struct argspec invalidate_spec = {"invalidate",
-                                               invalidate_names, 2, 1};
+static const struct argspec invalidate_spec = {"invalidate", invalidate_names,
+                                               2, 1};
 
 static PyObject *
 Cache_invalidate(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -2735,7 +2752,8 @@ Cache_invalidate(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     } else {
         PyErr_Format(PyExc_ValueError,
                      "type must be 'delete', 'tag', 'prefix' or 'flush', "
-                     "not %R", a[0]);
+                     "not %R",
+                     a[0]);
         return NULL;
     }
     if (inv.type == CORRAL_EVENT_TAG) {
@@ -2764,8 +2782,11 @@ Cache_invalidate(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         key_done(&k);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS st = corral_invalidate(c, &inv);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_invalidate(c, &inv);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     key_done(&k);
     if (st != CORRAL_OK) {
@@ -2794,8 +2815,11 @@ Cache_sweep(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (c == NULL) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS freed = corral_sweep(c, (size_t)budget);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        freed = corral_sweep(c, (size_t)budget);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     return PyLong_FromSize_t(freed);
 }
@@ -2816,13 +2840,13 @@ Cache_stats(CacheObject *self, PyObject *unused)
     if (d == NULL) {
         return NULL;
     }
-#define STAT_ITEM(name, kind, text)                                          \
-    v = PyLong_FromUnsignedLongLong(s.name);                                 \
-    if (v == NULL || PyDict_SetItemString(d, #name, v) < 0) {                \
-        Py_XDECREF(v);                                                       \
-        Py_DECREF(d);                                                        \
-        return NULL;                                                         \
-    }                                                                        \
+#define STAT_ITEM(name, kind, text)                                            \
+    v = PyLong_FromUnsignedLongLong(s.name);                                   \
+    if (v == NULL || PyDict_SetItemString(d, #name, v) < 0) {                  \
+        Py_XDECREF(v);                                                         \
+        Py_DECREF(d);                                                          \
+        return NULL;                                                           \
+    }                                                                          \
     Py_DECREF(v);
     CORRAL_STATS_TABLE(STAT_ITEM)
 #undef STAT_ITEM
@@ -2902,17 +2926,16 @@ Cache_get_closed(CacheObject *self, void *unused)
 static PyObject *
 Cache_get_last_write_error(CacheObject *self, void *unused)
 {
-    return Py_NewRef(self->last_write_error ? self->last_write_error
-                                            : Py_None);
+    return Py_NewRef(self->last_write_error ? self->last_write_error : Py_None);
 }
 
 /* ---------------------------------------------------------------------- */
 /* Cache: fetch                                                           */
 
 static const char *const fetch_names[] = {
-    "key", "loader", "ttl", "stale_ttl", "tags", "flags", "absent_ttl",
-    "wait", "error_ttl", "stale_if_error", "beta", "background", "early",
-    "default", NULL};
+    "key",   "loader",     "ttl",   "stale_ttl", "tags",
+    "flags", "absent_ttl", "wait",  "error_ttl", "stale_if_error",
+    "beta",  "background", "early", "default",   NULL};
 static const struct argspec fetch_spec = {"fetch", fetch_names, 2, 2};
 
 static PyObject *
@@ -2938,8 +2961,10 @@ Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     x.self = self;
     x.loader = a[1];
     if (!PyCallable_Check(x.loader)) {
-        PyErr_Format(PyExc_TypeError, "the loader must be callable, not "
-                                      "%.100s", Py_TYPE(x.loader)->tp_name);
+        PyErr_Format(PyExc_TypeError,
+                     "the loader must be callable, not "
+                     "%.100s",
+                     Py_TYPE(x.loader)->tp_name);
         return NULL;
     }
     if (arg_i64(a[2], "ttl", 0, &x.ttl) < 0 ||
@@ -2995,12 +3020,13 @@ Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         cache_leave(self);
         goto out;
     }
-    Py_BEGIN_ALLOW_THREADS
-    st = corral_fetch(c, k.p, (size_t)k.n,
-                      background ? loader_background : loader_inline,
-                      background ? (void *)self : (void *)&x, &o, &item,
-                      &err);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_fetch(
+            c, k.p, (size_t)k.n, background ? loader_background : loader_inline,
+            background ? (void *)self : (void *)&x, &o, &item, &err);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     if (st == CORRAL_OK) {
         res = item_to_bytes(item);
@@ -3017,7 +3043,8 @@ Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_Format(Busy,
                      "fetch %R: the loader's circuit breaker is open (too "
                      "many consecutive failures) and no stale value is "
-                     "held", a[0]);
+                     "held",
+                     a[0]);
     } else if (st == CORRAL_ETIMEDOUT) {
         PyErr_Format(Timeout,
                      "fetch %R: gave up waiting for another caller's load",
@@ -3035,8 +3062,8 @@ out:
 /* Cache: events                                                          */
 
 static const char *const subscribe_names[] = {"callback", "since", NULL};
-static const struct argspec subscribe_spec = {"subscribe", subscribe_names,
-                                              2, 1};
+static const struct argspec subscribe_spec = {"subscribe", subscribe_names, 2,
+                                              1};
 
 static PyObject *
 Cache_subscribe(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -3133,9 +3160,9 @@ Cache_use_write_through(CacheObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
-static const char *const wb_names[] = {"writer", "queue_max", "batch_max",
-                                       "delay", "retry_min", "retry_max",
-                                       "refuse_when_full", NULL};
+static const char *const wb_names[] = {
+    "writer",    "queue_max", "batch_max",        "delay",
+    "retry_min", "retry_max", "refuse_when_full", NULL};
 static const struct argspec wb_spec = {"use_write_behind", wb_names, 1, 1};
 
 static PyObject *
@@ -3184,15 +3211,14 @@ raise_write_error(PyObject *key)
     PyObject *exc = write_exc, *inst, *msg;
 
     write_exc = NULL;
-    if (exc != NULL && !PyObject_TypeCheck(exc, (PyTypeObject *)
-                                                    PyExc_Exception)) {
+    if (exc != NULL &&
+        !PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
         Py_DECREF(exc);
         return NULL;
     }
-    msg = exc != NULL
-              ? PyUnicode_FromFormat("writing %R failed: %R", key, exc)
-              : PyUnicode_FromFormat("writing %R failed", key);
+    msg = exc != NULL ? PyUnicode_FromFormat("writing %R failed: %R", key, exc)
+                      : PyUnicode_FromFormat("writing %R failed", key);
     inst = msg != NULL ? PyObject_CallOneArg(WriteError, msg) : NULL;
     Py_XDECREF(msg);
     if (inst == NULL ||
@@ -3213,8 +3239,10 @@ raise_write_error(PyObject *key)
 static PyObject *
 raise_no_writer(const char *what)
 {
-    PyErr_Format(Error, "%s() needs a writer: call use_write_through() or "
-                        "use_write_behind() first", what);
+    PyErr_Format(Error,
+                 "%s() needs a writer: call use_write_through() or "
+                 "use_write_behind() first",
+                 what);
     return NULL;
 }
 
@@ -3229,15 +3257,13 @@ cache_write_status(CacheObject *self, corral_status_t st, const char *what,
         return raise_write_error(key);
     }
     if (st == CORRAL_EBUSY) {
-        PyErr_Format(Busy, "%s %R: the write-behind queue is full", what,
-                     key);
+        PyErr_Format(Busy, "%s %R: the write-behind queue is full", what, key);
         return NULL;
     }
     return raise_store(self, st, what, key, nv);
 }
 
-static const char *const put_names[] = {"key", "value", "ttl", "flags",
-                                        NULL};
+static const char *const put_names[] = {"key", "value", "ttl", "flags", NULL};
 static const struct argspec put_spec = {"put", put_names, 4, 2};
 
 static PyObject *
@@ -3269,10 +3295,12 @@ Cache_put(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     c = cache_enter(self);
     if (c != NULL) {
-        Py_BEGIN_ALLOW_THREADS
-        st = corral_put(c, k.p, (size_t)k.n, v.p, (size_t)v.n, flags, ttl,
-                        &err);
-        Py_END_ALLOW_THREADS
+        {
+            PyThreadState *save = PyEval_SaveThread();
+            st = corral_put(c, k.p, (size_t)k.n, v.p, (size_t)v.n, flags, ttl,
+                            &err);
+            PyEval_RestoreThread(save);
+        }
         cache_leave(self);
     }
     key_done(&k);
@@ -3309,16 +3337,19 @@ Cache_remove(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         key_done(&k);
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS st = corral_remove(c, k.p, (size_t)k.n, &err);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_remove(c, k.p, (size_t)k.n, &err);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     key_done(&k);
     return cache_write_status(self, st, "remove", a[0], 0);
 }
 
 static const char *const timeout_names[] = {"timeout", NULL};
-static const struct argspec write_flush_spec = {"write_flush", timeout_names,
-                                                1, 0};
+static const struct argspec write_flush_spec = {"write_flush", timeout_names, 1,
+                                                0};
 
 static PyObject *
 Cache_write_flush(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -3337,8 +3368,11 @@ Cache_write_flush(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (c == NULL) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS st = corral_write_flush(c, ms, NULL);
-    Py_END_ALLOW_THREADS
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_write_flush(c, ms, NULL);
+        PyEval_RestoreThread(save);
+    }
     cache_leave(self);
     return PyBool_FromLong(st == CORRAL_OK);
 }
@@ -3375,8 +3409,11 @@ Cache_close(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         if (c == NULL) {
             return NULL;
         }
-        Py_BEGIN_ALLOW_THREADS st = corral_write_flush(c, ms, &pending);
-        Py_END_ALLOW_THREADS
+        {
+            PyThreadState *save = PyEval_SaveThread();
+            st = corral_write_flush(c, ms, &pending);
+            PyEval_RestoreThread(save);
+        }
         cache_leave(self);
         if (st != CORRAL_OK) {
             PyErr_Format(Timeout,
@@ -3414,7 +3451,7 @@ Cache_exit(CacheObject *self, PyObject *args)
 /* Cache: the type                                                        */
 
 /* A METH_FASTCALL | METH_KEYWORDS entry (cast through void (*)(void)). */
-#define FASTKW(f)                                                            \
+#define FASTKW(f)                                                              \
     (PyCFunction)(void (*)(void))(f), METH_FASTCALL | METH_KEYWORDS
 
 static PyMethodDef Cache_methods[] = {
@@ -3608,14 +3645,12 @@ static PyMethodDef Cache_methods[] = {
 
 static PyGetSetDef Cache_getset[] = {
     {"config", (getter)Cache_get_config, NULL,
-     "The configuration in effect (dict), automatic choices resolved.",
-     NULL},
+     "The configuration in effect (dict), automatic choices resolved.", NULL},
     {"event_seq", (getter)Cache_get_event_seq, NULL,
      "The sequence number the next event will get.", NULL},
     {"closed", (getter)Cache_get_closed, NULL, "True once closed.", NULL},
     {"last_write_error", (getter)Cache_get_last_write_error, NULL,
-     "The last exception raised by the write-behind writer, or None.",
-     NULL},
+     "The last exception raised by the write-behind writer, or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMappingMethods Cache_as_mapping = {
@@ -3629,8 +3664,11 @@ static PySequenceMethods Cache_as_sequence = {
 };
 
 static PyTypeObject CacheType = {
+    /* the macro ends with its own comma */
+    /* clang-format off */
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "corral._corral.Cache",
+    /* clang-format on */
     .tp_basicsize = sizeof(CacheObject),
     .tp_dealloc = (destructor)Cache_dealloc,
     .tp_as_sequence = &Cache_as_sequence,
@@ -3730,15 +3768,15 @@ static PyStructSequence_Desc event_desc = {
 
 /* Create an exception class with a `status` attribute. */
 static PyObject *
-new_exception(PyObject *mod, const char *name, PyObject *base1,
-              PyObject *base2, long status, const char *doc)
+new_exception(PyObject *mod, const char *name, PyObject *base1, PyObject *base2,
+              long status, const char *doc)
 {
     char qual[64];
     PyObject *bases, *dict, *type;
 
     snprintf(qual, sizeof(qual), "corral.%s", name);
-    bases = base2 != NULL ? PyTuple_Pack(2, base1, base2)
-                          : PyTuple_Pack(1, base1);
+    bases =
+        base2 != NULL ? PyTuple_Pack(2, base1, base2) : PyTuple_Pack(1, base1);
     dict = PyDict_New();
     if (bases == NULL || dict == NULL) {
         goto fail;
@@ -3772,8 +3810,7 @@ PyMODINIT_FUNC
 PyInit__corral(void)
 {
     static const char *const evnames[8] = {
-        NULL, "delete", "overwrite", "stale", "tag", "prefix", "flush",
-        "gap"};
+        NULL, "delete", "overwrite", "stale", "tag", "prefix", "flush", "gap"};
     PyObject *m = PyModule_Create(&corral_module);
 
     if (m == NULL) {
@@ -3813,20 +3850,20 @@ PyInit__corral(void)
     if (Error == NULL) {
         goto fail;
     }
-    NotFound = new_exception(m, "NotFound", Error, PyExc_KeyError,
-                             CORRAL_ENOTFOUND,
-                             "The key is absent (a KeyError).");
+    NotFound =
+        new_exception(m, "NotFound", Error, PyExc_KeyError, CORRAL_ENOTFOUND,
+                      "The key is absent (a KeyError).");
     Exists = new_exception(m, "Exists", Error, NULL, CORRAL_EEXISTS,
                            "The item changed since its CAS was read.");
     NotStored = new_exception(m, "NotStored", Error, NULL, CORRAL_ENOTSTORED,
                               "Not stored: the mode's condition was not "
                               "met.");
-    OutOfMemory = new_exception(m, "OutOfMemory", Error, PyExc_MemoryError,
-                                CORRAL_ENOMEM,
-                                "Nothing could be evicted to make room.");
-    TooLarge = new_exception(m, "TooLarge", Error, PyExc_ValueError,
-                             CORRAL_ETOOBIG,
-                             "The item is larger than max_item_size.");
+    OutOfMemory =
+        new_exception(m, "OutOfMemory", Error, PyExc_MemoryError, CORRAL_ENOMEM,
+                      "Nothing could be evicted to make room.");
+    TooLarge =
+        new_exception(m, "TooLarge", Error, PyExc_ValueError, CORRAL_ETOOBIG,
+                      "The item is larger than max_item_size.");
     InvalidArgument = new_exception(m, "InvalidArgument", Error,
                                     PyExc_ValueError, CORRAL_EINVAL,
                                     "A key, tag or setting the engine "
@@ -3866,8 +3903,7 @@ PyInit__corral(void)
         PyObject_SetAttrString(WriteError, "key", Py_None) < 0) {
         goto fail;
     }
-    if (PyModule_AddStringConstant(m, "ENGINE_VERSION", corral_version()) <
-            0 ||
+    if (PyModule_AddStringConstant(m, "ENGINE_VERSION", corral_version()) < 0 ||
         PyModule_AddIntConstant(m, "KEY_MAX", CORRAL_KEY_MAX) < 0 ||
         PyModule_AddIntConstant(m, "TAGS_MAX", CORRAL_TAGS_MAX) < 0 ||
         PyModule_AddIntConstant(m, "TAG_MAX", CORRAL_TAG_MAX) < 0) {
