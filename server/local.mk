@@ -12,6 +12,8 @@ server_corrald_SOURCES = \
 	server/conn.h \
 	server/exec.c \
 	server/exec.h \
+	server/fault.c \
+	server/fault.h \
 	server/listener.c \
 	server/listener.h \
 	server/log.c \

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "log.h"
 #include "settings.h"
 
@@ -218,7 +219,7 @@ tls_handshake_errors(const struct tls_ctx *t)
 struct tls_conn *
 tls_conn_create(struct tls_ctx *t, int fd)
 {
-    struct tls_conn *tc = calloc(1, sizeof(*tc));
+    struct tls_conn *tc = srv_calloc(1, sizeof(*tc));
 
     if (tc == NULL) {
         return NULL;
@@ -332,7 +333,7 @@ tls_writev(struct tls_conn *tc, const struct iovec *iov, int cnt,
     int r;
 
     if (tc->wbuf == NULL) {
-        tc->wbuf = malloc(cap);
+        tc->wbuf = srv_malloc(cap);
         if (tc->wbuf == NULL) {
             errno = ENOMEM;
             return -1;
