@@ -67,12 +67,15 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "exec.h"
+#include "fault.h"
 #include "log.h"
 #include "server.h"
 #include "tls.h"
@@ -153,6 +156,8 @@ struct conn {
     bool eof;                     /* the peer closed its side */
     bool paused;                  /* reading stopped by back-pressure */
     bool draining;                /* SIGTERM: close when idle */
+    bool drain_reading;           /* draining, a request still arriving */
+    bool lingering;               /* draining, replies sent, FIN sent */
     bool authenticated;           /* -Y: may send commands */
     double last_active;           /* ev_now() of the last progress */
 
@@ -170,6 +175,7 @@ struct conn {
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_tls_watch(struct conn *c);
+static bool conn_linger(struct conn *c);
 
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -180,7 +186,7 @@ conn_set_state(struct conn *c, enum conn_state s)
 struct conn *
 conn_create(struct worker *w, int fd, const char *peer)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = srv_calloc(1, sizeof(*c));
 
     if (c == NULL) {
         log_warn("out of memory accepting a connection");
@@ -257,7 +263,7 @@ rbuf_grow(struct conn *c, size_t cap)
     char *nb;
 
     if (c->rpooled) {
-        nb = malloc(cap);
+        nb = srv_malloc(cap);
         if (nb == NULL) {
             return false;
         }
@@ -265,7 +271,7 @@ rbuf_grow(struct conn *c, size_t cap)
         worker_block_put(c->w, c->rbuf);
         c->rpooled = false;
     } else {
-        nb = realloc(c->rbuf, cap);
+        nb = srv_realloc(c->rbuf, cap);
         if (nb == NULL) {
             return false;
         }
@@ -352,12 +358,12 @@ iov_reserve(struct conn *c)
         return true;
     }
     cap = c->iovcap == 0 ? 16 : c->iovcap * 2;
-    iov = realloc(c->iov, cap * sizeof(*iov));
+    iov = srv_realloc(c->iov, cap * sizeof(*iov));
     if (iov == NULL) {
         return false;
     }
     c->iov = iov;
-    own = realloc(c->own, cap * sizeof(*own));
+    own = srv_realloc(c->own, cap * sizeof(*own));
     if (own == NULL) {
         return false;
     }
@@ -386,7 +392,7 @@ conn_out_reserve(struct conn *c, size_t n)
         k->cap = CHUNK_POOLED_CAP;
         k->pooled = true;
     } else {
-        k = malloc(sizeof(*k) + n);
+        k = srv_malloc(sizeof(*k) + n);
         if (k == NULL) {
             c->killed = true;
             return NULL;
@@ -458,7 +464,7 @@ conn_out_hold(struct conn *c, corral_item_t *item)
 {
     if (c->nheld == c->heldcap) {
         size_t cap = c->heldcap ? c->heldcap * 2 : 16;
-        corral_item_t **h = realloc(c->held, cap * sizeof(*h));
+        corral_item_t **h = srv_realloc(c->held, cap * sizeof(*h));
         if (h == NULL) {
             corral_item_release(item);
             c->killed = true;
@@ -682,6 +688,25 @@ conn_read_once(struct conn *c)
 }
 
 /*
+ * No memory to buffer the rest of a request.  When it is a data block of
+ * known size (@need bytes from the start of rbuf), answer as memcached
+ * does when it cannot allocate an item, and discard the block as it
+ * arrives; otherwise (a long line) close the connection.
+ */
+static void
+conn_refuse_nomem(struct conn *c, size_t need)
+{
+    log_warn("out of memory buffering a request from %s", c->peer);
+    if (need > c->rlen) {
+        exec_reply_nomem(c);
+        c->swallow += need - c->rlen;
+        rbuf_release(c);
+    } else {
+        c->killed = true;
+    }
+}
+
+/*
  * Execute every complete request in rbuf.  Returns true when it stopped
  * with requests left because the output is full.
  */
@@ -720,6 +745,8 @@ conn_process(struct conn *c)
              * of an incomplete one are not (a client trickling a line
              * must not hold its connection forever). */
             c->last_active = ev_now(c->w->loop);
+            /* Draining: the request that was arriving is complete. */
+            c->drain_reading = false;
         }
         if (c->swallow > 0) {
             continue;
@@ -753,9 +780,7 @@ conn_process(struct conn *c)
                 rbuf_release(c);
             } else if (!rbuf_grow(c, want < st->request_max
                                          ? want : st->request_max)) {
-                log_warn("out of memory buffering a request from %s",
-                         c->peer);
-                c->killed = true;
+                conn_refuse_nomem(c, need);
             }
         }
         conn_set_state(c, need > 0 ? CONN_NREAD : CONN_WAITING);
@@ -851,15 +876,18 @@ conn_after_io(struct conn *c)
             c->paused = !conn_closing(c) && !c->eof;
             ev_io_stop(loop, &c->rio);
         }
+        if (c->draining && !c->drain_reading) {
+            ev_io_stop(loop, &c->rio);
+        }
     } else {
         ev_io_stop(loop, &c->wio);
         if (conn_closing(c) || c->eof) {
             conn_close(c);
             return true;
         }
-        if (c->draining && c->rlen == 0 && c->swallow == 0) {
-            conn_close(c);
-            return true;
+        if (c->draining && (!c->drain_reading ||
+                            (c->rlen == 0 && c->swallow == 0))) {
+            return conn_linger(c);
         }
         if (c->rlen == 0 && c->swallow == 0) {
             conn_set_state(c, CONN_NEW_CMD);
@@ -900,6 +928,65 @@ conn_tls_watch(struct conn *c)
     }
 }
 
+/*
+ * The end of a drain: every reply is written.  Closing a socket whose
+ * input has not all been read makes the kernel reset the connection and
+ * throw away replies not yet delivered, so a client still sending gets
+ * a lingering close instead: close_notify (TLS) and FIN are sent, and
+ * input is read and discarded until the client closes its side (or the
+ * drain deadline passes).  A client that sent nothing more is closed at
+ * once.  Returns true if the connection was freed.
+ */
+static bool
+conn_linger(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    int unread = 0;
+
+    if (c->lingering) {
+        return false;
+    }
+    if (c->rlen == 0 && (ioctl(c->fd, FIONREAD, &unread) != 0 ||
+                         unread == 0)) {
+        conn_close(c);
+        return true;
+    }
+    log_verbose("<%d draining: discarding input until the client closes",
+                c->fd);
+    c->lingering = true;
+    conn_set_state(c, CONN_CLOSING);
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    c->tls_read_wants_write = false;
+    c->tls_write_wants_read = false;
+    shutdown(c->fd, SHUT_WR);
+    rbuf_release(c);
+    c->swallow = 0;
+    ev_io_stop(loop, &c->wio);
+    ev_io_start(loop, &c->rio);
+    return false;
+}
+
+/* Lingering: discard what arrives; close at the end of the stream. */
+static void
+conn_linger_read(struct conn *c)
+{
+    char sink[4096];
+
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                      errno == EINTR)) {
+            return;
+        }
+        conn_close(c); /* the end of the stream, or an error */
+        return;
+    }
+}
+
 static void
 conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -907,6 +994,10 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
+    if (c->lingering) {
+        conn_linger_read(c);
+        return;
+    }
     if (c->tls_write_wants_read) {
         /* A TLS write waited for this readiness: repeat it first. */
         c->tls_write_wants_read = false;
@@ -944,6 +1035,12 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
     conn_after_io(c);
 }
 
+/*
+ * Draining reads what has arrived, then only until the request that was
+ * arriving then is complete: a client that keeps pipelining gets the
+ * replies to what it had sent, and the shutdown does not wait for it to
+ * stop.  Requests after that one are dropped unanswered.
+ */
 void
 conn_drain(struct conn *c)
 {
@@ -954,6 +1051,7 @@ conn_drain(struct conn *c)
             conn_run(c);
         }
     }
+    c->drain_reading = c->rlen > 0;
     conn_after_io(c);
 }
 

@@ -1592,3 +1592,12 @@ exec_reply_too_large(struct conn *c)
 
     conn_out_copy(c, msg, sizeof(msg) - 1);
 }
+
+void
+exec_reply_nomem(struct conn *c)
+{
+    size_t n;
+    const char *p = proto_err_line(PROTO_ERR_STORE_NOMEM, &n);
+
+    conn_out_copy(c, p, n);
+}

@@ -31,4 +31,10 @@ size_t exec_process(struct conn *c, const char *buf, size_t len,
  */
 void exec_reply_too_large(struct conn *c);
 
+/*
+ * exec_reply_nomem - queue memcached's reply to a store that found no
+ * memory, for a data block the connection cannot buffer.
+ */
+void exec_reply_nomem(struct conn *c);
+
 #endif /* CORRALD_EXEC_H */
