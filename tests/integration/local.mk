@@ -10,7 +10,16 @@ INTEGRATION_TESTS = \
 	tests/integration/test_malformed.py \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \
-	tests/integration/test_differential.py
+	tests/integration/test_differential.py \
+	tests/integration/test_faults.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
+
+# An LD_PRELOAD library making the engine's allocator fail, for
+# test_faults.py (built shared: -rpath makes libtool build a .so).
+check_LTLIBRARIES += tests/integration/libfailalloc.la
+tests_integration_libfailalloc_la_SOURCES = tests/integration/failalloc.c
+tests_integration_libfailalloc_la_LDFLAGS = -module -avoid-version \
+	-rpath $(abs_builddir)/tests/integration
+tests_integration_libfailalloc_la_LIBADD = -ldl
