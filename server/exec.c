@@ -44,6 +44,7 @@
 #include "listener.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 /* The version memcached clients see: the protocol level first, so that
@@ -1046,6 +1047,14 @@ exec_stats_general(struct exec_ctx *x)
     X(moves_to_cold) X(moves_to_warm) X(moves_within_lru)                     \
     X(direct_reclaims) X(lru_bumps_dropped)
     ZERO_STATS_3(OUT_ZERO)
+    if (x->srv->tls != NULL) {
+        /* memcached's TLS lines, printed only with -Z; certificates are
+         * loaded once, at startup. */
+        out_stat_u64(x, "ssl_handshake_errors",
+                     tls_handshake_errors(x->srv->tls));
+        out_stat_u64(x, "time_since_server_cert_refresh",
+                     (uint64_t)(now - x->srv->started));
+    }
     out_reply(x, PROTO_REPLY_END);
 }
 

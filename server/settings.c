@@ -27,6 +27,8 @@
 
 #include <corral.h>
 
+#include "tls.h"
+
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
 
@@ -689,6 +691,11 @@ settings_load(struct settings *s, int argc, char *const argv[])
         if (id == OPT_VERSION) {
             printf("corrald %s (libcorral %s)\n", PACKAGE_VERSION,
                    corral_version());
+#ifdef CORRAL_HAVE_OPENSSL
+            printf("TLS: %s\n", tls_library());
+#else
+            printf("TLS: not built in\n");
+#endif
             return SETTINGS_EXIT;
         }
         if (id == OPT_REQMAX) {

@@ -11,7 +11,9 @@ INTEGRATION_TESTS = \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \
 	tests/integration/test_differential.py \
-	tests/integration/test_faults.py
+	tests/integration/test_faults.py \
+	tests/integration/test_security.py \
+	tests/integration/test_tls.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
