@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh [seconds-per-target] [target ...]
 #
-# Defaults: 1800 seconds (30 minutes) per target; targets fuzz_proto and
-# fuzz_engine.  The targets are built with clang-14 and --enable-fuzz
+# Defaults: 1800 seconds (30 minutes) per target; targets fuzz_proto,
+# fuzz_engine and fuzz_auth.  The targets are built with clang-14 and --enable-fuzz
 # (ASan + UBSan + libFuzzer) in their own build directory, build/fuzz
 # under the source tree (FUZZ_BUILD overrides it), so ordinary builds are
 # untouched.  Each target runs on one core (-jobs is not used) so that the
@@ -20,7 +20,7 @@ set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-1800}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_proto fuzz_engine"}
+targets=${*:-"fuzz_proto fuzz_engine fuzz_auth"}
 dir=${FUZZ_BUILD:-"$top/build/fuzz"}
 cc=${FUZZ_CC:-clang-14}
 
