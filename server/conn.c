@@ -1078,6 +1078,7 @@ conn_close(struct conn *c)
     ev_io_stop(w->loop, &c->wio);
     worker_conn_remove(w, &c->link);
     tls_conn_destroy(c->tls);
+    c->tls = NULL;
     close(c->fd);
     out_reset(c);
     free(c->held);
