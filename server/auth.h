@@ -50,13 +50,13 @@ bool auth_check(const struct auth *a, const char *user, size_t nuser,
 
 /* What auth_parse() found at the start of a buffer. */
 enum auth_step {
-    AUTH_AGAIN,          /* incomplete: wait for more bytes */
-    AUTH_CLOSE,          /* no newline in AUTH_LINE_MAX bytes: close */
-    AUTH_REFUSED,        /* a line that is not an authentication set */
-    AUTH_TOKEN,          /* a complete set: check user and pass */
-    AUTH_BAD_FORMAT,     /* data without "user password" */
-    AUTH_BAD_TERMINATION,/* data not followed by "\r\n" */
-    AUTH_TOO_LONG        /* data over AUTH_TOKEN_MAX: swallow it */
+    AUTH_AGAIN,           /* incomplete: wait for more bytes */
+    AUTH_CLOSE,           /* no newline in AUTH_LINE_MAX bytes: close */
+    AUTH_REFUSED,         /* a line that is not an authentication set */
+    AUTH_TOKEN,           /* a complete set: check user and pass */
+    AUTH_BAD_FORMAT,      /* data without "user password" */
+    AUTH_BAD_TERMINATION, /* data not followed by "\r\n" */
+    AUTH_TOO_LONG         /* data over AUTH_TOKEN_MAX: swallow it */
 };
 
 struct auth_frame {

@@ -81,11 +81,12 @@
     X(EXTENDED, 'o', "extended", NULL, "<opts>",                              \
       "comma separated extended options, memcached's names:\n"                \
       "                          idle_timeout, ssl_chain_cert, ssl_key,\n"    \
-      "                          ssl_keyformat, ssl_verify_mode, ssl_ciphers,\n" \
-      "                          ssl_ca_cert, ssl_min_version, ssl_wbuf_size,\n" \
-      "                          ssl_session_cache")                          \
+      "                          ssl_keyformat, ssl_verify_mode,\n"           \
+      "                          ssl_ciphers, ssl_ca_cert, ssl_min_version,\n"\
+      "                          ssl_wbuf_size, ssl_session_cache")           \
     X(IDLE, 0, "idle-timeout", "CORRAL_IDLE_TIMEOUT", "<secs>",               \
-      "close connections idle this long (default: 0, never)")                 \
+      "close connections without progress this long (default: 0,\n"         \
+      "                          never)")                                     \
     X(REQMAX, 0, "max-request-size", "CORRAL_REQUEST_MAX", "<num>",           \
       "largest request, command line plus data, suffix k or m\n"              \
       "                          (default: the larger of 4m and the max "    \
