@@ -40,6 +40,19 @@
  * would cost more than the removed copy waiting for the sweep. */
 #define SHARD_OVERWRITE_MAX 4096u
 
+/* Server-side early refresh (CORRAL_GET_EARLY): a direct-mapped memory,
+ * per shard, of when a key's recache token was handed out and how long
+ * the store that followed it took.  Entries are keyed by the whole hash
+ * only: a collision perturbs an estimate, nothing more.  Atomics: the
+ * token is handed out under the shared lock. */
+#define EARLY_SLOTS 1024u
+
+struct early_slot {
+    _Atomic uint64_t hash;
+    _Atomic uint64_t won_at_ms;  /* 0: no win waiting for its store */
+    _Atomic uint32_t delta_ms;   /* the last win-to-store time */
+};
+
 struct shard {
     struct rwlock lock;
     struct table table;
@@ -47,6 +60,7 @@ struct shard {
     uint64_t cas_seq;      /* last CAS sequence number handed out */
     uint64_t flush_cas;    /* items with a CAS <= this are flushed */
     size_t mem_used;       /* real bytes: queued items, table, ghost */
+    unsigned writes;       /* writes so far, for the sweep's pace */
     size_t dead;           /* queued items no longer linked (removed,
                             * replaced, expired) awaiting reclamation */
     size_t budget;         /* byte budget */
@@ -58,6 +72,7 @@ struct shard {
     uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
     uint64_t retired_seq;  /* highest sequence of a retired rule */
     struct keyrecs keyrecs; /* loads in flight and failing keys */
+    _Atomic(struct early_slot *) early; /* allocated on first use */
     struct stats stats;
 } CR_ALIGNED(CR_CACHELINE);
 

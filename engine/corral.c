@@ -10,6 +10,7 @@
  *   4. unlock, then drop references (freeing memory outside the lock
  *      where possible).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -112,7 +113,8 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
     if (out->shards == 0) {
         out->shards = auto_shards(out);
     } else if (!is_pow2(out->shards) || out->shards > MAX_SHARDS ||
-               out->max_memory / out->shards < 2 * out->max_item_size) {
+               out->max_memory / out->shards < 2 * out->max_item_size ||
+               (out->max_items != 0 && out->max_items < out->shards)) {
         return CORRAL_EINVAL;
     }
     if (out->clock == NULL) {
@@ -420,6 +422,125 @@ reclaim_dead(struct corral *c, struct shard *s, uint64_t h, const void *key,
     count_dead(s, seen);
 }
 
+/* ---- early refresh memory (see struct early_slot) ---- */
+
+static struct early_slot *
+early_table(struct corral *c, struct shard *s)
+{
+    struct early_slot *t = atomic_load_explicit(&s->early,
+                                                 memory_order_acquire);
+    struct early_slot *none = NULL;
+
+    if (t != NULL) {
+        return t;
+    }
+    t = mem_zalloc(&c->mem, EARLY_SLOTS * sizeof(*t), NULL);
+    if (t == NULL) {
+        return NULL;
+    }
+    if (!atomic_compare_exchange_strong(&s->early, &none, t)) {
+        mem_free(t); /* another thread installed one */
+        t = none;
+    }
+    return t;
+}
+
+/* A token was handed out for key h: remember when. */
+static void
+early_won(struct corral *c, struct shard *s, uint64_t h)
+{
+    struct early_slot *t = early_table(c, s);
+    if (t != NULL) {
+        struct early_slot *e = &t[h % EARLY_SLOTS];
+        atomic_store_explicit(&e->hash, h, memory_order_relaxed);
+        atomic_store_explicit(&e->won_at_ms, cache_now_ns(c) / 1000000u,
+                              memory_order_relaxed);
+    }
+}
+
+/* Key h was stored: if a win was waiting for it, learn the delay. */
+static void
+early_stored(struct corral *c, struct shard *s, uint64_t h)
+{
+    struct early_slot *t = atomic_load_explicit(&s->early,
+                                                memory_order_acquire);
+    struct early_slot *e;
+    uint64_t won;
+
+    if (t == NULL) {
+        return;
+    }
+    e = &t[h % EARLY_SLOTS];
+    won = atomic_load_explicit(&e->won_at_ms, memory_order_relaxed);
+    if (won != 0 && atomic_load_explicit(&e->hash, memory_order_relaxed) == h) {
+        uint64_t now = cache_now_ns(c) / 1000000u;
+        uint64_t d = now > won ? now - won : 0;
+        atomic_store_explicit(&e->delta_ms,
+                              d > UINT32_MAX ? UINT32_MAX : (uint32_t)d,
+                              memory_order_relaxed);
+        atomic_store_explicit(&e->won_at_ms, 0, memory_order_relaxed);
+    }
+}
+
+/* The recompute time to assume for an item: its fetch load time, else
+ * what stores after wins taught us, else 0 (no early refresh). */
+static uint32_t
+early_delta(struct shard *s, uint64_t h, const item_t *it)
+{
+    const char *fb = item_fetch_block(it);
+    struct early_slot *t;
+    uint32_t d = 0;
+
+    if (fb != NULL) {
+        memcpy(&d, fb + 4, 4);
+        if (d != 0) {
+            return d;
+        }
+    }
+    t = atomic_load_explicit(&s->early, memory_order_acquire);
+    if (t != NULL &&
+        atomic_load_explicit(&t[h % EARLY_SLOTS].hash,
+                             memory_order_relaxed) == h) {
+        d = atomic_load_explicit(&t[h % EARLY_SLOTS].delta_ms,
+                                 memory_order_relaxed);
+    }
+    return d;
+}
+
+/* A uniform double in (0, 1]. */
+static double
+unit_random(void)
+{
+    static _Thread_local uint64_t x;
+    if (x == 0) {
+        x = (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15u ^
+            (uint64_t)time(NULL);
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    return ((double)((x * 0x2545f4914f6cdd1du) >> 11) + 1.0) /
+           9007199254740992.0;
+}
+
+/* XFetch on the server's side: time to hand out the token early? */
+static bool
+early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
+          const corral_get_opts_t *o)
+{
+    uint32_t e = item_exptime(it);
+    uint32_t delta;
+    double beta = o->beta > 0 ? o->beta : 1.0;
+    double now_ms;
+
+    if (e == 0 || (delta = early_delta(s, h, it)) == 0) {
+        return false;
+    }
+    now_ms = (double)(cache_now_ns(c) / 1000000u);
+    return now_ms - (double)delta * beta * log(unit_random()) >=
+           (double)e * 1000.0;
+}
+
 /*
  * Decide the recache token on a live item (memcached's W, X and Z flags):
  * a stale item, or one whose TTL is below the caller's recache threshold,
@@ -428,10 +549,11 @@ reclaim_dead(struct corral *c, struct shard *s, uint64_t h, const void *key,
  * lookups leave the token alone, as memcached's gat does.
  */
 static unsigned
-token_decide(item_t *it, const corral_get_opts_t *o, uint32_t now)
+token_decide(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+             const corral_get_opts_t *o, uint32_t now)
 {
     unsigned res = 0;
-    bool want = false;
+    bool want = false, early = false;
 
     if (o != NULL && (o->flags & CORRAL_GET_RECACHE)) {
         uint32_t e = item_exptime(it);
@@ -443,17 +565,27 @@ token_decide(item_t *it, const corral_get_opts_t *o, uint32_t now)
         res |= CORRAL_RES_STALE;
         want = true;
     }
+    if (!want && o != NULL && (o->flags & CORRAL_GET_EARLY) &&
+        !item_has(it, ITEM_TOKEN) && early_due(c, s, h, it, o)) {
+        want = early = true;
+    }
     if (want && item_test_and_set(it, ITEM_TOKEN)) {
         res |= CORRAL_RES_WIN;
+        COUNT(s, recache_wins);
+        if (early) {
+            COUNT(s, early_wins);
+        }
+        early_won(c, s, h);
     } else if (item_has(it, ITEM_TOKEN)) {
         res |= CORRAL_RES_LOST;
+        COUNT(s, recache_lost);
     }
     return res;
 }
 
 /* The hit path shared by every lookup: results, token, access, pin. */
 static corral_status_t
-hit(struct corral *c, struct shard *s, item_t *it,
+hit(struct corral *c, struct shard *s, uint64_t h, item_t *it,
     const corral_get_opts_t *o, uint32_t now, corral_item_t **out_item,
     corral_get_result_t *out_res)
 {
@@ -472,7 +604,7 @@ hit(struct corral *c, struct shard *s, item_t *it,
             out_res->ttl_before = exptime_ttl(item_exptime(it), now);
         }
         out_res->last_access = now > at ? now - at : 0;
-        out_res->flags |= token_decide(it, o, now);
+        out_res->flags |= token_decide(c, s, h, it, o, now);
     }
     if (!(f & CORRAL_GET_NOBUMP)) {
         item_touch_access(it, now);
@@ -507,6 +639,8 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
     }
     item_ref(it);
     *out_item = it;
+    COUNT(s, recache_wins);
+    early_won(c, s, h);
     if (out_res != NULL) {
         out_res->flags |= CORRAL_RES_WIN | CORRAL_RES_VIVIFIED;
     }
@@ -545,7 +679,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
         if (it != NULL) {
             seen = item_state(c, s, it, now);
             if (seen == ITEM_LIVE) {
-                st = hit(c, s, it, o, now, out_item, out_res);
+                st = hit(c, s, h, it, o, now, out_item, out_res);
             }
         }
         growing = s->table.old != NULL;
@@ -581,7 +715,7 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
                                   exptime_abs(o->touch_exptime, now),
                                   memory_order_relaxed);
         }
-        st = hit(c, s, it, o, now, out_item, out_res);
+        st = hit(c, s, h, it, o, now, out_item, out_res);
     } else {
         COUNT(s, get_misses);
         if (f & CORRAL_GET_VIVIFY) {
@@ -898,6 +1032,10 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
     item_t *it = *itp;
     uint64_t cas;
 
+    if (unlikely(atomic_load_explicit(&s->early, memory_order_relaxed) !=
+                 NULL)) {
+        early_stored(c, s, h);
+    }
     if (old != NULL && shard_can_overwrite(old, it)) {
         /* same allocation size and nobody reading it: reuse it */
         lease_break(s, h, item_key(it), it->nkey);

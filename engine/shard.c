@@ -44,11 +44,12 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
     s->index = index;
     s->cache = c;
     s->budget = c->cfg.max_memory / c->nshards;
-    s->item_budget = c->cfg.max_items == 0
-                         ? 0
-                         : (c->cfg.max_items + c->nshards - 1) / c->nshards;
+    /* an exact split: the shards' budgets add up to max_items */
+    s->item_budget = c->cfg.max_items / c->nshards +
+                     (index < c->cfg.max_items % c->nshards);
     stats_init(&s->stats);
     rw_init(&s->lock);
+    atomic_init(&s->early, NULL);
     if (!table_init(&s->table, &c->mem,
                     s->item_budget ? s->item_budget * 5 / 4 + 1 : 0,
                     c->shard_bits, c->seed)) {
@@ -74,6 +75,7 @@ shard_deinit(struct shard *s)
     policy_foreach(&s->policy, drop_ref, NULL);
     policy_deinit(&s->policy);
     mem_free(s->rules);
+    mem_free(atomic_load(&s->early));
     keyrecs_deinit(&s->keyrecs);
     table_deinit(&s->table);
 }
@@ -233,6 +235,19 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
     }
 }
 
+/* Drop the n oldest prefix rules. */
+static void
+drop_oldest_rules(struct shard *s, unsigned n)
+{
+    if (n == 0) {
+        return;
+    }
+    s->retired_seq = s->rules[n - 1].seq;
+    memmove(s->rules, s->rules + n, (s->nrules - n) * sizeof(*s->rules));
+    s->nrules -= n;
+    stat_sub(&s->stats, ST_prefix_rules, n);
+}
+
 /* Retire the oldest prefix rules once the sweep has made a full pass over
  * both queues since they were added: every item they could match has
  * been unlinked by then. */
@@ -245,13 +260,7 @@ retire_prefix_rules(struct shard *s)
            s->policy.main.passes >= s->rules[n].sweep_gen[1] + 2) {
         n++;
     }
-    if (n > 0) {
-        s->retired_seq = s->rules[n - 1].seq;
-        memmove(s->rules, s->rules + n,
-                (s->nrules - n) * sizeof(*s->rules));
-        s->nrules -= n;
-        stat_sub(&s->stats, ST_prefix_rules, n);
-    }
+    drop_oldest_rules(s, n);
 }
 
 void
@@ -329,11 +338,7 @@ shard_add_prefix_rule(struct corral *c, struct shard *s, const void *prefix,
             return;
         }
         policy_walk(&s->policy, apply_rule_to, &a);
-        s->retired_seq = s->rules[0].seq;
-        memmove(s->rules, s->rules + 1,
-                (s->nrules - 1) * sizeof(*s->rules));
-        s->nrules--;
-        stat_sub(&s->stats, ST_prefix_rules, 1);
+        drop_oldest_rules(s, 1);
     }
     r = &s->rules[s->nrules++];
     r->seq = ++s->inval_seq;
@@ -352,13 +357,7 @@ shard_prune_prefix_rules(struct shard *s)
     while (n < s->nrules && s->rules[n].cas <= s->flush_cas) {
         n++;
     }
-    if (n > 0) {
-        s->retired_seq = s->rules[n - 1].seq;
-        memmove(s->rules, s->rules + n,
-                (s->nrules - n) * sizeof(*s->rules));
-        s->nrules -= n;
-        stat_sub(&s->stats, ST_prefix_rules, n);
-    }
+    drop_oldest_rules(s, n);
 }
 
 item_t *
@@ -396,13 +395,25 @@ void
 shard_write_done(struct corral *c, struct shard *s)
 {
     size_t queued = s->policy.small.count + s->policy.main.count;
+    size_t steps;
 
     if (s->table.old != NULL) {
         shard_migrate(s, SHARD_MIGRATE_PER_WRITE);
     }
-    shard_sweep(c, s,
-                s->dead * 8 > queued ? SWEEP_PER_WRITE_BEHIND
-                                     : SWEEP_PER_WRITE);
+    /* Each step reads an item (often a cache miss): sweep hard while
+     * removed items pile up, steadily while there is known work (removed
+     * items, prefix rules), and otherwise just enough to find expired
+     * items in time: one node every fourth write. */
+    if (s->dead * 8 > queued) {
+        steps = SWEEP_PER_WRITE_BEHIND;
+    } else if (s->dead > 0 || s->nrules > 0) {
+        steps = SWEEP_PER_WRITE;
+    } else {
+        steps = (++s->writes & 3) == 0;
+    }
+    if (steps > 0) {
+        shard_sweep(c, s, steps);
+    }
 }
 
 void

@@ -80,6 +80,9 @@ struct writer {
     pthread_t thread;
     corral_wb_opts_t o;
     struct corral *c;
+    struct wb_entry **batch;     /* the flusher's, batch_max each */
+    corral_write_t *writes;
+    int *results;
 };
 
 static uint64_t
@@ -296,10 +299,18 @@ corral_use_write_behind(corral_t *c, corral_batch_writer_fn fn, void *ud,
         w->nbuckets *= 2;
     }
     w->buckets = calloc(w->nbuckets, sizeof(*w->buckets));
+    /* the flusher's batch arrays, allocated here so that it cannot fail */
+    w->batch = calloc(w->o.batch_max, sizeof(*w->batch));
+    w->writes = calloc(w->o.batch_max, sizeof(*w->writes));
+    w->results = calloc(w->o.batch_max, sizeof(*w->results));
     w->started = true; /* before the thread exists: it reads nearby */
-    if (w->buckets == NULL ||
+    if (w->buckets == NULL || w->batch == NULL || w->writes == NULL ||
+        w->results == NULL ||
         pthread_create(&w->thread, NULL, wb_main, w) != 0) {
         free(w->buckets);
+        free(w->batch);
+        free(w->writes);
+        free(w->results);
         free(w);
         return CORRAL_ENOMEM;
     }
@@ -311,6 +322,9 @@ corral_use_write_behind(corral_t *c, corral_batch_writer_fn fn, void *ud,
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
         free(w->buckets);
+        free(w->batch);
+        free(w->writes);
+        free(w->results);
         free(w);
         return CORRAL_EINVAL;
     }
@@ -471,9 +485,9 @@ static void *
 wb_main(void *arg)
 {
     struct writer *w = arg;
-    struct wb_entry **batch = calloc(w->o.batch_max, sizeof(*batch));
-    corral_write_t *writes = calloc(w->o.batch_max, sizeof(*writes));
-    int *results = calloc(w->o.batch_max, sizeof(*results));
+    struct wb_entry **batch = w->batch;
+    corral_write_t *writes = w->writes;
+    int *results = w->results;
 
     pthread_mutex_lock(&w->lock);
     while (batch != NULL && writes != NULL && results != NULL) {
@@ -515,9 +529,6 @@ wb_main(void *arg)
         wb_settle(w, batch, results, n);
     }
     pthread_mutex_unlock(&w->lock);
-    free(batch);
-    free(writes);
-    free(results);
     return NULL;
 }
 
@@ -673,6 +684,9 @@ writer_close(struct corral *c)
         }
     }
     free(w->buckets);
+    free(w->batch);
+    free(w->writes);
+    free(w->results);
     for (unsigned i = 0; i < WRITER_STRIPES; i++) {
         pthread_mutex_destroy(&w->stripes[i]);
     }

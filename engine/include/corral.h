@@ -139,9 +139,15 @@ typedef struct corral_config {
                             * tag records, pending prefix rules, the
                             * event ring, loads in flight and queued
                             * write-behind writes (each bounded, see
-                            * their functions).  Default 64 MiB.
+                            * their functions), and items evicted or
+                            * removed while a reader still pins them
+                            * (freed when released).  Default 64 MiB.
                             * Minimum 1 MiB. */
-    size_t max_items;      /* item count limit; 0 (default) = no limit */
+    size_t max_items;      /* item count limit; 0 (default) = no limit.
+                            * Split exactly between the shards, so with
+                            * several shards a cache may evict before it
+                            * holds max_items (its keys do not spread
+                            * perfectly); at least one item per shard */
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
                             * Default 1 MiB; 1 KiB .. max_memory / 2. */
     unsigned shards;       /* a power of two up to 1024; 0 (default) picks
@@ -375,12 +381,19 @@ CORRAL_API corral_status_t corral_gat(corral_t *cache, const void *key,
                                  * recache_ttl seconds */
 #define CORRAL_GET_BINARY_KEY 0x10u /* a vivified item is marked as having
                                      * a binary key */
+#define CORRAL_GET_EARLY 0x20u  /* win early, with XFetch's probability:
+                                 * when now - delta * beta * ln(u) reaches
+                                 * the expiry, u uniform in (0, 1], delta
+                                 * learned per key as the time from a win to
+                                 * the store that followed it (or the fetch
+                                 * load time) */
 
 typedef struct corral_get_opts {
     unsigned flags;            /* CORRAL_GET_* */
     int64_t touch_exptime;     /* with CORRAL_GET_TOUCH */
     int64_t vivify_exptime;    /* with CORRAL_GET_VIVIFY */
     int64_t recache_ttl;       /* with CORRAL_GET_RECACHE */
+    double beta;               /* with CORRAL_GET_EARLY; 0 means 1.0 */
 } corral_get_opts_t;
 
 /* Result bits in corral_get_result_t.flags. */
@@ -1037,6 +1050,9 @@ CORRAL_API corral_status_t corral_write_flush(corral_t *cache,
     X(prefix_rules, gauge, "prefix rules waiting for the sweep")              \
     X(tags_live, gauge, "distinct tags held by items")                        \
     X(events, counter, "invalidation events recorded")                       \
+    X(recache_wins, counter, "recache tokens handed out (meta W)")           \
+    X(recache_lost, counter, "lookups told another holds the token (Z)")     \
+    X(early_wins, counter, "tokens handed out early (CORRAL_GET_EARLY)")     \
     X(fetches, counter, "corral_fetch calls")                                 \
     X(loads, counter, "loader calls")                                         \
     X(load_errors, counter, "loader calls that failed")                       \

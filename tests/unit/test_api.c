@@ -298,12 +298,12 @@ test_create_boundaries(void)
         cfg.max_memory = ok[i].max_memory;
         cfg.max_item_size = ok[i].max_item_size;
         cfg.shards = ok[i].shards;
-        cfg.max_items = 1000;
+        cfg.max_items = 4096; /* at least one per shard */
         CU_ASSERT_EQUAL_FATAL(corral_create(&cfg, &c), CORRAL_OK);
         corral_config_get(c, &got);
         CU_ASSERT_EQUAL(got.max_memory, ok[i].max_memory);
         CU_ASSERT_EQUAL(got.max_item_size, ok[i].max_item_size);
-        CU_ASSERT_EQUAL(got.max_items, 1000);
+        CU_ASSERT_EQUAL(got.max_items, 4096);
         if (ok[i].shards != 0) {
             CU_ASSERT_EQUAL(got.shards, ok[i].shards);
         } else {
@@ -725,6 +725,85 @@ test_result_details(void)
     CU_ASSERT_EQUAL(corral_arith(c, K("n"), &a, &ar), CORRAL_OK);
     CU_ASSERT_EQUAL(ar.created, 0);
     CU_ASSERT_EQUAL(ar.value, 8);
+    corral_destroy(c);
+}
+
+/* Server-side early refresh: the delay from a win to the store that
+ * follows it is learned per key; CORRAL_GET_EARLY then hands the token out
+ * with XFetch's probability, never far from expiry, never twice. */
+static void
+test_get_early(void)
+{
+    corral_t *c = new_cache();
+    corral_get_opts_t o = {0};
+    corral_get_result_t r;
+    corral_item_t *it;
+    int wins = 0, lost = 0;
+
+    /* nothing learned yet: no early win even right before expiry */
+    CU_ASSERT_EQUAL(corral_set(c, K("k"), K("v"), 0, 1000), CORRAL_OK);
+    o.flags = CORRAL_GET_EARLY;
+    advance(999);
+    for (int i = 0; i < 50; i++) {
+        CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("k"), &o, &it, &r),
+                              CORRAL_OK);
+        CU_ASSERT_EQUAL(r.flags & CORRAL_RES_WIN, 0);
+        corral_item_release(it);
+    }
+    /* a win (vivify on a miss), then the store 5 s later: delta = 5 s */
+    o.flags = CORRAL_GET_VIVIFY;
+    o.vivify_exptime = 30;
+    CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("e"), &o, &it, &r), CORRAL_OK);
+    CU_ASSERT(r.flags & CORRAL_RES_WIN);
+    corral_item_release(it);
+    advance(5);
+    CU_ASSERT_EQUAL(corral_set(c, K("e"), K("fresh"), 0, 1000), CORRAL_OK);
+    /* 999 s from expiry: exp(-999 / 5) chance: never */
+    o.flags = CORRAL_GET_EARLY;
+    advance(1);
+    for (int i = 0; i < 200; i++) {
+        CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("e"), &o, &it, &r),
+                              CORRAL_OK);
+        CU_ASSERT_EQUAL(r.flags & CORRAL_RES_WIN, 0);
+        corral_item_release(it);
+    }
+    /* 1 s from expiry: each lookup wins with probability exp(-1/5) =
+     * 0.82 until one has; the rest see the token taken */
+    advance(998);
+    for (int i = 0; i < 40; i++) {
+        CU_ASSERT_EQUAL_FATAL(corral_get_ex(c, K("e"), &o, &it, &r),
+                              CORRAL_OK);
+        wins += (r.flags & CORRAL_RES_WIN) != 0;
+        lost += (r.flags & CORRAL_RES_LOST) != 0;
+        corral_item_release(it);
+    }
+    CU_ASSERT_EQUAL(wins, 1);
+    CU_ASSERT(lost >= 1 && lost <= 39); /* every lookup after the win */
+    CU_ASSERT_EQUAL(stats_of(c).early_wins, 1);
+    CU_ASSERT_EQUAL(stats_of(c).recache_wins, 2);
+    corral_destroy(c);
+}
+
+/* max_items is split exactly between the shards: never more items than
+ * asked for, and fewer than one per shard is refused. */
+static void
+test_max_items_exact(void)
+{
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    char key[16];
+
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    cfg.max_items = 3;
+    CU_ASSERT_EQUAL(corral_create(&cfg, &c), CORRAL_EINVAL);
+    cfg.max_items = 10;
+    c = new_cache_cfg(&cfg);
+    for (int i = 0; i < 100; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "x%d", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, n, "v", 1, 0, 0), CORRAL_OK);
+        CU_ASSERT(stats_of(c).curr_items <= 10);
+    }
     corral_destroy(c);
 }
 
@@ -2391,7 +2470,7 @@ static const struct stat_case stat_cases[] = {
     {"gat miss", prep_none, op_gat,
      "cmd_get=1 get_misses=1 cmd_touch=1 touch_misses=1"},
     {"vivify", prep_none, op_vivify,
-     "cmd_get=1 get_misses=1 total_items=1 curr_items=1"},
+     "cmd_get=1 get_misses=1 total_items=1 curr_items=1 recache_wins=1"},
     {"set new", prep_none, op_set, "cmd_set=1 total_items=1 curr_items=1"},
     {"set over", prep_k, op_set, "cmd_set=1 total_items=1"},
     {"set over expired", prep_k_expired, op_set,
@@ -2788,6 +2867,8 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_get_multi_large),
     CU_TEST(test_set_max_memory),
     CU_TEST(test_result_details),
+    CU_TEST(test_get_early),
+    CU_TEST(test_max_items_exact),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),
