@@ -85,8 +85,8 @@
       "                          ssl_ciphers, ssl_ca_cert, ssl_min_version,\n"\
       "                          ssl_wbuf_size, ssl_session_cache")           \
     X(IDLE, 0, "idle-timeout", "CORRAL_IDLE_TIMEOUT", "<secs>",               \
-      "close connections without progress this long (default: 0,\n"         \
-      "                          never)")                                     \
+      "close connections without progress this long\n"                       \
+      "                          (default: 0, never)")                        \
     X(REQMAX, 0, "max-request-size", "CORRAL_REQUEST_MAX", "<num>",           \
       "largest request, command line plus data, suffix k or m\n"              \
       "                          (default: the larger of 4m and the max "    \
