@@ -343,44 +343,41 @@ def t_sigterm(res, certs):
     with tls_corrald(certs, ["-t", "2"]) as srv:
         ctx = certs.client_ctx()
         clients = [TLSClient(srv.port, ctx, timeout=30) for _ in range(8)]
-        stop = threading.Event()
         errors = []
         pairs = [0] * len(clients)
 
         def run(i, c):
-            def writer():
-                k = 0
-                try:
-                    while not stop.is_set() and k < 100000:
-                        c.send(b"".join(b"set t%d_%d 0 0 2\r\nok\r\n"
-                                        b"get t%d_%d\r\n" % (i, j, i, j)
-                                        for j in range(k, k + 8)))
-                        k += 8
-                except (OSError, ValueError):
-                    pass
-            w = threading.Thread(target=writer)
-            w.start()
+            # One thread per client (an SSL object must not be used by
+            # two threads at once): keep two batches of 8 "set; get"
+            # pairs in flight, reading one batch's replies per batch sent.
+            sent = 0
+            j = 0
             try:
-                j = 0
-                while True:
-                    key = b"t%d_%d" % (i, j)
-                    r = c.read_line()
-                    if r != b"STORED\r\n":
-                        errors.append((i, j, r))
-                        break
-                    r = c.read_value_reply()
-                    if r != get_reply(key, b"ok"):
-                        errors.append((i, j, r))
-                        break
-                    j += 1
-                    pairs[i] = j
-            except EOFError as e:
+                while sent < 100000:
+                    try:
+                        c.send(b"".join(b"set t%d_%d 0 0 2\r\nok\r\n"
+                                        b"get t%d_%d\r\n" % (i, k, i, k)
+                                        for k in range(sent, sent + 8)))
+                        sent += 8
+                    except OSError:
+                        pass   # closed for writing: read what is left
+                    while j < sent - 8:
+                        key = b"t%d_%d" % (i, j)
+                        r = c.read_line()
+                        if r != b"STORED\r\n":
+                            errors.append((i, j, r))
+                            return
+                        r = c.read_value_reply()
+                        if r != get_reply(key, b"ok"):
+                            errors.append((i, j, r))
+                            return
+                        j += 1
+                        pairs[i] = j
+            except EOFError:
                 if c.buf not in (b"", b"STORED\r\n"):
-                    errors.append((i, "cut", str(e)[:80]))
+                    errors.append((i, "cut", c.buf[:80]))
             except (OSError, ssl.SSLError) as e:
                 errors.append((i, "error", repr(e)))
-            stop.set()
-            w.join()
 
         threads = [threading.Thread(target=run, args=(i, c))
                    for i, c in enumerate(clients)]
