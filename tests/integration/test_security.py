@@ -322,6 +322,21 @@ def t_auth_own(res, authfile):
         srv.stop()
 
 
+def t_auth_file_forms(res, tmp):
+    """Blank lines and CRLF line ends are accepted (memcached refuses a
+    blank line); a password may hold ':'."""
+    path = os.path.join(tmp, "forms")
+    with open(path, "wb") as f:
+        f.write(b"\r\nalice:secret\r\n\ncarol:a:b:c\n\n")
+    with harness.corrald(["-t", "1", "-Y", path]) as srv:
+        for token in (b"alice secret", b"carol a:b:c"):
+            with Client(srv.port) as c:
+                res.eq(c.request(b"set a 0 0 %d\r\n%s\r\n" %
+                                 (len(token), token)), b"STORED\r\n",
+                       "-Y file forms: %s" % token.split()[0].decode())
+        srv.stop()
+
+
 def t_auth_file_errors(res, tmp):
     cases = [
         ("a missing file", os.path.join(tmp, "nope"), None),
@@ -357,6 +372,7 @@ def main():
         res.run(t_disabled_commands)
         res.run(t_auth_differential, authfile)
         res.run(t_auth_own, authfile)
+        res.run(t_auth_file_forms, tmp)
         res.run(t_auth_file_errors, tmp)
     finally:
         for name in os.listdir(tmp):
