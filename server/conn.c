@@ -33,11 +33,27 @@
  * queue has been written completely.  A client that does not read its
  * replies therefore stalls only itself, and its memory stays bounded.
  *
+ * TLS (-Z).  The same path serves TLS connections: conn_sys_read() and
+ * conn_sys_writev() call tls_read() and tls_writev() instead of read()
+ * and writev() (one test of c->tls, nothing else, on the plain path).
+ * A TLS read may have to wait until the socket is writable, and a TLS
+ * write until it is readable (handshake messages); conn_tls_watch()
+ * watches for that and the callbacks repeat the blocked call first.
+ * Decrypted bytes buffered in the TLS layer are read by feeding the read
+ * watcher an event, since the socket itself may show nothing.
+ *
+ * Idle timeout.  last_active is the time of the last progress: a
+ * complete request executed, or reply bytes accepted by the socket.
+ * Bytes of an incomplete request are not progress, so a client that
+ * trickles a line, or stops reading its replies, is closed by the idle
+ * timeout like a silent one.
+ *
  * Invariants: head <= niov; out_bytes is the sum of iov[head..niov) lengths;
  * the read watcher is active unless paused, closing or at EOF; the write
- * watcher is active exactly while output is pending.  A connection is
- * freed only at the end of a top-level event callback (conn_after_io) or
- * by the worker, never in the middle of exec_process().
+ * watcher is active exactly while output is pending (for TLS: also while
+ * a read waits for writability, and not while a write waits for input).
+ * A connection is freed only at the end of a top-level event callback
+ * (conn_after_io) or by the worker, never in the middle of exec_process().
  *
  * Streams.  After "watch" a connection becomes a stream: conn_process()
  * discards its input (read only to notice EOF), and its producer queues
@@ -59,14 +75,18 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "exec.h"
+#include "fault.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "worker.h"
 
 /* Unsent output beyond which a connection stops executing and reading. */
@@ -145,7 +165,16 @@ struct conn {
     bool eof;                     /* the peer closed its side */
     bool paused;                  /* reading stopped by back-pressure */
     bool draining;                /* SIGTERM: close when idle */
-    double last_active;           /* ev_now() of the last read */
+    bool drain_reading;           /* draining, a request still arriving */
+    bool lingering;               /* draining, replies sent, FIN sent */
+    bool authenticated;           /* -Y: may send commands */
+    double last_active;           /* ev_now() of the last progress */
+
+    /* TLS (-Z): the session, and which readiness a blocked TLS read or
+     * write waits for when it is not its own direction. */
+    struct tls_conn *tls;
+    bool tls_read_wants_write;
+    bool tls_write_wants_read;
 
     /* a stream ("watch"): no more requests, output from a producer */
     const struct conn_stream_ops *stream;
@@ -158,6 +187,8 @@ struct conn {
 
 static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_tls_watch(struct conn *c);
+static bool conn_linger(struct conn *c);
 
 static void
 conn_set_state(struct conn *c, enum conn_state s)
@@ -175,7 +206,7 @@ conn_set_state(struct conn *c, enum conn_state s)
 struct conn *
 conn_create(struct worker *w, int fd, const char *peer)
 {
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = srv_calloc(1, sizeof(*c));
 
     if (c == NULL) {
         log_warn("out of memory accepting a connection");
@@ -183,6 +214,17 @@ conn_create(struct worker *w, int fd, const char *peer)
         atomic_fetch_sub(&w->srv->curr_conns, 1);
         return NULL;
     }
+    if (w->srv->tls != NULL) {
+        c->tls = tls_conn_create(w->srv->tls, fd);
+        if (c->tls == NULL) {
+            log_warn("out of memory starting TLS for a connection");
+            free(c);
+            close(fd);
+            atomic_fetch_sub(&w->srv->curr_conns, 1);
+            return NULL;
+        }
+    }
+    c->authenticated = w->srv->auth == NULL;
     c->w = w;
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
@@ -241,7 +283,7 @@ rbuf_grow(struct conn *c, size_t cap)
     char *nb;
 
     if (c->rpooled) {
-        nb = malloc(cap);
+        nb = srv_malloc(cap);
         if (nb == NULL) {
             return false;
         }
@@ -249,7 +291,7 @@ rbuf_grow(struct conn *c, size_t cap)
         worker_block_put(c->w, c->rbuf);
         c->rpooled = false;
     } else {
-        nb = realloc(c->rbuf, cap);
+        nb = srv_realloc(c->rbuf, cap);
         if (nb == NULL) {
             return false;
         }
@@ -305,6 +347,9 @@ held_release(struct conn *c)
 static void
 out_reset(struct conn *c)
 {
+    if (c->tls != NULL) {
+        tls_idle(c->tls);
+    }
     for (size_t i = c->head; i < c->niov; i++) {
         corral_item_release(c->own[i]);
     }
@@ -333,12 +378,12 @@ iov_reserve(struct conn *c)
         return true;
     }
     cap = c->iovcap == 0 ? 16 : c->iovcap * 2;
-    iov = realloc(c->iov, cap * sizeof(*iov));
+    iov = srv_realloc(c->iov, cap * sizeof(*iov));
     if (iov == NULL) {
         return false;
     }
     c->iov = iov;
-    own = realloc(c->own, cap * sizeof(*own));
+    own = srv_realloc(c->own, cap * sizeof(*own));
     if (own == NULL) {
         return false;
     }
@@ -367,7 +412,7 @@ conn_out_reserve(struct conn *c, size_t n)
         k->cap = CHUNK_POOLED_CAP;
         k->pooled = true;
     } else {
-        k = malloc(sizeof(*k) + n);
+        k = srv_malloc(sizeof(*k) + n);
         if (k == NULL) {
             c->killed = true;
             return NULL;
@@ -439,7 +484,7 @@ conn_out_hold(struct conn *c, corral_item_t *item)
 {
     if (c->nheld == c->heldcap) {
         size_t cap = c->heldcap ? c->heldcap * 2 : 16;
-        corral_item_t **h = realloc(c->held, cap * sizeof(*h));
+        corral_item_t **h = srv_realloc(c->held, cap * sizeof(*h));
         if (h == NULL) {
             corral_item_release(item);
             c->killed = true;
@@ -542,6 +587,18 @@ conn_closing(const struct conn *c)
     return c->closing || c->killed;
 }
 
+bool
+conn_authenticated(const struct conn *c)
+{
+    return c->authenticated;
+}
+
+void
+conn_set_authenticated(struct conn *c)
+{
+    c->authenticated = true;
+}
+
 struct worker *
 conn_worker(const struct conn *c)
 {
@@ -602,6 +659,38 @@ conn_report_fd(const struct conn *c)
 /* ---------------------------------------------------------------------- */
 /* I/O                                                                    */
 
+/* read(2), or through TLS; a TLS read that must first send bytes says so
+ * in tls_read_wants_write. */
+static ssize_t
+conn_sys_read(struct conn *c, void *buf, size_t n)
+{
+    enum tls_want want;
+    ssize_t r;
+
+    if (c->tls == NULL) {
+        return read(c->fd, buf, n);
+    }
+    r = tls_read(c->tls, buf, n, &want);
+    c->tls_read_wants_write = r < 0 && want == TLS_WANT_WRITE;
+    return r;
+}
+
+/* writev(2), or through TLS; a TLS write that must first receive bytes
+ * says so in tls_write_wants_read. */
+static ssize_t
+conn_sys_writev(struct conn *c, const struct iovec *iov, int cnt)
+{
+    enum tls_want want;
+    ssize_t r;
+
+    if (c->tls == NULL) {
+        return writev(c->fd, iov, cnt);
+    }
+    r = tls_writev(c->tls, iov, cnt, &want);
+    c->tls_write_wants_read = r < 0 && want == TLS_WANT_READ;
+    return r;
+}
+
 /* Read once.  Sets eof or killed on end of stream or error. */
 static void
 conn_read_once(struct conn *c)
@@ -616,10 +705,9 @@ conn_read_once(struct conn *c)
     if (c->rlen == c->rcap) {
         return; /* conn_process() grows the buffer before reading again */
     }
-    n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    n = conn_sys_read(c, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (n > 0) {
         c->rlen += (size_t)n;
-        c->last_active = ev_now(c->w->loop);
         srv_counter_add(&c->w->counters.bytes_read, (uint64_t)n);
         return;
     }
@@ -631,6 +719,25 @@ conn_read_once(struct conn *c)
     }
     if (c->rlen == 0) {
         rbuf_release(c);
+    }
+}
+
+/*
+ * No memory to buffer the rest of a request.  When it is a data block of
+ * known size (@need bytes from the start of rbuf), answer as memcached
+ * does when it cannot allocate an item, and discard the block as it
+ * arrives; otherwise (a long line) close the connection.
+ */
+static void
+conn_refuse_nomem(struct conn *c, size_t need)
+{
+    log_warn("out of memory buffering a request from %s", c->peer);
+    if (need > c->rlen) {
+        exec_reply_nomem(c);
+        c->swallow += need - c->rlen;
+        rbuf_release(c);
+    } else {
+        c->killed = true;
     }
 }
 
@@ -673,6 +780,14 @@ conn_process(struct conn *c)
         need = 0;
         used = exec_process(c, c->rbuf + pos, c->rlen - pos, &need);
         pos += used;
+        if (used > 0) {
+            /* A complete request is progress for the idle timeout; bytes
+             * of an incomplete one are not (a client trickling a line
+             * must not hold its connection forever). */
+            c->last_active = ev_now(c->w->loop);
+            /* Draining: the request that was arriving is complete. */
+            c->drain_reading = false;
+        }
         if (c->swallow > 0) {
             continue;
         }
@@ -706,9 +821,7 @@ conn_process(struct conn *c)
                 rbuf_release(c);
             } else if (!rbuf_grow(c, want < st->request_max
                                          ? want : st->request_max)) {
-                log_warn("out of memory buffering a request from %s",
-                         c->peer);
-                c->killed = true;
+                conn_refuse_nomem(c, need);
             }
         }
         conn_set_state(c, need > 0 ? CONN_NREAD : CONN_WAITING);
@@ -730,7 +843,7 @@ conn_flush(struct conn *c)
         if (cnt > CONN_IOV_BATCH) {
             cnt = CONN_IOV_BATCH;
         }
-        n = writev(c->fd, c->iov + c->head, (int)cnt);
+        n = conn_sys_writev(c, c->iov + c->head, (int)cnt);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -744,7 +857,11 @@ conn_flush(struct conn *c)
         }
         srv_counter_add(&c->w->counters.bytes_written, (uint64_t)n);
         c->out_bytes -= (size_t)n;
-        while (n > 0) {
+        if (n > 0) {
+            c->last_active = ev_now(c->w->loop); /* the client reads */
+        }
+        while (c->head < c->niov &&
+               (n > 0 || c->iov[c->head].iov_len == 0)) {
             struct iovec *v = &c->iov[c->head];
             if ((size_t)n >= v->iov_len) {
                 n -= (ssize_t)v->iov_len;
@@ -828,27 +945,117 @@ conn_after_io(struct conn *c)
             c->paused = !conn_closing(c) && !c->eof;
             ev_io_stop(loop, &c->rio);
         }
-        return false;
+        if (c->draining && !c->drain_reading) {
+            ev_io_stop(loop, &c->rio);
+        }
+    } else {
+        ev_io_stop(loop, &c->wio);
+        if (conn_closing(c) || c->eof) {
+            conn_close(c);
+            return true;
+        }
+        if (c->draining && (!c->drain_reading ||
+                            (c->rlen == 0 && c->swallow == 0))) {
+            return conn_linger(c);
+        }
+        if (c->stream != NULL) {
+            conn_set_state(c, CONN_WATCH);
+        } else if (c->rlen == 0 && c->swallow == 0) {
+            conn_set_state(c, CONN_NEW_CMD);
+        }
+        if (c->paused || !ev_is_active(&c->rio)) {
+            c->paused = false;
+            ev_io_start(loop, &c->rio);
+        }
     }
-    ev_io_stop(loop, &c->wio);
-    if (conn_closing(c) || c->eof) {
-        conn_close(c);
-        return true;
-    }
-    if (c->draining && c->rlen == 0 && c->swallow == 0) {
-        conn_close(c);
-        return true;
-    }
-    if (c->stream != NULL) {
-        conn_set_state(c, CONN_WATCH);
-    } else if (c->rlen == 0 && c->swallow == 0) {
-        conn_set_state(c, CONN_NEW_CMD);
-    }
-    if (c->paused || !ev_is_active(&c->rio)) {
-        c->paused = false;
-        ev_io_start(loop, &c->rio);
+    if (c->tls != NULL) {
+        conn_tls_watch(c);
     }
     return false;
+}
+
+/*
+ * TLS adjustments to the watchers conn_after_io() set: a TLS read or
+ * write blocked on the other direction needs that direction watched
+ * (and the write watcher must not spin while a write waits for input);
+ * decrypted bytes held inside the TLS layer do not make the socket
+ * readable, so a read is fed to the loop while they wait.
+ */
+static void
+conn_tls_watch(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (c->tls_write_wants_read) {
+        ev_io_stop(loop, &c->wio);
+        ev_io_start(loop, &c->rio);
+    }
+    if (c->tls_read_wants_write) {
+        ev_io_start(loop, &c->wio);
+    }
+    if (ev_is_active(&c->rio) && !c->paused && !c->eof &&
+        !conn_closing(c) && tls_pending(c->tls)) {
+        ev_feed_event(loop, &c->rio, EV_READ);
+    }
+}
+
+/*
+ * The end of a drain: every reply is written.  Closing a socket whose
+ * input has not all been read makes the kernel reset the connection and
+ * throw away replies not yet delivered, so a client still sending gets
+ * a lingering close instead: close_notify (TLS) and FIN are sent, and
+ * input is read and discarded until the client closes its side (or the
+ * drain deadline passes).  A client that sent nothing more is closed at
+ * once.  Returns true if the connection was freed.
+ */
+static bool
+conn_linger(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    int unread = 0;
+
+    if (c->lingering) {
+        return false;
+    }
+    if (c->rlen == 0 && (ioctl(c->fd, FIONREAD, &unread) != 0 ||
+                         unread == 0)) {
+        conn_close(c);
+        return true;
+    }
+    log_verbose("<%d draining: discarding input until the client closes",
+                c->fd);
+    c->lingering = true;
+    conn_set_state(c, CONN_CLOSING);
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    c->tls_read_wants_write = false;
+    c->tls_write_wants_read = false;
+    shutdown(c->fd, SHUT_WR);
+    rbuf_release(c);
+    c->swallow = 0;
+    ev_io_stop(loop, &c->wio);
+    ev_io_start(loop, &c->rio);
+    return false;
+}
+
+/* Lingering: discard what arrives; close at the end of the stream. */
+static void
+conn_linger_read(struct conn *c)
+{
+    char sink[4096];
+
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n > 0) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                      errno == EINTR)) {
+            return;
+        }
+        conn_close(c); /* the end of the stream, or an error */
+        return;
+    }
 }
 
 static void
@@ -858,9 +1065,20 @@ conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    conn_read_once(c);
-    if (!c->killed) {
-        conn_run(c);
+    if (c->lingering) {
+        conn_linger_read(c);
+        return;
+    }
+    if (c->tls_write_wants_read) {
+        /* A TLS write waited for this readiness: repeat it first. */
+        c->tls_write_wants_read = false;
+        conn_flush(c);
+    }
+    if (!c->killed && !c->paused && !c->tls_write_wants_read) {
+        conn_read_once(c);
+        if (!c->killed) {
+            conn_run(c);
+        }
     }
     conn_after_io(c);
 }
@@ -872,7 +1090,17 @@ conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (c->stream != NULL) {
+    if (c->tls_read_wants_write) {
+        /* A TLS read waited for this readiness: repeat it first. */
+        c->tls_read_wants_write = false;
+        conn_read_once(c);
+        if (!c->killed) {
+            conn_run(c);
+        }
+    }
+    if (c->killed || c->tls_write_wants_read) {
+        /* closing, or a TLS write waits for input (conn_on_read) */
+    } else if (c->stream != NULL) {
         conn_stream_flush(c);
     } else if (conn_flush(c) == 0 && !conn_closing(c)) {
         /* Requests held back by back-pressure may now run. */
@@ -894,6 +1122,12 @@ conn_send(struct conn *c)
     return !conn_after_io(c);
 }
 
+/*
+ * Draining reads what has arrived, then only until the request that was
+ * arriving then is complete: a client that keeps pipelining gets the
+ * replies to what it had sent, and the shutdown does not wait for it to
+ * stop.  Requests after that one are dropped unanswered.
+ */
 void
 conn_drain(struct conn *c)
 {
@@ -907,6 +1141,7 @@ conn_drain(struct conn *c)
             conn_run(c);
         }
     }
+    c->drain_reading = c->rlen > 0;
     conn_after_io(c);
 }
 
@@ -950,6 +1185,8 @@ conn_close(struct conn *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     worker_conn_remove(w, &c->link);
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
     close(c->fd);
     out_reset(c);
     free(c->held);

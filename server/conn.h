@@ -166,6 +166,10 @@ bool conn_send(struct conn *c);
 
 /* conn_streaming - true once conn_stream_begin() was called. */
 bool conn_streaming(const struct conn *c);
+/* conn_authenticated - false until an -Y server accepts credentials;
+ * true from the start without -Y. */
+bool conn_authenticated(const struct conn *c);
+void conn_set_authenticated(struct conn *c);
 
 /* ---- readable from other threads under the worker's lock ---- */
 

@@ -40,6 +40,7 @@
 #include <corral.h>
 #include <proto.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "hotkeys.h"
 #include "listener.h"
@@ -47,6 +48,7 @@
 #include "logstream.h"
 #include "peer.h"
 #include "server.h"
+#include "tls.h"
 #include "watch.h"
 #include "worker.h"
 
@@ -1240,6 +1242,30 @@ hash_power(uint64_t hash_bytes)
     return p;
 }
 
+/* The ssl_* lines of "stats settings", with memcached's defaults (a
+ * memcached built with TLS but run without -Z prints the same). */
+static void
+exec_stats_settings_tls(struct exec_ctx *x)
+{
+    static const char *const versions[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2",
+                                           "tlsv1.3"};
+    const struct settings_tls *t = &x->st->tls;
+    bool on = x->srv->tls != NULL;
+
+    out_stat(x, "ssl_enabled", on ? "yes" : "no");
+    out_stat(x, "ssl_chain_cert", t->chain_cert[0] ? t->chain_cert
+                                                   : "(null)");
+    out_stat(x, "ssl_key", t->key[0] ? t->key : "(null)");
+    out_stat_u64(x, "ssl_verify_mode", (uint64_t)t->verify_mode);
+    out_stat_u64(x, "ssl_keyformat", on ? (uint64_t)t->key_format : 0);
+    out_stat(x, "ssl_ciphers", t->ciphers[0] ? t->ciphers : "NULL");
+    out_stat(x, "ssl_ca_cert", t->ca_cert[0] ? t->ca_cert : "NULL");
+    out_stat_u64(x, "ssl_wbuf_size", on ? (uint64_t)t->wbuf_kb * 1024 : 0);
+    out_stat(x, "ssl_session_cache", t->session_cache ? "yes" : "no");
+    out_stat(x, "ssl_kernel_tls", "no");
+    out_stat(x, "ssl_min_version", on ? versions[t->min_version] : "none");
+}
+
 /*
  * The general "stats", in memcached 1.6.18's order and names.  Lines that
  * describe memcached's slab allocator, LRU maintainer and other internals
@@ -1290,8 +1316,8 @@ exec_stats_general(struct exec_ctx *x)
     X(touch_hits) X(touch_misses) X(store_too_large) X(store_no_memory)
 #define OUT_ENGINE(name) out_stat_u64(x, #name, cs.name);
     ENGINE_STATS_1(OUT_ENGINE)
-    out_stat_u64(x, "auth_cmds", 0);
-    out_stat_u64(x, "auth_errors", 0);
+    out_stat_u64(x, "auth_cmds", ss.auth_cmds);
+    out_stat_u64(x, "auth_errors", ss.auth_errors);
     out_stat_u64(x, "bytes_read", ss.bytes_read);
     out_stat_u64(x, "bytes_written", ss.bytes_written);
     out_stat_u64(x, "limit_maxbytes", cs.limit_maxbytes);
@@ -1332,6 +1358,14 @@ exec_stats_general(struct exec_ctx *x)
     X(moves_to_cold) X(moves_to_warm) X(moves_within_lru)                     \
     X(direct_reclaims) X(lru_bumps_dropped)
     ZERO_STATS_3(OUT_ZERO)
+    if (x->srv->tls != NULL) {
+        /* memcached's TLS lines, printed only with -Z; certificates are
+         * loaded once, at startup. */
+        out_stat_u64(x, "ssl_handshake_errors",
+                     tls_handshake_errors(x->srv->tls));
+        out_stat_u64(x, "time_since_server_cert_refresh",
+                     (uint64_t)(now - x->srv->started));
+    }
     out_reply(x, PROTO_REPLY_END);
 }
 
@@ -1363,7 +1397,7 @@ exec_stats_settings(struct exec_ctx *x)
     out_stat_u64(x, "tcp_backlog", st->backlog);
     out_stat(x, "binding_protocol", "ascii");
     out_stat(x, "auth_enabled_sasl", "no");
-    out_stat(x, "auth_enabled_ascii", "no");
+    out_stat(x, "auth_enabled_ascii", x->srv->auth != NULL ? "yes" : "no");
     out_stat_u64(x, "item_size_max", st->item_size_max);
     out_stat(x, "maxconns_fast", "yes");
     out_stat_u64(x, "hashpower_init", 0);
@@ -1404,17 +1438,7 @@ exec_stats_settings(struct exec_ctx *x)
     out_stat(x, "ext_max_frag", "0.00");
     out_stat(x, "slab_automove_freeratio", "0.000");
     out_stat(x, "ext_drop_unread", "no");
-    out_stat(x, "ssl_enabled", "no");
-    out_stat(x, "ssl_chain_cert", "(null)");
-    out_stat(x, "ssl_key", "(null)");
-    out_stat_u64(x, "ssl_verify_mode", 0);
-    out_stat_u64(x, "ssl_keyformat", 0);
-    out_stat(x, "ssl_ciphers", "NULL");
-    out_stat(x, "ssl_ca_cert", "NULL");
-    out_stat_u64(x, "ssl_wbuf_size", 0);
-    out_stat(x, "ssl_session_cache", "no");
-    out_stat(x, "ssl_kernel_tls", "no");
-    out_stat(x, "ssl_min_version", "none");
+    exec_stats_settings_tls(x);
     out_stat(x, "num_napi_ids", "(null)");
     out_stat(x, "memory_file", "(null)");
     out_reply(x, PROTO_REPLY_END);
@@ -1953,6 +1977,10 @@ exec_version(struct exec_ctx *x)
 static void
 exec_verbosity(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
+    if (x->st->disable_verbosity) {
+        classic_err(x, cmd, PROTO_ERR_VERBOSITY_DISABLED);
+        return;
+    }
     log_set_level(cmd->level > LOG_LEVEL_MAX ? LOG_LEVEL_MAX
                                              : (int)cmd->level);
     classic_reply(x, cmd, PROTO_REPLY_OK);
@@ -2169,6 +2197,61 @@ exec_clock_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Before a connection has authenticated (-Y): memcached's framing
+ * (auth.c), one reply per line.  Returns false when exec_process must
+ * stop: more bytes are needed, the connection closes, or data is to be
+ * swallowed.  *used gets the bytes consumed.
+ */
+static bool
+exec_unauthenticated(struct exec_ctx *x, const char *buf, size_t len,
+                     size_t *used, size_t *need)
+{
+    struct worker_counters *wc = &conn_worker(x->c)->counters;
+    struct auth_frame f;
+    enum auth_step step = auth_parse(buf, len, used, need, &f);
+
+    switch (step) {
+    case AUTH_AGAIN:
+        return false;
+    case AUTH_CLOSE:
+        log_verbose("<%d unauthenticated line too long: closing",
+                    conn_fd(x->c));
+        conn_quit(x->c);
+        return false;
+    case AUTH_REFUSED:
+        out_err(x, PROTO_ERR_AUTH_REQUIRED);
+        return true;
+    case AUTH_BAD_FORMAT:
+        out_err(x, PROTO_ERR_AUTH_FORMAT);
+        return true;
+    case AUTH_BAD_TERMINATION:
+        out_err(x, PROTO_ERR_AUTH_TERMINATION);
+        return true;
+    case AUTH_TOO_LONG:
+        srv_counter_add(&wc->auth_cmds, 1);
+        srv_counter_add(&wc->auth_errors, 1);
+        out_err(x, PROTO_ERR_AUTH_FAILURE);
+        conn_swallow(x->c, f.swallow);
+        return false;
+    case AUTH_TOKEN:
+    default:
+        break;
+    }
+    srv_counter_add(&wc->auth_cmds, 1);
+    if (auth_check(x->srv->auth, f.user, f.nuser, f.pass, f.npass)) {
+        log_verbose("<%d authenticated as %.*s", conn_fd(x->c),
+                    (int)f.nuser, f.user);
+        conn_set_authenticated(x->c);
+        out_reply(x, PROTO_REPLY_STORED);
+    } else {
+        log_verbose("<%d authentication failed", conn_fd(x->c));
+        srv_counter_add(&wc->auth_errors, 1);
+        out_err(x, PROTO_ERR_AUTH_FAILURE);
+    }
+    return true;
+}
+
 static void
 exec_limits(const struct settings *st, struct proto_limits *lim)
 {
@@ -2215,8 +2298,18 @@ exec_process(struct conn *c, const char *buf, size_t len, size_t *need)
     while (pos < len && !conn_closing(c) && !conn_out_full(c)) {
         uint64_t now;
         size_t used = 0;
-        proto_status_t ps = proto_parse(&cmd, buf + pos, len - pos, &lim,
-                                        &used);
+        proto_status_t ps;
+
+        if (!conn_authenticated(c)) {
+            bool go_on = exec_unauthenticated(&x, buf + pos, len - pos,
+                                              &used, need);
+            pos += used;
+            if (!go_on) {
+                break;
+            }
+            continue;
+        }
+        ps = proto_parse(&cmd, buf + pos, len - pos, &lim, &used);
 
         if (ps == PROTO_AGAIN) {
             *need = cmd.need;
@@ -2275,4 +2368,13 @@ exec_reply_too_large(struct conn *c)
     static const char msg[] = "SERVER_ERROR request too large\r\n";
 
     conn_out_copy(c, msg, sizeof(msg) - 1);
+}
+
+void
+exec_reply_nomem(struct conn *c)
+{
+    size_t n;
+    const char *p = proto_err_line(PROTO_ERR_STORE_NOMEM, &n);
+
+    conn_out_copy(c, p, n);
 }

@@ -61,4 +61,10 @@ void exec_events_stop(struct server *srv);
 int exec_apply_remote(struct server *srv, const struct proto_watch_event *ev,
                       uint64_t origin);
 
+/*
+ * exec_reply_nomem - queue memcached's reply to a store that found no
+ * memory, for a data block the connection cannot buffer.
+ */
+void exec_reply_nomem(struct conn *c);
+
 #endif /* CORRALD_EXEC_H */

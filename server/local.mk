@@ -6,6 +6,8 @@
 
 bin_PROGRAMS += server/corrald
 server_corrald_SOURCES = \
+	server/auth.c \
+	server/auth.h \
 	server/conn.c \
 	server/conn.h \
 	server/exec.c \
@@ -14,6 +16,8 @@ server_corrald_SOURCES = \
 	server/histogram.h \
 	server/hotkeys.c \
 	server/hotkeys.h \
+	server/fault.c \
+	server/fault.h \
 	server/listener.c \
 	server/listener.h \
 	server/log.c \
@@ -31,11 +35,16 @@ server_corrald_SOURCES = \
 	server/settings.h \
 	server/watch.c \
 	server/watch.h \
+	server/tls.c \
+	server/tls.h \
 	server/worker.c \
 	server/worker.h
 server_corrald_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server/proto
+# TLS: OpenSSL when configure found it (SSL_* empty otherwise; tls.c
+# then compiles to stubs and -Z is refused).
+server_corrald_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
 server_corrald_LDADD = engine/libcorral_core.la \
 	server/proto/libcorral_proto.la \
-	$(EV_LIBS) -lpthread
+	$(EV_LIBS) $(SSL_LIBS) -lpthread
 
 dist_man_MANS += server/corrald.8

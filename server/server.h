@@ -40,6 +40,8 @@ struct worker;
 struct listener;
 struct watch_hub;
 struct peers;
+struct auth;
+struct tls_ctx;
 
 /* A counter with one writing thread. */
 typedef _Atomic uint64_t srv_counter_t;
@@ -71,7 +73,9 @@ srv_counter_get(const srv_counter_t *c)
     X(meta_vivified)                                                          \
     X(cmd_invalidate_tag)                                                     \
     X(cmd_invalidate_prefix)                                                  \
-    X(cmd_tagged_store)
+    X(cmd_tagged_store)                                                       \
+    X(auth_cmds)                                                              \
+    X(auth_errors)
 
 struct worker_counters {
 #define WORKER_COUNTER_FIELD(name) srv_counter_t name;
@@ -112,6 +116,8 @@ struct server {
     unsigned nworkers;
     struct listener *listener;
     struct ev_loop *main_loop;    /* the accept loop, on the main thread */
+    struct auth *auth;            /* -Y credentials, or NULL: no auth */
+    struct tls_ctx *tls;          /* -Z context, or NULL: plain TCP */
     time_t started;               /* Unix time at startup */
     pid_t pid;
 

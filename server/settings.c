@@ -27,6 +27,8 @@
 
 #include <corral.h>
 
+#include "tls.h"
+
 #define KIB ((size_t)1 << 10)
 #define MIB ((size_t)1 << 20)
 
@@ -81,9 +83,14 @@
     X(NOFLUSH, 'F', "disable-flush-all", "CORRAL_DISABLE_FLUSH_ALL", NULL,    \
       "disable the flush_all command")                                        \
     X(EXTENDED, 'o', "extended", NULL, "<opts>",                              \
-      "comma separated extended options: idle_timeout=<secs>")                \
+      "comma separated extended options, memcached's names:\n"                \
+      "                          idle_timeout, ssl_chain_cert, ssl_key,\n"    \
+      "                          ssl_keyformat, ssl_verify_mode,\n"           \
+      "                          ssl_ciphers, ssl_ca_cert, ssl_min_version,\n"\
+      "                          ssl_wbuf_size, ssl_session_cache")           \
     X(IDLE, 0, "idle-timeout", "CORRAL_IDLE_TIMEOUT", "<secs>",               \
-      "close connections idle this long (default: 0, never)")                 \
+      "close connections without progress this long\n"                       \
+      "                          (default: 0, never)")                        \
     X(REQMAX, 0, "max-request-size", "CORRAL_REQUEST_MAX", "<num>",           \
       "largest request, command line plus data, suffix k or m\n"              \
       "                          (default: the larger of 4m and the max "    \
@@ -110,7 +117,34 @@
       "drop a watcher this far behind (default: the history)")                \
     X(KEY_TAGS, 0, "key-tags", "CORRAL_KEY_TAGS", "<char>",                   \
       "stores also tag a key with the list after its last <char>\n"          \
-      "                          (\"page:1#u:7,site\" with '#'; default: off)")
+      "                          (\"x#user:7,site\" with '#'; default: off)") \
+    X(NOVERBOSITY, 0, "disable-verbosity", "CORRAL_DISABLE_VERBOSITY", NULL,  \
+      "disable the verbosity command")                                        \
+    X(AUTH, 'Y', "auth-file", "CORRAL_AUTH_FILE", "<file>",                   \
+      "require text protocol authentication; <file> holds\n"                  \
+      "                          user:password lines")                        \
+    X(TLS, 'Z', "enable-ssl", "CORRAL_ENABLE_SSL", NULL,                      \
+      "serve TLS only (needs --ssl-chain-cert)")                              \
+    X(SSL_CHAIN, 0, "ssl-chain-cert", "CORRAL_SSL_CHAIN_CERT", "<file>",      \
+      "certificate chain, PEM (-o ssl_chain_cert)")                           \
+    X(SSL_KEY, 0, "ssl-key", "CORRAL_SSL_KEY", "<file>",                      \
+      "private key, if not in the chain file (-o ssl_key)")                   \
+    X(SSL_KEYFORMAT, 0, "ssl-keyformat", "CORRAL_SSL_KEYFORMAT", "<fmt>",     \
+      "private key format: PEM (1) or DER (2) (default: PEM)")               \
+    X(SSL_VERIFY, 0, "ssl-verify-mode", "CORRAL_SSL_VERIFY_MODE", "<0-3>",    \
+      "client certificates: 0 none, 1 request, 2 require,\n"                  \
+      "                          3 once (default: 0)")                        \
+    X(SSL_CA, 0, "ssl-ca-cert", "CORRAL_SSL_CA_CERT", "<file>",               \
+      "CAs that sign acceptable client certificates, PEM")                    \
+    X(SSL_CIPHERS, 0, "ssl-ciphers", "CORRAL_SSL_CIPHERS", "<list>",          \
+      "OpenSSL cipher list for TLS 1.2 and older")                            \
+    X(SSL_MINVER, 0, "ssl-min-version", "CORRAL_SSL_MIN_VERSION", "<0-3>",    \
+      "oldest TLS version: 0 1.0, 1 1.1, 2 1.2, 3 1.3\n"                      \
+      "                          (default: 2, TLS 1.2)")                      \
+    X(SSL_WBUF, 0, "ssl-wbuf-size", "CORRAL_SSL_WBUF_SIZE", "<kb>",           \
+      "TLS output staging buffer, kilobytes (default: 16)")                   \
+    X(SSL_SESSION, 0, "ssl-session-cache", "CORRAL_SSL_SESSION_CACHE", NULL,  \
+      "keep a server-side TLS session cache (resumption)")
 
 enum opt_id {
 #define OPT_ENUM(id, sf, lf, env, arg, help) OPT_##id,
@@ -330,11 +364,32 @@ apply_peers(struct settings *s, const struct origin *o, const char *v)
     return SETTINGS_OK;
 }
 
-/* memcached's -o: a comma separated list of name=value pairs. */
+/* memcached's -o names, each the alias of an option above. */
+static const struct {
+    const char *name;
+    int id;
+} extended_names[] = {
+    {"idle_timeout", OPT_IDLE},
+    {"ssl_chain_cert", OPT_SSL_CHAIN},
+    {"ssl_key", OPT_SSL_KEY},
+    {"ssl_keyformat", OPT_SSL_KEYFORMAT},
+    {"ssl_verify_mode", OPT_SSL_VERIFY},
+    {"ssl_ca_cert", OPT_SSL_CA},
+    {"ssl_ciphers", OPT_SSL_CIPHERS},
+    {"ssl_min_version", OPT_SSL_MINVER},
+    {"ssl_wbuf_size", OPT_SSL_WBUF},
+    {"ssl_session_cache", OPT_SSL_SESSION},
+};
+
+/*
+ * memcached's -o: a comma separated list of name=value pairs (a flag
+ * such as ssl_session_cache stands alone).  Values cannot contain
+ * commas; the long options take any value.
+ */
 static enum settings_result
 apply_extended(struct settings *s, const struct origin *o, const char *v)
 {
-    char buf[256];
+    char buf[4096];
     char *save = NULL, *tok;
 
     if (strlen(v) >= sizeof(buf)) {
@@ -344,17 +399,66 @@ apply_extended(struct settings *s, const struct origin *o, const char *v)
     for (tok = strtok_r(buf, ",", &save); tok != NULL;
          tok = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(tok, '=');
-        if (eq != NULL && (size_t)(eq - tok) == strlen("idle_timeout") &&
-            strncmp(tok, "idle_timeout", (size_t)(eq - tok)) == 0) {
-            struct origin sub = {o->env, OPT_IDLE};
-            if (apply(s, &sub, eq + 1) != SETTINGS_OK) {
+        size_t n = eq != NULL ? (size_t)(eq - tok) : strlen(tok);
+        int id = -1;
+
+        for (size_t i = 0;
+             i < sizeof(extended_names) / sizeof(extended_names[0]); i++) {
+            if (strlen(extended_names[i].name) == n &&
+                strncmp(tok, extended_names[i].name, n) == 0) {
+                id = extended_names[i].id;
+                break;
+            }
+        }
+        if (id < 0) {
+            return bad_value(o, tok, "unknown extended option (see "
+                                     "corrald --help)");
+        }
+        if ((opt_defs[id].arg == NULL) != (eq == NULL)) {
+            return bad_value(o, tok, opt_defs[id].arg == NULL
+                                         ? "takes no value"
+                                         : "needs a value (name=value)");
+        }
+        {
+            struct origin sub = {o->env, id};
+            if (apply(s, &sub, eq != NULL ? eq + 1 : NULL) != SETTINGS_OK) {
                 return SETTINGS_USAGE;
             }
-        } else {
-            return bad_value(o, tok, "unknown extended option "
-                                     "(supported: idle_timeout=<secs>)");
         }
     }
+    return SETTINGS_OK;
+}
+
+/* Copy a path or string value into a fixed buffer. */
+static enum settings_result
+apply_string(const struct origin *o, const char *v, char *dst, size_t cap)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n >= cap) {
+        return bad_value(o, v, "empty or too long");
+    }
+    memcpy(dst, v, n + 1);
+    return SETTINGS_OK;
+}
+
+/* A number from 0 to @max, or one of @names (index = value). */
+static enum settings_result
+apply_choice(const struct origin *o, const char *v, const char *const *names,
+             unsigned max, const char *why, int *out)
+{
+    uint64_t n;
+
+    for (unsigned i = 0; names != NULL && i <= max; i++) {
+        if (names[i] != NULL && strcasecmp(v, names[i]) == 0) {
+            *out = (int)i;
+            return SETTINGS_OK;
+        }
+    }
+    if (!parse_u64(v, &n) || n > max) {
+        return bad_value(o, v, why);
+    }
+    *out = (int)n;
     return SETTINGS_OK;
 }
 
@@ -394,6 +498,9 @@ apply(struct settings *s, const struct origin *o, const char *v)
     case OPT_SHUTDOWN:
     case OPT_NOFLUSH:
     case OPT_NOWATCH:
+    case OPT_NOVERBOSITY:
+    case OPT_TLS:
+    case OPT_SSL_SESSION:
         b = true;
         if (v != NULL && !parse_bool(v, &b)) {
             return bad_value(o, v, "expected 1/yes/true/on or "
@@ -403,10 +510,56 @@ apply(struct settings *s, const struct origin *o, const char *v)
             s->enable_shutdown = b;
         } else if (o->id == OPT_NOFLUSH) {
             s->disable_flush = b;
+        } else if (o->id == OPT_NOVERBOSITY) {
+            s->disable_verbosity = b;
+        } else if (o->id == OPT_TLS) {
+            s->tls.enabled = b;
+        } else if (o->id == OPT_SSL_SESSION) {
+            s->tls.session_cache = b;
         } else {
             s->disable_watch = b;
         }
         return SETTINGS_OK;
+    case OPT_AUTH:
+        return apply_string(o, v, s->auth_file, sizeof(s->auth_file));
+    case OPT_SSL_CHAIN:
+        return apply_string(o, v, s->tls.chain_cert,
+                            sizeof(s->tls.chain_cert));
+    case OPT_SSL_KEY:
+        return apply_string(o, v, s->tls.key, sizeof(s->tls.key));
+    case OPT_SSL_CA:
+        return apply_string(o, v, s->tls.ca_cert, sizeof(s->tls.ca_cert));
+    case OPT_SSL_CIPHERS:
+        return apply_string(o, v, s->tls.ciphers, sizeof(s->tls.ciphers));
+    case OPT_SSL_KEYFORMAT: {
+        static const char *const formats[] = {NULL, "PEM", "DER"};
+        int f;
+        if (apply_choice(o, v, formats, 2, "expected PEM (1) or DER (2)",
+                         &f) != SETTINGS_OK) {
+            return SETTINGS_USAGE;
+        }
+        if (f == 0) {
+            return bad_value(o, v, "expected PEM (1) or DER (2)");
+        }
+        s->tls.key_format = f;
+        return SETTINGS_OK;
+    }
+    case OPT_SSL_VERIFY: {
+        static const char *const modes[] = {"none", "request", "require",
+                                            "once"};
+        return apply_choice(o, v, modes, 3, "expected 0 (none), 1 "
+                            "(request), 2 (require) or 3 (once)",
+                            &s->tls.verify_mode);
+    }
+    case OPT_SSL_MINVER: {
+        static const char *const versions[] = {"tlsv1.0", "tlsv1.1",
+                                               "tlsv1.2", "tlsv1.3"};
+        return apply_choice(o, v, versions, 3, "expected 0 (tlsv1.0), 1 "
+                            "(tlsv1.1), 2 (tlsv1.2) or 3 (tlsv1.3)",
+                            &s->tls.min_version);
+    }
+    case OPT_SSL_WBUF:
+        return apply_uint(o, v, 1, 1024, &s->tls.wbuf_kb);
     case OPT_MEMORY:
         if (!parse_size(v, MIB, &z)) {
             return bad_value(o, v, "expected megabytes, or a number "
@@ -519,6 +672,9 @@ defaults(struct settings *s)
     s->drain_timeout = DEFAULT_DRAIN_TIMEOUT;
     s->hotkeys_sample = DEFAULT_HOTKEYS_SAMPLE;
     s->watch_history = DEFAULT_WATCH_HISTORY;
+    s->tls.key_format = 1;     /* PEM */
+    s->tls.min_version = 2;    /* TLS 1.2, as memcached */
+    s->tls.wbuf_kb = 16;
 }
 
 static enum settings_result
@@ -578,6 +734,28 @@ validate(struct settings *s, bool request_set)
                         "least the max item size + 64k (%zu)\n",
                 s->request_max, s->item_size_max + REQUEST_SLACK);
         return SETTINGS_USAGE;
+    }
+    if (s->tls.enabled) {
+#ifndef CORRAL_HAVE_OPENSSL
+        fprintf(stderr, "corrald: -Z: this corrald was built without TLS "
+                        "(install libssl-dev, then configure and build "
+                        "again)\n");
+        return SETTINGS_USAGE;
+#else
+        if (s->tls.chain_cert[0] == '\0') {
+            fprintf(stderr, "corrald: -Z needs a certificate: "
+                            "--ssl-chain-cert or -o ssl_chain_cert=<file>\n");
+            return SETTINGS_USAGE;
+        }
+        if (s->tls.verify_mode != SETTINGS_SSL_VERIFY_NONE &&
+            s->tls.ca_cert[0] == '\0') {
+            fprintf(stderr, "corrald: ssl_verify_mode %d needs the CAs "
+                            "that sign client certificates: "
+                            "--ssl-ca-cert or -o ssl_ca_cert=<file>\n",
+                    s->tls.verify_mode);
+            return SETTINGS_USAGE;
+        }
+#endif
     }
     return SETTINGS_OK;
 }
@@ -655,6 +833,11 @@ settings_load(struct settings *s, int argc, char *const argv[])
         if (id == OPT_VERSION) {
             printf("corrald %s (libcorral %s)\n", PACKAGE_VERSION,
                    corral_version());
+#ifdef CORRAL_HAVE_OPENSSL
+            printf("TLS: %s\n", tls_library());
+#else
+            printf("TLS: not built in\n");
+#endif
             return SETTINGS_EXIT;
         }
         if (id == OPT_REQMAX) {

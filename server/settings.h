@@ -22,6 +22,31 @@ struct settings_peer {
     unsigned port;
 };
 
+#define SETTINGS_PATH_MAX 1024
+#define SETTINGS_CIPHERS_MAX 1024
+
+/* -o ssl_verify_mode: memcached's numbering. */
+enum settings_ssl_verify {
+    SETTINGS_SSL_VERIFY_NONE = 0,
+    SETTINGS_SSL_VERIFY_REQUEST = 1, /* ask for a client certificate */
+    SETTINGS_SSL_VERIFY_REQUIRE = 2, /* refuse clients without one */
+    SETTINGS_SSL_VERIFY_ONCE = 3     /* ask at the first handshake only */
+};
+
+/* TLS settings (-Z and memcached's -o ssl_* names). */
+struct settings_tls {
+    bool enabled;                         /* -Z */
+    char chain_cert[SETTINGS_PATH_MAX];   /* ssl_chain_cert, PEM */
+    char key[SETTINGS_PATH_MAX];          /* ssl_key; empty: in chain */
+    int key_format;                       /* ssl_keyformat: 1 PEM, 2 DER */
+    int verify_mode;                      /* ssl_verify_mode */
+    char ca_cert[SETTINGS_PATH_MAX];      /* ssl_ca_cert, PEM */
+    char ciphers[SETTINGS_CIPHERS_MAX];   /* ssl_ciphers; empty: default */
+    int min_version;                      /* ssl_min_version: 0..3 */
+    unsigned wbuf_kb;                     /* ssl_wbuf_size, kilobytes */
+    bool session_cache;                   /* ssl_session_cache */
+};
+
 struct settings {
     unsigned port;           /* -p: TCP port; 0 lets the kernel choose */
     char listen[SETTINGS_LISTEN_MAX]; /* -l: address or host name */
@@ -52,6 +77,9 @@ struct settings {
     struct settings_peer peers[SETTINGS_PEERS_MAX];
     bool peers_from_flags;   /* --peer seen: the environment's list is
                               * replaced, as flags override variables */
+    bool disable_verbosity;  /* "verbosity" is refused */
+    char auth_file[SETTINGS_PATH_MAX]; /* -Y: "user:password" lines */
+    struct settings_tls tls; /* -Z and its -o ssl_* options */
 };
 
 enum settings_result {

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "fault.h"
 #include "log.h"
 #include "watch.h"
 
@@ -49,7 +50,7 @@ worker_block_get(struct worker *w)
     if (w->npool > 0) {
         return w->pool[--w->npool];
     }
-    return malloc(WORKER_BLOCK_SIZE);
+    return srv_malloc(WORKER_BLOCK_SIZE);
 }
 
 void
@@ -121,7 +122,7 @@ worker_conns_snapshot(struct worker *w, size_t *out_n)
 
     pthread_mutex_lock(&w->lock);
     cap = w->nconns;
-    v = malloc((cap ? cap : 1) * sizeof(*v));
+    v = srv_malloc((cap ? cap : 1) * sizeof(*v));
     if (v != NULL) {
         for (struct worker_link *k = w->conns; k != NULL && n < cap;
              k = k->next) {
@@ -142,7 +143,7 @@ worker_dispatch(struct worker *w, int fd, const char *peer)
     pthread_mutex_lock(&w->lock);
     if (w->qlen == w->qcap) {
         size_t cap = w->qcap ? w->qcap * 2 : 64;
-        struct worker_handoff *q = malloc(cap * sizeof(*q));
+        struct worker_handoff *q = srv_malloc(cap * sizeof(*q));
         if (q == NULL) {
             pthread_mutex_unlock(&w->lock);
             return -1;

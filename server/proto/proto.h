@@ -269,7 +269,14 @@ typedef enum proto_status {
     X(WATCH_FILTER, "CLIENT_ERROR bad watch filter")                          \
     X(WATCH_MIXED, "CLIENT_ERROR invalidations cannot be watched with "      \
                    "other streams")                                           \
-    X(INVALIDATE_FAILED, "SERVER_ERROR invalidation failed")
+    X(INVALIDATE_FAILED, "SERVER_ERROR invalidation failed")                  \
+    /* corrald's own refusal, in memcached's "-F" wording */                  \
+    X(VERBOSITY_DISABLED, "CLIENT_ERROR verbosity not allowed")               \
+    /* authentication (-Y), memcached's replies */                            \
+    X(AUTH_REQUIRED, "CLIENT_ERROR unauthenticated")                          \
+    X(AUTH_FAILURE, "CLIENT_ERROR authentication failure")                    \
+    X(AUTH_FORMAT, "CLIENT_ERROR bad authentication token format")            \
+    X(AUTH_TERMINATION, "CLIENT_ERROR bad command line termination")
 
 typedef enum proto_err {
 #define PROTO_ERR_ENUM_(e, s) PROTO_ERR_##e,

@@ -1,5 +1,6 @@
-# tests/fuzz/local.mk - fuzz targets: the protocol library (fuzz_proto)
-# and the engine against a reference model (fuzz_engine).
+# tests/fuzz/local.mk - fuzz targets: the protocol library (fuzz_proto),
+# the engine against a reference model (fuzz_engine), and corrald's
+# pre-authentication framing (fuzz_auth).
 #
 # With --enable-fuzz (clang): tests/fuzz/fuzz_proto, a libFuzzer binary
 # (ASan + UBSan).  It links an instrumented copy of libcorral_proto built
@@ -49,6 +50,14 @@ tests_fuzz_fuzz_engine_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer \
 tests_fuzz_fuzz_engine_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer \
 	$(FUZZ_SANITIZE)
 tests_fuzz_fuzz_engine_LDADD = tests/fuzz/libcorral_core_fuzz.la
+
+# The pre-authentication framing (-Y), compiled in, instrumented.
+noinst_PROGRAMS += tests/fuzz/fuzz_auth
+tests_fuzz_fuzz_auth_SOURCES = tests/fuzz/fuzz_auth.c server/auth.c
+tests_fuzz_fuzz_auth_CPPFLAGS = -I$(top_srcdir)/server
+tests_fuzz_fuzz_auth_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer $(FUZZ_SANITIZE)
+tests_fuzz_fuzz_auth_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer \
+	$(FUZZ_SANITIZE)
 else
 check_PROGRAMS += tests/fuzz/replay_proto
 TESTS += tests/fuzz/replay_proto
@@ -67,6 +76,14 @@ tests_fuzz_replay_engine_CPPFLAGS = $(AM_CPPFLAGS) \
 	-DREPLAY_CORPUS='"$(abs_top_srcdir)/tests/fuzz/corpus/engine"'
 tests_fuzz_replay_engine_CFLAGS = $(AM_CFLAGS)
 tests_fuzz_replay_engine_LDADD = engine/libcorral_core.la
+
+check_PROGRAMS += tests/fuzz/replay_auth
+TESTS += tests/fuzz/replay_auth
+tests_fuzz_replay_auth_SOURCES = tests/fuzz/fuzz_auth.c \
+	tests/fuzz/replay_main.c server/auth.c
+tests_fuzz_replay_auth_CPPFLAGS = -I$(top_srcdir)/server \
+	-DREPLAY_CORPUS='"$(abs_top_srcdir)/tests/fuzz/corpus/auth"'
+tests_fuzz_replay_auth_CFLAGS = $(AM_CFLAGS)
 endif
 
 EXTRA_DIST += tests/fuzz/proto.dict tests/fuzz/corpus tests/fuzz/replay_main.c

@@ -15,7 +15,10 @@ INTEGRATION_TESTS = \
 	tests/integration/test_introspection.py \
 	tests/integration/test_invalidation.py \
 	tests/integration/test_peers.py \
-	tests/integration/test_near.py
+	tests/integration/test_near.py \
+	tests/integration/test_faults.py \
+	tests/integration/test_security.py \
+	tests/integration/test_tls.py
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
@@ -27,3 +30,10 @@ tests_integration_near_helper_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/server/near
 tests_integration_near_helper_LDADD = server/near/libcorral-near.la \
 	engine/libcorral.la
+# An LD_PRELOAD library making the engine's allocator fail, for
+# test_faults.py (built shared: -rpath makes libtool build a .so).
+check_LTLIBRARIES += tests/integration/libfailalloc.la
+tests_integration_libfailalloc_la_SOURCES = tests/integration/failalloc.c
+tests_integration_libfailalloc_la_LDFLAGS = -module -avoid-version \
+	-rpath $(abs_builddir)/tests/integration
+tests_integration_libfailalloc_la_LIBADD = -ldl
