@@ -18,7 +18,7 @@ no() { fail=$((fail + 1)); echo "FAILED: $1"; }
 corrald=$dest$bindir/corrald
 if [ -x "$corrald" ]; then
     ok "corrald installed in $bindir"
-    out=$("$corrald" --version 2>&1)
+    out=$("$corrald" --version 2>&1 | head -n 1)
     case $out in
         "corrald $version (libcorral "*")") ok "corrald --version: $out" ;;
         *) no "corrald --version says \"$out\", expected version $version" ;;
