@@ -90,6 +90,7 @@ struct corral {
     struct stats_reg counters; /* per-thread counter blocks */
     struct tags tags;
     struct events events;
+    struct events evictions;   /* corral_subscribe_evictions */
     struct fetch_state fetch;
     _Atomic(struct writer *) writer; /* write-through/behind, or NULL */
     _Atomic uint64_t write_seq;

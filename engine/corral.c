@@ -180,7 +180,15 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
         free(c);
         return CORRAL_ENOMEM;
     }
+    if (!events_init(&c->evictions, &c->mem, c->cfg.event_ring)) {
+        events_deinit(&c->events);
+        tags_deinit(&c->tags);
+        stats_reg_deinit(&c->counters);
+        free(c);
+        return CORRAL_ENOMEM;
+    }
     if (!fetch_init(&c->fetch)) {
+        events_deinit(&c->evictions);
         events_deinit(&c->events);
         tags_deinit(&c->tags);
         stats_reg_deinit(&c->counters);
@@ -192,6 +200,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     if (posix_memalign(&mem, CR_CACHELINE,
                        c->nshards * sizeof(struct shard)) != 0) {
         fetch_deinit(c);
+        events_deinit(&c->evictions);
         events_deinit(&c->events);
         tags_deinit(&c->tags);
         stats_reg_deinit(&c->counters);
@@ -206,7 +215,8 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
             }
             free(c->shards);
             fetch_deinit(c);
-            events_deinit(&c->events);
+            events_deinit(&c->evictions);
+        events_deinit(&c->events);
             tags_deinit(&c->tags);
             stats_reg_deinit(&c->counters);
             free(c);
@@ -230,6 +240,7 @@ corral_destroy(corral_t *c)
     }
     free(c->shards);
     fetch_deinit(c);
+    events_deinit(&c->evictions);
     events_deinit(&c->events);
     tags_deinit(&c->tags); /* after the items, which hold tag records */
     stats_reg_deinit(&c->counters);
@@ -380,6 +391,25 @@ cache_deliver(struct corral *c)
 {
     if (events_wanted(&c->events)) {
         events_dispatch(&c->events);
+    }
+    if (events_wanted(&c->evictions)) {
+        events_dispatch(&c->evictions);
+    }
+}
+
+/* Why a lookup that found @st missed, as a CORRAL_RES_MISS_* flag. */
+static inline unsigned
+miss_reason(enum item_state st)
+{
+    switch (st) {
+    case ITEM_EXPIRED:
+        return CORRAL_RES_MISS_EXPIRED;
+    case ITEM_FLUSHED:
+        return CORRAL_RES_MISS_FLUSHED;
+    case ITEM_INVALIDATED:
+        return CORRAL_RES_MISS_INVALIDATED;
+    default:
+        return 0;
     }
 }
 
@@ -689,6 +719,9 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
         }
         if (st == CORRAL_ENOTFOUND) {
             COUNT(s, get_misses);
+            if (out_res != NULL) {
+                out_res->flags |= miss_reason(seen);
+            }
         }
         if (unlikely(growing) && rw_trywrlock(&s->lock)) {
             /* a cache that only reads would otherwise keep probing two
@@ -718,12 +751,16 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
         st = hit(c, s, h, it, o, now, out_item, out_res);
     } else {
         COUNT(s, get_misses);
+        if (out_res != NULL) {
+            out_res->flags |= miss_reason(seen);
+        }
         if (f & CORRAL_GET_VIVIFY) {
             st = vivify(c, s, h, key, nkey, o, now, out_item, out_res);
         }
     }
     shard_write_done(c, s);
     shard_unlock(s);
+    cache_deliver(c); /* a vivified item may have evicted others */
     return st;
 }
 
@@ -837,7 +874,7 @@ corral_get_copy(corral_t *c, const void *key, size_t nkey, void *buf,
  */
 static size_t
 get_batch(struct corral *c, size_t n, const void *const *keys,
-          const size_t *nkeys, corral_item_t **out)
+          const size_t *nkeys, corral_item_t **out, unsigned *reasons)
 {
     uint64_t h[MULTI_BATCH];
     unsigned sh[MULTI_BATCH];
@@ -907,7 +944,29 @@ get_batch(struct corral *c, size_t n, const void *const *keys,
         if (found[i] != NULL && item_state_dead(seen[i])) {
             reclaim_dead(c, s, h[i], keys[i], nkeys[i], seen[i]);
         }
+        if (reasons != NULL) {
+            reasons[i] = miss_reason(seen[i]);
+        }
         COUNT(s, get_misses);
+    }
+    return hits;
+}
+
+CORRAL_API size_t
+corral_get_multi_ex(corral_t *c, size_t n, const void *const *keys,
+                    const size_t *nkeys, corral_item_t **out_items,
+                    unsigned *out_reasons)
+{
+    size_t hits = 0;
+    assert(c != NULL);
+    assert(n == 0 || (keys != NULL && nkeys != NULL && out_items != NULL));
+    if (out_reasons != NULL) {
+        memset(out_reasons, 0, n * sizeof(*out_reasons));
+    }
+    for (size_t done = 0; done < n; done += MULTI_BATCH) {
+        size_t k = n - done < MULTI_BATCH ? n - done : MULTI_BATCH;
+        hits += get_batch(c, k, keys + done, nkeys + done, out_items + done,
+                          out_reasons != NULL ? out_reasons + done : NULL);
     }
     return hits;
 }
@@ -916,14 +975,7 @@ CORRAL_API size_t
 corral_get_multi(corral_t *c, size_t n, const void *const *keys,
                  const size_t *nkeys, corral_item_t **out_items)
 {
-    size_t hits = 0;
-    assert(c != NULL);
-    assert(n == 0 || (keys != NULL && nkeys != NULL && out_items != NULL));
-    for (size_t done = 0; done < n; done += MULTI_BATCH) {
-        size_t k = n - done < MULTI_BATCH ? n - done : MULTI_BATCH;
-        hits += get_batch(c, k, keys + done, nkeys + done, out_items + done);
-    }
-    return hits;
+    return corral_get_multi_ex(c, n, keys, nkeys, out_items, NULL);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1776,8 +1828,17 @@ corral_unsubscribe(corral_t *c, corral_sub_t *sub)
 {
     assert(c != NULL);
     if (sub != NULL) {
-        events_unsubscribe(&c->events, sub);
+        events_unsubscribe(sub);
     }
+}
+
+CORRAL_API corral_status_t
+corral_subscribe_evictions(corral_t *c, corral_event_fn fn, void *ud,
+                           corral_sub_t **out_sub)
+{
+    assert(c != NULL && fn != NULL && out_sub != NULL);
+    *out_sub = NULL;
+    return events_subscribe(&c->evictions, fn, ud, 0, out_sub);
 }
 
 CORRAL_API uint64_t
@@ -1804,6 +1865,7 @@ corral_set_max_memory(corral_t *c, size_t max_memory)
         shard_unlock(s);
     }
     atomic_store_explicit(&c->max_memory, max_memory, memory_order_relaxed);
+    cache_deliver(c);
     return CORRAL_OK;
 }
 
@@ -1823,6 +1885,33 @@ corral_sweep(corral_t *c, size_t budget)
     return freed;
 }
 
+/* The oldest last access among the items next in line for eviction (the
+ * tails of every shard's queues): memcached's LRU "age".  Takes each
+ * shard's read lock in turn. */
+static uint64_t
+oldest_item_age(struct corral *c)
+{
+    uint32_t now = cache_now(c);
+    uint64_t age = 0;
+
+    for (unsigned i = 0; i < c->nshards; i++) {
+        struct shard *s = &c->shards[i];
+        const item_t *tails[2];
+
+        shard_rdlock(s);
+        tails[0] = s->policy.small.tail;
+        tails[1] = s->policy.main.tail;
+        for (int q = 0; q < 2; q++) {
+            uint32_t at = tails[q] != NULL ? item_atime(tails[q]) : now;
+            if (now > at && now - at > age) {
+                age = now - at;
+            }
+        }
+        shard_unlock(s);
+    }
+    return age;
+}
+
 CORRAL_API void
 corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
 {
@@ -1839,6 +1928,7 @@ corral_stats(const corral_t *c, corral_stats_t *out, size_t size)
         &((struct corral *)c)->max_memory, memory_order_relaxed);
     all.tags_live = atomic_load_explicit(&((struct corral *)c)->tags.records,
                                          memory_order_relaxed);
+    all.oldest_item_age = oldest_item_age((struct corral *)c);
     memcpy(out, &all, size < sizeof(all) ? size : sizeof(all));
 }
 

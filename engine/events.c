@@ -49,23 +49,25 @@ events_deinit(struct events *ev)
     pthread_mutex_destroy(&ev->lock);
 }
 
-void
-events_push(struct events *ev, corral_event_type_t type, const void *name,
-            size_t len, uint64_t cas, uint64_t origin, int64_t flush_time)
+/* Claim the next slot and fill what every event has; NULL when nobody
+ * ever subscribed.  Called with ev->lock held, which the caller keeps
+ * until the slot is complete. */
+static struct ev_slot *
+slot_next(struct events *ev, corral_event_type_t type, const void *name,
+          size_t len, uint64_t cas)
 {
     struct ev_slot *slot;
 
-    pthread_mutex_lock(&ev->lock);
     if (ev->ring == NULL) {
-        pthread_mutex_unlock(&ev->lock);
-        return;
+        return NULL;
     }
     slot = &ev->ring[ev->next_seq % ev->cap];
     slot->seq = ev->next_seq++;
     slot->type = type;
     slot->cas = cas;
-    slot->origin = origin;
-    slot->flush_time = flush_time;
+    slot->origin = 0;
+    slot->flush_time = 0;
+    memset(&slot->evict, 0, sizeof(slot->evict));
     if (len > CORRAL_KEY_MAX) {
         len = CORRAL_KEY_MAX;
     }
@@ -74,6 +76,35 @@ events_push(struct events *ev, corral_event_type_t type, const void *name,
         memcpy(slot->name, name, len);
     }
     slot->name[len] = '\0';
+    return slot;
+}
+
+void
+events_push(struct events *ev, corral_event_type_t type, const void *name,
+            size_t len, uint64_t cas, uint64_t origin, int64_t flush_time)
+{
+    struct ev_slot *slot;
+
+    pthread_mutex_lock(&ev->lock);
+    slot = slot_next(ev, type, name, len, cas);
+    if (slot != NULL) {
+        slot->origin = origin;
+        slot->flush_time = flush_time;
+    }
+    pthread_mutex_unlock(&ev->lock);
+}
+
+void
+events_push_evict(struct events *ev, const void *key, size_t len,
+                  uint64_t cas, const struct ev_evict *info)
+{
+    struct ev_slot *slot;
+
+    pthread_mutex_lock(&ev->lock);
+    slot = slot_next(ev, CORRAL_EVENT_EVICT, key, len, cas);
+    if (slot != NULL) {
+        slot->evict = *info;
+    }
     pthread_mutex_unlock(&ev->lock);
 }
 
@@ -101,6 +132,13 @@ next_event(struct events *ev, struct corral_sub *s, corral_event_t *e,
     e->cas = slot->cas;
     e->origin = slot->origin;
     e->flush_time = slot->flush_time;
+    if (slot->type == CORRAL_EVENT_EVICT) {
+        e->ttl = slot->evict.ttl;
+        e->last_access = slot->evict.last_access;
+        e->fetched = slot->evict.fetched;
+        e->nvalue = (size_t)slot->evict.nvalue;
+        e->flags = slot->evict.flags;
+    }
     e->len = slot->len;
     memcpy(name, slot->name, (size_t)slot->len + 1);
     e->name = name;
@@ -165,6 +203,7 @@ events_subscribe(struct events *ev, corral_event_fn fn, void *ud,
             return CORRAL_ENOMEM;
         }
     }
+    s->owner = ev;
     s->fn = fn;
     s->ud = ud;
     /* since == 0: from now on; otherwise replay from `since` (a gap event
@@ -179,8 +218,10 @@ events_subscribe(struct events *ev, corral_event_fn fn, void *ud,
 }
 
 void
-events_unsubscribe(struct events *ev, corral_sub_t *sub)
+events_unsubscribe(corral_sub_t *sub)
 {
+    struct events *ev = sub->owner;
+
     pthread_mutex_lock(&ev->lock);
     if (!sub->dead) {
         sub->dead = true;

@@ -31,17 +31,28 @@
 #include "corral.h"
 #include "mem.h"
 
+/* What an eviction event says about the item (CORRAL_EVENT_EVICT). */
+struct ev_evict {
+    int64_t ttl;                /* remaining seconds; -1: never expires */
+    int64_t last_access;        /* seconds since */
+    uint64_t nvalue;
+    uint32_t flags;
+    bool fetched;
+};
+
 struct ev_slot {
     uint64_t seq;
     uint64_t cas;
     uint64_t origin;
     int64_t flush_time;
+    struct ev_evict evict;
     corral_event_type_t type;
     uint16_t len;
     char name[CORRAL_KEY_MAX + 1];
 };
 
 struct corral_sub {
+    struct events *owner;       /* the stream it reads */
     corral_event_fn fn;
     void *ud;
     uint64_t next;              /* next sequence number to deliver */
@@ -80,6 +91,10 @@ void events_push(struct events *ev, corral_event_type_t type,
                  const void *name, size_t len, uint64_t cas, uint64_t origin,
                  int64_t flush_time);
 
+/* Append a CORRAL_EVENT_EVICT event for key @key. */
+void events_push_evict(struct events *ev, const void *key, size_t len,
+                       uint64_t cas, const struct ev_evict *info);
+
 /* Deliver pending events unless another thread is doing it.  Call with no
  * engine lock held. */
 void events_dispatch(struct events *ev);
@@ -87,7 +102,8 @@ void events_dispatch(struct events *ev);
 corral_status_t events_subscribe(struct events *ev, corral_event_fn fn,
                                  void *ud, uint64_t since,
                                  corral_sub_t **out);
-void events_unsubscribe(struct events *ev, corral_sub_t *sub);
+/* End @sub's subscription to the stream it reads (sub->owner). */
+void events_unsubscribe(corral_sub_t *sub);
 
 /* The sequence number the next event will get. */
 uint64_t events_next_seq(struct events *ev);

@@ -170,6 +170,23 @@ ctx_dead(item_t *it, void *ud)
            item_state_dead(item_state(x->c, x->s, it, x->now));
 }
 
+/* Report a live item evicted, to corral_subscribe_evictions()
+ * subscribers (shard lock held: the lock order allows events). */
+static void
+report_eviction(struct shard_ctx *x, const item_t *it, bool fetched)
+{
+    struct ev_evict info;
+    uint32_t atime = item_atime(it);
+
+    info.ttl = exptime_ttl(item_exptime(it), x->now);
+    info.last_access = x->now > atime ? (int64_t)(x->now - atime) : 0;
+    info.nvalue = it->nvalue;
+    info.flags = item_flags(it);
+    info.fetched = fetched;
+    events_push_evict(&x->c->evictions, item_key(it), it->nkey,
+                      item_cas(it), &info);
+}
+
 /* Take a dequeued item from the cache: unlink it if needed, count why,
  * and drop the queue's reference. */
 static void
@@ -186,6 +203,9 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
             COUNT(s, evictions);
             if (!fetched) {
                 COUNT(s, evicted_unfetched);
+            }
+            if (events_wanted(&x->c->evictions)) {
+                report_eviction(x, it, fetched);
             }
         } else {
             COUNT(s, reclaimed);

@@ -364,6 +364,19 @@ CORRAL_API size_t corral_get_multi(corral_t *cache, size_t n,
                                    corral_item_t **out_items);
 
 /*
+ * corral_get_multi_ex - corral_get_multi, also saying why each miss
+ * missed.
+ * @out_reasons (OUT, may be NULL): n slots; slot i gets 0 for a hit or a
+ *       plain miss, else one of CORRAL_RES_MISS_EXPIRED, _FLUSHED or
+ *       _INVALIDATED.
+ */
+CORRAL_API size_t corral_get_multi_ex(corral_t *cache, size_t n,
+                                      const void *const *keys,
+                                      const size_t *nkeys,
+                                      corral_item_t **out_items,
+                                      unsigned *out_reasons);
+
+/*
  * corral_gat - get and touch: look a key up and, on a hit, set its expiry.
  * Same contract as corral_get(); @exptime as described at the top.
  * Takes the shard lock exclusively.  O(1) expected.
@@ -404,6 +417,9 @@ typedef struct corral_get_opts {
 #define CORRAL_RES_LOST 0x4u       /* another caller already won */
 #define CORRAL_RES_HIT_BEFORE 0x8u /* had been fetched before this call */
 #define CORRAL_RES_VIVIFIED 0x10u  /* the item was created by this call */
+#define CORRAL_RES_MISS_EXPIRED 0x20u     /* a miss: the item had expired */
+#define CORRAL_RES_MISS_FLUSHED 0x40u     /* a miss: flushed */
+#define CORRAL_RES_MISS_INVALIDATED 0x80u /* a miss: tag or prefix */
 
 typedef struct corral_get_result {
     unsigned flags;            /* CORRAL_RES_* */
@@ -695,8 +711,10 @@ typedef enum corral_event_type {
     CORRAL_EVENT_TAG = 4,       /* a tag was invalidated */
     CORRAL_EVENT_PREFIX = 5,    /* a key prefix was invalidated */
     CORRAL_EVENT_FLUSH = 6,     /* everything, at flush_time */
-    CORRAL_EVENT_GAP = 7        /* this subscriber missed events from seq
+    CORRAL_EVENT_GAP = 7,       /* this subscriber missed events from seq
                                  * on: treat everything as invalidated */
+    CORRAL_EVENT_EVICT = 8      /* a live item was evicted to make room
+                                 * (corral_subscribe_evictions only) */
 } corral_event_type_t;
 
 typedef struct corral_event {
@@ -714,6 +732,12 @@ typedef struct corral_event {
                                  * corral_invalidate() */
     int64_t flush_time;         /* FLUSH: Unix time it takes effect, 0 =
                                  * at once */
+    /* EVICT only: */
+    int64_t ttl;                /* remaining seconds; -1 = never expires */
+    int64_t last_access;        /* seconds since the last access */
+    int fetched;                /* 1 if it was read after being stored */
+    size_t nvalue;              /* its value's length */
+    uint32_t flags;             /* its client flags */
 } corral_event_t;
 
 /* An event callback.  Runs with no engine lock held, one at a time per
@@ -749,6 +773,21 @@ CORRAL_API corral_status_t corral_subscribe(corral_t *cache,
  * while holding a lock the callback takes.  Thread-safe.
  */
 CORRAL_API void corral_unsubscribe(corral_t *cache, corral_sub_t *sub);
+
+/*
+ * corral_subscribe_evictions - receive a CORRAL_EVENT_EVICT event for every
+ * live item evicted to make room (not for expired or removed items), for
+ * introspection such as memcached's "watch evictions".  A stream of its
+ * own, with its own ring and sequence numbers, so that evictions never
+ * crowd invalidations out of corral_subscribe's ring; the same delivery
+ * rules, and a subscriber that falls behind gets CORRAL_EVENT_GAP.  Events
+ * are recorded only while someone subscribes.  End it with
+ * corral_unsubscribe().  Returns CORRAL_OK or CORRAL_ENOMEM.
+ */
+CORRAL_API corral_status_t corral_subscribe_evictions(corral_t *cache,
+                                                      corral_event_fn fn,
+                                                      void *ud,
+                                                      corral_sub_t **out_sub);
 
 /* corral_event_seq - the sequence number the next event will get. */
 CORRAL_API uint64_t corral_event_seq(corral_t *cache);
@@ -1011,6 +1050,8 @@ CORRAL_API corral_status_t corral_write_flush(corral_t *cache,
  */
 #define CORRAL_STATS_TABLE(X)                                                 \
     X(curr_items, gauge, "items stored now")                                  \
+    X(oldest_item_age, gauge, "seconds since the least recently queued "     \
+                              "item was last accessed")                       \
     X(total_items, counter, "items stored since start")                       \
     X(bytes, gauge, "bytes held by stored items (allocation sizes)")          \
     X(limit_maxbytes, gauge, "the memory limit in bytes")                     \

@@ -3,7 +3,8 @@
  * events with which fields, sequence numbers without gaps, origins from
  * corral_invalidate, replay with `since`, the gap event when a subscriber
  * falls behind a small ring, unsubscribing from inside a callback, calling
- * the cache from a callback, and ordering under concurrent producers.
+ * the cache from a callback, ordering under concurrent producers, and the
+ * eviction stream.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -367,6 +368,99 @@ test_concurrent_producers(void)
     corral_destroy(mt_cache);
 }
 
+struct evict_log {
+    size_t n;
+    size_t bad;          /* events whose fields were wrong */
+    size_t fetched;
+    uint64_t last_seq;
+    bool gap;
+};
+
+static void
+on_evict(const corral_event_t *ev, void *ud)
+{
+    struct evict_log *l = ud;
+    const char *name = ev->name;
+    unsigned long i = 0;
+
+    if (ev->type == CORRAL_EVENT_GAP) {
+        l->gap = true;
+        return;
+    }
+    /* key "e<i>", value 1000 bytes, flags i, no expiry */
+    if (ev->type != CORRAL_EVENT_EVICT || ev->len < 2 || name[0] != 'e' ||
+        sscanf(name + 1, "%lu", &i) != 1 || ev->flags != i ||
+        ev->nvalue != 1000 || ev->ttl != -1 || ev->cas == 0 ||
+        ev->seq != l->last_seq + 1) {
+        l->bad++;
+    }
+    if (ev->fetched) {
+        l->fetched++;
+    }
+    l->last_seq = ev->seq;
+    l->n++;
+}
+
+/*
+ * corral_subscribe_evictions: one event per live item evicted, with its
+ * fields, in a stream of its own (invalidation subscribers hear none of
+ * it), and nothing once unsubscribed.
+ */
+static void
+test_eviction_events(void)
+{
+    static struct log inval;
+    struct evict_log l = {0};
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    corral_sub_t *esub, *isub;
+    corral_stats_t st;
+    corral_item_t *it;
+    char key[32], val[1000];
+    uint64_t evicted;
+
+    corral_config_init(&cfg);
+    cfg.shards = 1;
+    cfg.max_memory = 2u << 20;
+    cfg.max_item_size = 64u << 10;
+    CU_ASSERT_FATAL(corral_create(&cfg, &c) == CORRAL_OK);
+    memset(val, 'v', sizeof(val));
+    log_init(&inval);
+    CU_ASSERT_FATAL(corral_subscribe(c, on_event, &inval, 0, &isub) ==
+                    CORRAL_OK);
+    CU_ASSERT_FATAL(corral_subscribe_evictions(c, on_evict, &l, &esub) ==
+                    CORRAL_OK);
+    for (unsigned i = 0; i < 6000; i++) {
+        int n = snprintf(key, sizeof(key), "e%u", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, (size_t)n, val, sizeof(val), i, 0),
+                        CORRAL_OK);
+        if (i % 10 == 0 && corral_get(c, key, (size_t)n, &it) == CORRAL_OK) {
+            corral_item_release(it);
+        }
+    }
+    corral_stats(c, &st, sizeof(st));
+    evicted = st.evictions;
+    CU_ASSERT(evicted > 1000);
+    /* delivered on the storing thread, so all of them by now */
+    CU_ASSERT_EQUAL(l.n, evicted);
+    CU_ASSERT_EQUAL(l.bad, 0);
+    CU_ASSERT_FALSE(l.gap);
+    CU_ASSERT(l.fetched > 0 && l.fetched < l.n);
+    CU_ASSERT_EQUAL(inval.n, 0);
+
+    corral_unsubscribe(c, esub);
+    for (unsigned i = 6000; i < 7000; i++) {
+        int n = snprintf(key, sizeof(key), "e%u", i);
+        corral_set(c, key, (size_t)n, val, sizeof(val), i, 0);
+    }
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT(st.evictions > evicted);
+    CU_ASSERT_EQUAL(l.n, evicted);
+    CU_ASSERT_EQUAL(inval.n, 0);
+    corral_unsubscribe(c, isub);
+    corral_destroy(c);
+}
+
 static const struct cu_test event_tests[] = {
     CU_TEST(test_event_kinds),
     CU_TEST(test_invalidate_with_origin),
@@ -374,6 +468,7 @@ static const struct cu_test event_tests[] = {
     CU_TEST(test_slow_subscriber_gap),
     CU_TEST(test_unsubscribe_in_callback),
     CU_TEST(test_concurrent_producers),
+    CU_TEST(test_eviction_events),
     CU_END,
 };
 

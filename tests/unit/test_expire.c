@@ -754,11 +754,97 @@ static const struct cu_test rule_tests[] = {
     CU_END,
 };
 
+/* corral_get_ex and corral_get_multi_ex say why a key missed.  (Writes
+ * sweep a few dead items each, so the lookups come before more writes.) */
+static void
+test_miss_reasons(void)
+{
+    corral_t *c = new_cache(1);
+    corral_get_opts_t o = {0};
+    corral_get_result_t r;
+    corral_item_t *it = NULL;
+    corral_item_t *items[4];
+    unsigned why[4];
+    const void *keys[4] = {"e2", "f2", "t2", "none"};
+    size_t nkeys[4] = {2, 2, 2, 4};
+    const char *tags[] = {"tg"};
+    corral_store_opts_t so = {0};
+
+    so.tags = tags;
+    so.ntags = 1;
+    CU_ASSERT_EQUAL(corral_set(c, K("e"), K("v"), 0, 10), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_set(c, K("e2"), K("v"), 0, 10), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_set(c, K("f"), K("v"), 0, 0), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_set(c, K("f2"), K("v"), 0, 0), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_store(c, K("t"), K("v"), &so, NULL), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_store(c, K("t2"), K("v"), &so, NULL), CORRAL_OK);
+    advance(11);
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("e"), &o, &it, &r), CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, CORRAL_RES_MISS_EXPIRED);
+    /* reclaimed by that lookup: now a plain miss */
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("e"), &o, &it, &r), CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, 0);
+    CU_ASSERT_EQUAL(corral_invalidate_tag(c, "tg"), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("t"), &o, &it, &r), CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, CORRAL_RES_MISS_INVALIDATED);
+    CU_ASSERT_EQUAL(corral_flush(c, 0), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("f"), &o, &it, &r), CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, CORRAL_RES_MISS_FLUSHED);
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("none"), &o, &it, &r),
+                    CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, 0);
+
+    /* e2 expired (and flushed: expiry is checked first), f2 flushed, t2
+     * invalidated and flushed (either may be said), none absent */
+    CU_ASSERT_EQUAL(corral_get_multi_ex(c, 4, keys, nkeys, items, why), 0);
+    CU_ASSERT_EQUAL(why[0], CORRAL_RES_MISS_EXPIRED);
+    CU_ASSERT_EQUAL(why[1], CORRAL_RES_MISS_FLUSHED);
+    CU_ASSERT(why[2] == CORRAL_RES_MISS_INVALIDATED ||
+              why[2] == CORRAL_RES_MISS_FLUSHED);
+    CU_ASSERT_EQUAL(why[3], 0);
+
+    /* a touching lookup (the write path) says it too */
+    o.flags = CORRAL_GET_TOUCH;
+    o.touch_exptime = 100;
+    CU_ASSERT_EQUAL(corral_set(c, K("e3"), K("v"), 0, 5), CORRAL_OK);
+    advance(6);
+    CU_ASSERT_EQUAL(corral_get_ex(c, K("e3"), &o, &it, &r), CORRAL_ENOTFOUND);
+    CU_ASSERT_EQUAL(r.flags, CORRAL_RES_MISS_EXPIRED);
+    corral_destroy(c);
+}
+
+/* oldest_item_age: the last access of the items next in line to go. */
+static void
+test_oldest_item_age(void)
+{
+    corral_t *c = new_cache(1);
+    corral_stats_t st;
+    corral_item_t *it = NULL;
+
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT_EQUAL(st.oldest_item_age, 0); /* empty */
+    CU_ASSERT_EQUAL(corral_set(c, K("a"), K("v"), 0, 0), CORRAL_OK);
+    advance(40);
+    CU_ASSERT_EQUAL(corral_set(c, K("b"), K("v"), 0, 0), CORRAL_OK);
+    advance(60);
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT_EQUAL(st.oldest_item_age, 100); /* a, the queue's tail */
+    /* Reading the tail makes it recent.  Only the queues' tails are
+     * looked at (a hit does not move an item), so b's 60 s is not seen. */
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, K("a"), &it), CORRAL_OK);
+    corral_item_release(it);
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT_EQUAL(st.oldest_item_age, 0);
+    corral_destroy(c);
+}
+
 static const struct cu_test visibility_tests[] = {
     CU_TEST(test_expired_never_returned),
     CU_TEST(test_expires_while_pinned),
     CU_TEST(test_ttl_counts_down),
     CU_TEST(test_default_clock),
+    CU_TEST(test_miss_reasons),
+    CU_TEST(test_oldest_item_age),
     CU_END,
 };
 
