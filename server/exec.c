@@ -175,11 +175,13 @@ exec_logging(const struct exec_ctx *x, unsigned streams)
     return logstream_wants(x->srv->logs, streams);
 }
 
-/* A lookup's fetchers line; @item is what it found, or NULL. */
+/* A lookup's fetchers line; @item is what it found, or NULL, and @why
+ * the engine's CORRAL_RES_MISS_* flag for a miss (0 if not known). */
 static void
 log_get(struct exec_ctx *x, const void *key, size_t nkey,
-        const corral_item_t *item)
+        const corral_item_t *item, unsigned why)
 {
+    enum logstream_fetch st = LOGSTREAM_FETCH_MISS;
     size_t n = 0;
 
     if (!exec_logging(x, LOGSTREAM_FETCHERS)) {
@@ -187,9 +189,13 @@ log_get(struct exec_ctx *x, const void *key, size_t nkey,
     }
     if (item != NULL) {
         corral_item_value(item, &n);
+        st = LOGSTREAM_FETCH_FOUND;
+    } else if (why & CORRAL_RES_MISS_EXPIRED) {
+        st = LOGSTREAM_FETCH_EXPIRED;
+    } else if (why & CORRAL_RES_MISS_FLUSHED) {
+        st = LOGSTREAM_FETCH_FLUSHED;
     }
-    logstream_item_get(x->srv->logs, conn_fd(x->c), key, nkey, item != NULL,
-                       n);
+    logstream_item_get(x->srv->logs, conn_fd(x->c), key, nkey, st, n);
 }
 
 /* Nothing seen: for a line logged without a lookup. */
@@ -211,6 +217,7 @@ log_peek(struct exec_ctx *x, const char *key, size_t nkey,
          struct exec_seen *seen)
 {
     corral_get_opts_t o = {0};
+    corral_get_result_t res;
     corral_item_t *item = NULL;
 
     log_peek_none(seen);
@@ -218,12 +225,12 @@ log_peek(struct exec_ctx *x, const char *key, size_t nkey,
         return;
     }
     o.flags = CORRAL_GET_NOBUMP;
-    if (corral_get_ex(x->cache, key, nkey, &o, &item, NULL) == CORRAL_OK) {
+    if (corral_get_ex(x->cache, key, nkey, &o, &item, &res) == CORRAL_OK) {
         seen->found = true;
         corral_item_value(item, &seen->size);
         seen->ttl = corral_item_ttl(x->cache, item);
     }
-    log_get(x, key, nkey, item);
+    log_get(x, key, nkey, item, res.flags);
     corral_item_release(item);
 }
 
@@ -352,7 +359,7 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
 
             exec_hot(x, k, nk);
             st = corral_gat(x->cache, k, nk, cmd->exptime, &item);
-            log_get(x, k, nk, st == CORRAL_OK ? item : NULL);
+            log_get(x, k, nk, st == CORRAL_OK ? item : NULL, 0);
             if (st == CORRAL_ENOMEM) {
                 /* memcached drops what it had queued for this command. */
                 nomem_err(x, PROTO_ERR_GET_NOMEM);
@@ -369,6 +376,7 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
         const void *keys[EXEC_GET_BATCH];
         size_t nkeys[EXEC_GET_BATCH];
         corral_item_t *items[EXEC_GET_BATCH];
+        unsigned why[EXEC_GET_BATCH];
         size_t n = 0;
 
         while (n < EXEC_GET_BATCH && proto_iter_next(&it, &k, &nk)) {
@@ -381,9 +389,14 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
         }
         /* a lookup refused for memory (pins saturated and no copy) is
          * answered as a miss here */
-        corral_get_multi(x->cache, n, keys, nkeys, items);
+        if (exec_logging(x, LOGSTREAM_FETCHERS)) {
+            corral_get_multi_ex(x->cache, n, keys, nkeys, items, why);
+        } else {
+            corral_get_multi(x->cache, n, keys, nkeys, items);
+            memset(why, 0, n * sizeof(why[0]));
+        }
         for (size_t i = 0; i < n; i++) {
-            log_get(x, keys[i], nkeys[i], items[i]);
+            log_get(x, keys[i], nkeys[i], items[i], why[i]);
             if (items[i] != NULL) {
                 out_value_item(x, keys[i], nkeys[i], items[i], with_cas);
             }
@@ -844,13 +857,13 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     }
     st = corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, &res);
     if (st != CORRAL_OK) {
-        log_get(x, cmd->key, cmd->nkey, NULL);
+        log_get(x, cmd->key, cmd->nkey, NULL, res.flags);
         meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
         return;
     }
     created = (res.flags & CORRAL_RES_VIVIFIED) != 0;
     /* memcached's lookup missed an item N then created. */
-    log_get(x, cmd->key, cmd->nkey, created ? NULL : item);
+    log_get(x, cmd->key, cmd->nkey, created ? NULL : item, res.flags);
     won = (res.flags & CORRAL_RES_WIN) != 0;
     lost = (res.flags & CORRAL_RES_LOST) != 0;
     before = corral_item_ttl(x->cache, item);
@@ -1123,7 +1136,7 @@ exec_ma(struct exec_ctx *x, const struct proto_cmd *cmd, bool opaque_err)
              * another lookup, then an add. */
             nd = (size_t)snprintf(digits, sizeof(digits), "%" PRIu64,
                                   r.value);
-            log_get(x, cmd->key, cmd->nkey, NULL);
+            log_get(x, cmd->key, cmd->nkey, NULL, 0);
             log_store(x, cmd->key, cmd->nkey, CORRAL_ADD, st,
                       o.vivify_exptime, nd, &seen);
         }
@@ -1193,11 +1206,11 @@ exec_me(struct exec_ctx *x, const struct proto_cmd *cmd)
     o.flags = CORRAL_GET_NOBUMP;
     if (corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, NULL) !=
         CORRAL_OK) {
-        log_get(x, cmd->key, cmd->nkey, NULL);
+        log_get(x, cmd->key, cmd->nkey, NULL, 0);
         meta_reply(x, cmd, PROTO_META_EN, 0, NULL);
         return;
     }
-    log_get(x, cmd->key, cmd->nkey, item);
+    log_get(x, cmd->key, cmd->nkey, item, 0);
     corral_item_info(x->cache, item, &info);
     corral_item_release(item);
     memset(&me, 0, sizeof(me));
@@ -1459,7 +1472,7 @@ exec_stats_items(struct exec_ctx *x)
         ITEM_STAT(number_cold, cs.curr_items)
         ITEM_STAT(age_hot, 0)
         ITEM_STAT(age_warm, 0)
-        ITEM_STAT(age, 0)
+        ITEM_STAT(age, cs.oldest_item_age)
         ITEM_STAT(mem_requested, cs.bytes)
         ITEM_STAT(evicted, cs.evictions)
         ITEM_STAT(evicted_nonzero, 0)

@@ -31,8 +31,15 @@
  * w->nfill and w->skipped; it is a leaf.  Order: ls->lock, then w->lock.
  * ev_async_send is called under ls->lock held shared, so a watcher
  * cannot be freed (which needs the lock exclusively) while a producer
- * signals it.  Nothing here calls the engine, so producers may run under
- * engine locks (the eviction hook would).
+ * signals it.  Nothing here calls the engine while producing, so
+ * producers may run under engine locks.
+ *
+ * Evictions.  The engine reports evictions only to a subscriber
+ * (corral_subscribe_evictions), and recording them costs every eviction a
+ * lock, so the log streams subscribe only while someone watches
+ * evictions: sync_evictions() runs after each watch and each close,
+ * outside ls->lock (unsubscribing waits for a delivery in progress, which
+ * takes ls->lock), serialized by sub_lock.
  */
 #include "logstream.h"
 
@@ -46,6 +53,7 @@
 #include <ev.h>
 
 #include "conn.h"
+#include "log.h"
 #include "worker.h"
 
 /* Each of a watcher's two buffers. */
@@ -71,6 +79,9 @@ struct watcher {
 };
 
 struct logstream {
+    corral_t *cache;
+    pthread_mutex_t sub_lock;  /* guards evsub */
+    corral_sub_t *evsub;       /* the engine's eviction events, or NULL */
     pthread_rwlock_t lock;     /* guards watchers[] and nwatchers */
     struct watcher *watchers[LOGSTREAM_WATCHERS_MAX];
     unsigned nwatchers;
@@ -103,7 +114,7 @@ static const char *const logstream_cmd_names[] = {
 };
 
 struct logstream *
-logstream_create(void)
+logstream_create(corral_t *cache)
 {
     struct logstream *ls = calloc(1, sizeof(*ls));
 
@@ -114,6 +125,12 @@ logstream_create(void)
         free(ls);
         return NULL;
     }
+    if (pthread_mutex_init(&ls->sub_lock, NULL) != 0) {
+        pthread_rwlock_destroy(&ls->lock);
+        free(ls);
+        return NULL;
+    }
+    ls->cache = cache;
     return ls;
 }
 
@@ -123,8 +140,47 @@ logstream_destroy(struct logstream *ls)
     if (ls == NULL) {
         return;
     }
+    if (ls->evsub != NULL) {
+        corral_unsubscribe(ls->cache, ls->evsub);
+    }
+    pthread_mutex_destroy(&ls->sub_lock);
     pthread_rwlock_destroy(&ls->lock);
     free(ls);
+}
+
+/* An engine eviction event: a line for the evictions watchers. */
+static void
+on_engine_eviction(const corral_event_t *ev, void *ud)
+{
+    if (ev->type == CORRAL_EVENT_EVICT) {
+        logstream_eviction(ud, ev->name, ev->len, ev->fetched != 0, ev->ttl,
+                           ev->last_access, ev->nvalue);
+    }
+}
+
+/* Subscribe to the engine's evictions while someone watches them. */
+static void
+sync_evictions(struct logstream *ls)
+{
+    bool wanted;
+
+    if (ls->cache == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ls->sub_lock);
+    wanted = logstream_wants(ls, LOGSTREAM_EVICTIONS);
+    if (wanted && ls->evsub == NULL) {
+        if (corral_subscribe_evictions(ls->cache, on_engine_eviction, ls,
+                                       &ls->evsub) != CORRAL_OK) {
+            ls->evsub = NULL;
+            log_warn("out of memory subscribing to evictions: "
+                     "\"watch evictions\" will stay silent");
+        }
+    } else if (!wanted && ls->evsub != NULL) {
+        corral_unsubscribe(ls->cache, ls->evsub);
+        ls->evsub = NULL;
+    }
+    pthread_mutex_unlock(&ls->sub_lock);
 }
 
 bool
@@ -204,6 +260,7 @@ logstream_watch(struct logstream *ls, struct conn *c, unsigned streams)
         return LOGSTREAM_WATCH_TOO_MANY;
     }
     conn_stream_begin(c, &watcher_ops, w);
+    sync_evictions(ls);
     return LOGSTREAM_WATCH_OK;
 }
 
@@ -221,6 +278,7 @@ watcher_closed(void *ud)
     pthread_rwlock_unlock(&ls->lock);
     ev_async_stop(w->loop, &w->wake);
     watcher_free(w);
+    sync_evictions(ls);
 }
 
 /* Queue the waiting lines on the connection, if it has written the last
@@ -367,8 +425,11 @@ logstream_head(struct logstream *ls, char *line, size_t cap)
 
 void
 logstream_item_get(struct logstream *ls, int cfd, const void *key,
-                   size_t nkey, bool found, size_t size)
+                   size_t nkey, enum logstream_fetch status, size_t size)
 {
+    static const char *const names[] = {"found", "not_found", "expired",
+                                         "flushed"};
+    bool found = status == LOGSTREAM_FETCH_FOUND;
     char line[LOGSTREAM_LINE_MAX];
     char k[3 * 250 + 1];
     int n;
@@ -381,7 +442,7 @@ logstream_item_get(struct logstream *ls, int cfd, const void *key,
     n += snprintf(line + n, sizeof(line) - (size_t)n,
                   "type=item_get key=%s status=%s clsid=%u cfd=%d "
                   "size=%zu\n",
-                  k, found ? "found" : "not_found", found ? 1u : 0u, cfd,
+                  k, names[status], found ? 1u : 0u, cfd,
                   found ? size : 0);
     if (n > 0 && (size_t)n < sizeof(line)) {
         logstream_emit(ls, LOGSTREAM_FETCHERS, line, (size_t)n);

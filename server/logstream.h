@@ -6,8 +6,9 @@
  * A watching connection receives "OK\r\n", then one line per event of
  * the streams it chose, each ending in "\n":
  *
- *   ts=<sec>.<usec> gid=<n> type=item_get key=<k> status=found|not_found
- *       clsid=<c> cfd=<fd> size=<value bytes>
+ *   ts=<sec>.<usec> gid=<n> type=item_get key=<k>
+ *       status=found|not_found|expired|flushed clsid=<c> cfd=<fd>
+ *       size=<value bytes>
  *   ts=... gid=... type=item_store key=<k> status=<s> cmd=<c> ttl=<secs>
  *       clsid=<c> cfd=<fd> size=<value bytes>
  *   ts=... gid=... type=eviction key=<k> fetch=yes|no ttl=<secs|-1>
@@ -33,6 +34,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <corral.h>
 
 struct conn;
 struct logstream;
@@ -90,8 +93,12 @@ struct logstream_stats {
     uint64_t skipped;    /* log_watcher_skipped: lines a full watcher lost */
 };
 
-/* logstream_create - no watchers yet.  NULL when out of memory. */
-struct logstream *logstream_create(void);
+/*
+ * logstream_create - no watchers yet.  @cache (may be NULL) is the engine
+ * whose evictions "watch evictions" reports; it must outlive the log
+ * streams.  NULL when out of memory.
+ */
+struct logstream *logstream_create(corral_t *cache);
 
 /*
  * logstream_destroy - free.  Every watching connection must have closed
@@ -119,8 +126,15 @@ enum logstream_watch_result logstream_watch(struct logstream *ls,
  * Events.  Keys are borrowed for the call.  @cfd is the requesting
  * connection's descriptor; @size the value's length in bytes.
  */
+enum logstream_fetch {
+    LOGSTREAM_FETCH_FOUND,
+    LOGSTREAM_FETCH_MISS,
+    LOGSTREAM_FETCH_EXPIRED, /* memcached's words for a miss on an item */
+    LOGSTREAM_FETCH_FLUSHED  /* that had expired or been flushed */
+};
 void logstream_item_get(struct logstream *ls, int cfd, const void *key,
-                        size_t nkey, bool found, size_t size);
+                        size_t nkey, enum logstream_fetch status,
+                        size_t size);
 void logstream_item_store(struct logstream *ls, int cfd, const void *key,
                           size_t nkey, enum logstream_status status,
                           enum logstream_cmd cmd, uint32_t ttl,

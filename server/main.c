@@ -173,7 +173,7 @@ main_create_observers(struct server *srv)
         return EX_OSERR;
     }
     memset(srv->cmdstats, 0, n);
-    srv->logs = logstream_create();
+    srv->logs = logstream_create(srv->cache);
     if (srv->logs == NULL) {
         log_error("out of memory for log streams");
         return EX_OSERR;

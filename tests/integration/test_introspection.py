@@ -125,9 +125,10 @@ LINE_RE = re.compile(r"^ts=\d+\.\d{1,6} gid=\d+ type=(item_get|item_store) ")
 
 def masked(line):
     """A line without what differs between servers: the timestamp, the
-    gid and the client's descriptor.  memcached says "expired" or
-    "flushed" for an item its background threads have not reclaimed yet
-    and "not_found" once they have; corrald always says "not_found"."""
+    gid and the client's descriptor.  Both say "expired" or "flushed" for
+    an item not reclaimed yet and "not_found" once it is, but reclaim at
+    different moments (memcached in background threads, corrald on
+    lookups and writes)."""
     line = re.sub(r"^ts=\S+ gid=\d+ ", "", line)
     line = re.sub(r" status=(expired|flushed) ", " status=not_found ", line)
     return re.sub(r" cfd=\d+ ", " cfd=C ", line)
@@ -294,6 +295,58 @@ def t_watch_slow(res, port):
     w.close()
 
 
+def t_watch_evictions(res):
+    """watch evictions: one line per item evicted, with memcached's fields;
+    and fetchers say expired and flushed as memcached does."""
+    with harness.corrald(["-m", "2", "-t", "2"]) as srv, \
+            Client(srv.port) as c:
+        w = socket.create_connection(("127.0.0.1", srv.port))
+        w.sendall(b"watch evictions\r\n")
+        res.eq(read_lines(w, 1), ["OK"], "watch evictions: OK")
+        value = b"v" * 10240
+        for i in range(600):
+            c.send(b"set ev%d 7 0 %d noreply\r\n%s\r\n" %
+                   (i, len(value), value))
+        c.send(b"stats\r\n")
+        st = c.read_until(b"END\r\n")
+        evicted = int(re.search(rb"STAT evictions (\d+)", st).group(1))
+        res.check(evicted > 100, "600 sets of 10 KB into -m 2 evict",
+                  "evictions %d" % evicted)
+        lines = read_lines(w, evicted)
+        w.settimeout(0.3)
+        try:
+            extra = w.recv(65536)
+        except socket.timeout:
+            extra = b""
+        pat = re.compile(r"^ts=\d+\.\d+ gid=\d+ type=eviction key=ev\d+ "
+                         r"fetch=no ttl=-1 la=\d+ clsid=1 size=10240$")
+        bad = [ln for ln in lines if not pat.match(ln)]
+        res.check(len(lines) == evicted and extra == b"",
+                  "one line per eviction (%d)" % evicted,
+                  "%d lines, then %r" % (len(lines), extra[:100]))
+        res.check(not bad, "every line in memcached's format", bad[:3])
+        w.close()
+
+    with harness.corrald(["-t", "1"]) as srv, Client(srv.port) as c:
+        w = socket.create_connection(("127.0.0.1", srv.port))
+        w.sendall(b"watch fetchers\r\n")
+        res.eq(read_lines(w, 1), ["OK"], "watch fetchers: OK")
+        res.eq(c.request(b"set soon 0 1 1\r\nx\r\n"), b"STORED\r\n",
+               "set with a 1 s TTL")
+        res.eq(c.request(b"set gone 0 0 1\r\nx\r\n"), b"STORED\r\n", "set")
+        time.sleep(2.1)
+        res.eq(c.request(b"flush_all\r\n"), b"OK\r\n", "flush_all")
+        c.send(b"get soon\r\nget gone\r\nget never\r\n")
+        for _ in range(3):
+            c.read_until(b"END\r\n")
+        f = read_lines(w, 5)[2:]   # after the lookups the sets log
+        res.check(len(f) == 3 and "key=soon status=expired" in f[0] and
+                  "key=gone status=flushed" in f[1] and
+                  "key=never status=not_found" in f[2],
+                  "fetchers: expired, flushed, not_found", f)
+        w.close()
+
+
 def t_watch_disabled(res):
     with harness.corrald(["-W"]) as srv, Client(srv.port) as c:
         res.eq(c.request(b"watch fetchers\r\n"),
@@ -406,6 +459,7 @@ def main():
         res.run(t_stats_corral, srv.port)
         res.eq(srv.stop(), 0, "corrald exits 0")
     res.run(t_watch_disabled)
+    res.run(t_watch_evictions)
     res.run(t_hotkeys)
     res.run(t_logging)
     res.finish()
