@@ -75,6 +75,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1005,20 +1006,24 @@ conn_tls_watch(struct conn *c)
  * throw away replies not yet delivered, so a client still sending gets
  * a lingering close instead: close_notify (TLS) and FIN are sent, and
  * input is read and discarded until the client closes its side (or the
- * drain deadline passes).  A client that sent nothing more is closed at
- * once.  Returns true if the connection was freed.
+ * drain deadline passes).  A client is closed at once only when nothing
+ * is waiting to be read and it has acknowledged every byte sent to it:
+ * then even a request still in flight, reset by the closed socket, can
+ * no longer cost it a reply (an idle pooled connection does not hold the
+ * shutdown).  Returns true if the connection was freed.
  */
 static bool
 conn_linger(struct conn *c)
 {
     struct ev_loop *loop = c->w->loop;
-    int unread = 0;
+    int unread = 0, unacked = 0;
 
     if (c->lingering) {
         return false;
     }
-    if (c->rlen == 0 && (ioctl(c->fd, FIONREAD, &unread) != 0 ||
-                         unread == 0)) {
+    if (c->rlen == 0 &&
+        (ioctl(c->fd, FIONREAD, &unread) != 0 || unread == 0) &&
+        (ioctl(c->fd, SIOCOUTQ, &unacked) != 0 || unacked == 0)) {
         conn_close(c);
         return true;
     }
