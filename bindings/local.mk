@@ -49,4 +49,5 @@ clean-pybind:
 
 TESTS += tests/python/bindings.sh
 EXTRA_DIST += $(PYBIND_FILES) bindings/python/.gitignore \
-	tests/python/bindings.sh tests/python/test_bindings.py
+	tests/python/bindings.sh tests/python/test_bindings.py \
+	tests/python/test_near.py
