@@ -18,7 +18,9 @@ Run by test_bindings.py (make check) and runnable on its own.  Waits poll
 for a condition under a deadline; nothing asserts a timing.
 """
 
+import contextlib
 import gc
+import io
 import os
 import signal
 import sys
@@ -83,12 +85,16 @@ class Server:
         return rest[:int(head.split()[3])]
 
     def loader(self, key, calls=None):
-        """A loader reading key from the server (ABSENT when missing)."""
+        """A loader reading key from the server.  A missing key raises
+        rather than returning ABSENT: creating a key on the server sends
+        no event, so a locally cached absence could outlive it."""
         def load():
             if calls is not None:
                 calls.append(key)
             v = self.get(key)
-            return corral.ABSENT if v is None else v
+            if v is None:
+                raise KeyError(key)
+            return v
         return load
 
 
@@ -146,9 +152,10 @@ class TestNearCoherence(unittest.TestCase):
 
         self.assertEqual(s.cmd("delete k"), "DELETED")
         self.assertTrue(wait_until(lambda: self.nb.get("k") is None))
-        self.assertIsNone(self.nb.fetch("k", s.loader("k")))  # absent
-        self.assertEqual(self.nb.fetch("k", s.loader("k"), default=b"-"),
-                         b"-")
+        with self.assertRaises(corral.LoadError) as cm:
+            self.nb.fetch("k", s.loader("k"), error_ttl=0.001)
+        self.assertIsInstance(cm.exception.exception, KeyError)
+        self.assertEqual(self.nb.get("k", b"-"), b"-")
 
     def test_tags_prefix_flush(self):
         s = self.server
@@ -275,6 +282,47 @@ class TestNearCoherence(unittest.TestCase):
         sub.close()
         c.close()  # waits for the helper; must not hang
         self.assertTrue(c.closed)
+
+
+@unittest.skipUnless(HAVE_CORRALD, "corrald is not built")
+class TestNearReadme(unittest.TestCase):
+    """The near cache example (README.md and bindings/python/README.md hold
+    the same block) runs against a corrald and prints what the README
+    says."""
+
+    EXPECTED = "b'Ada'\nb'Ada'\nNone b'Grace'\nTrue True\n"
+
+    @staticmethod
+    def example(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        begin = text.index("<!-- begin python near example -->")
+        end = text.index("<!-- end python near example -->")
+        block = text[begin:end]
+        return block[block.index("```python\n") + 10:block.rindex("```")]
+
+    def test_example(self):
+        pkg_readme = os.path.join(TOP_SRCDIR, "bindings", "python",
+                                  "README.md")
+        pkg = self.example(pkg_readme)
+        self.assertEqual(self.example(os.path.join(TOP_SRCDIR, "README.md")),
+                         pkg)
+        with open(pkg_readme, encoding="utf-8") as f:
+            self.assertIn("prints:\n\n```\n" + self.EXPECTED + "```",
+                          f.read())
+        old = os.environ.get("CORRALD")
+        with harness.corrald(["-t", "1"]) as srv:
+            os.environ["CORRALD"] = "127.0.0.1:%d" % srv.port
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    exec(compile(pkg, "README near example", "exec"), {})
+            finally:
+                if old is None:
+                    del os.environ["CORRALD"]
+                else:
+                    os.environ["CORRALD"] = old
+        self.assertEqual(out.getvalue(), self.EXPECTED)
 
 
 @unittest.skipUnless(HAVE_CORRALD, "corrald is not built")

@@ -332,7 +332,10 @@ class NearCache(_corral.NearCache):
     TypeError; an address that does not answer is not an error (the
     thread keeps trying): see :attr:`synced` and :meth:`wait_synced`.
 
-    Reads through ``cache`` directly bypass these rules.  The near cache
+    Tag invalidations reach items fetched with the same ``tags``.
+    Creating a key on the server sends no event, so a loader that finds
+    nothing should raise rather than return :data:`ABSENT`.  Reads
+    through ``cache`` directly bypass these rules.  The near cache
     keeps ``cache`` alive; closing ``cache`` closes it.  It is a context
     manager, and every method may be called from any thread.
     """
