@@ -7,8 +7,8 @@
 # PYTHONPATH pointing there.  The extension compiles the engine's sources
 # in with the libc allocator (see bindings/python/README.md), and the near
 # cache's with the protocol library it uses, so it is rebuilt whenever one
-# of those files changes.  The near cache tests start server/corrald.  Sanitizer builds skip it: the
-# interpreter is not instrumented.
+# of those files changes.  The near cache tests start server/corrald.
+# Sanitizer builds skip it: the interpreter is not instrumented.
 
 PYBIND_FILES = \
 	bindings/python/README.md \

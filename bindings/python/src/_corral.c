@@ -1,11 +1,13 @@
 /*
  * _corral.c - the CPython extension over libcorral (corral.h): the Cache
  * type and its helpers (Value, Subscription, Write, Event, the exception
- * hierarchy).  corral/__init__.py builds the public package on top.
+ * hierarchy), and NearCache over libcorral-near (corral_near.h).
+ * corral/__init__.py builds the public package on top.
  *
  * The engine is compiled into this module (setup.py) with its libc
  * allocator (CORRAL_MEM_LIBC), so the module links neither libcorral.so
- * nor jemalloc; only PyInit__corral is exported.
+ * nor jemalloc; so are the near cache and the protocol library it uses.
+ * Only PyInit__corral is exported.
  *
  * The GIL.  Engine calls that can wait for another thread run with the
  * GIL released: fetch (it may join a load another thread runs), put and
@@ -48,6 +50,8 @@
  * The callbacks' Python objects stay referenced until the engine is gone.
  * A cache collected on one of its own callback threads is destroyed on a
  * helper thread, since the engine cannot join the thread it runs on.
+ * Near caches bound to a cache are destroyed before it (the NearCache
+ * section has their own rules).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -3111,10 +3115,10 @@ fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
         corral_loader_fn fn = background ? loader_background : loader_inline;
         void *ud = background ? (void *)self : (void *)&x;
         PyThreadState *save = PyEval_SaveThread();
-        st = h != NULL ? corral_near_fetch(h, k.p, (size_t)k.n, fn, ud, &o,
-                                           &item, &err)
-                       : corral_fetch(c, k.p, (size_t)k.n, fn, ud, &o, &item,
-                                      &err);
+        st = h != NULL
+                 ? corral_near_fetch(h, k.p, (size_t)k.n, fn, ud, &o, &item,
+                                     &err)
+                 : corral_fetch(c, k.p, (size_t)k.n, fn, ud, &o, &item, &err);
         PyEval_RestoreThread(save);
     }
     if (h != NULL) {
@@ -3913,14 +3917,10 @@ near_close(NearObject *self, int finalizer)
 static int
 Near_init(NearObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {(char *)"cache",
-                             (char *)"host",
-                             (char *)"port",
-                             (char *)"connect_timeout",
-                             (char *)"backoff_min",
-                             (char *)"backoff_max",
-                             (char *)"filters",
-                             NULL};
+    static char *kwlist[] = {(char *)"cache",       (char *)"host",
+                             (char *)"port",        (char *)"connect_timeout",
+                             (char *)"backoff_min", (char *)"backoff_max",
+                             (char *)"filters",     NULL};
     PyObject *cache, *host, *port, *o_ct = NULL, *o_bmin = NULL;
     PyObject *o_bmax = NULL, *filters = NULL;
     CacheObject *owner;
@@ -3934,9 +3934,9 @@ Near_init(NearObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(Error, "the near cache is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUO|$OOOO:NearCache",
-                                     kwlist, &cache, &host, &port, &o_ct,
-                                     &o_bmin, &o_bmax, &filters)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUO|$OOOO:NearCache", kwlist,
+                                     &cache, &host, &port, &o_ct, &o_bmin,
+                                     &o_bmax, &filters)) {
         return -1;
     }
     if (!PyObject_TypeCheck(cache, &CacheType)) {
@@ -3987,8 +3987,7 @@ Near_init(NearObject *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (opts.connect_timeout_ms <= 0 || opts.connect_timeout_ms > INT32_MAX ||
-        opts.backoff_min_ms <= 0 ||
-        opts.backoff_max_ms < opts.backoff_min_ms) {
+        opts.backoff_min_ms <= 0 || opts.backoff_max_ms < opts.backoff_min_ms) {
         PyErr_SetString(InvalidArgument,
                         "NearCache(): connect_timeout and backoff_min must "
                         "be above 0 (connect_timeout within 24 days), and "
@@ -4159,8 +4158,8 @@ Near_fetch(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
     return fetch_impl(self->owner, self, args, nargs, kwnames);
 }
 
-static const struct argspec wait_synced_spec = {"wait_synced", timeout_names,
-                                                1, 0};
+static const struct argspec wait_synced_spec = {"wait_synced", timeout_names, 1,
+                                                0};
 
 /*
  * Wait in slices, so that Ctrl-C (on the main thread) and a close() from
@@ -4190,7 +4189,7 @@ Near_wait_synced(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
         uint64_t now = mono_ms();
 
         if (ms >= 0) {
-            slice = now >= deadline ? 0
+            slice = now >= deadline        ? 0
                     : deadline - now < 100 ? (int64_t)(deadline - now)
                                            : 100;
         }
@@ -4223,12 +4222,11 @@ Near_stats(NearObject *self, PyObject *unused)
     }
     corral_near_stats(h, &ns);
     near_leave(self);
-    return Py_BuildValue("{sKsKsKsKsK}", "connects",
-                         (unsigned long long)ns.connects, "applied",
-                         (unsigned long long)ns.applied, "flushes",
-                         (unsigned long long)ns.flushes, "last_seq",
-                         (unsigned long long)ns.last_seq, "node",
-                         (unsigned long long)ns.node);
+    return Py_BuildValue(
+        "{sKsKsKsKsK}", "connects", (unsigned long long)ns.connects, "applied",
+        (unsigned long long)ns.applied, "flushes",
+        (unsigned long long)ns.flushes, "last_seq",
+        (unsigned long long)ns.last_seq, "node", (unsigned long long)ns.node);
 }
 
 static PyObject *
@@ -4258,7 +4256,8 @@ Near_exit(NearObject *self, PyObject *args)
 static PyObject *
 Near_get_synced(NearObject *self, void *unused)
 {
-    return PyBool_FromLong(self->near != NULL && corral_near_synced(self->near));
+    return PyBool_FromLong(self->near != NULL &&
+                           corral_near_synced(self->near));
 }
 
 static PyObject *
