@@ -485,6 +485,19 @@ class TestNearErrors(unittest.TestCase):
         self.assertFalse(t.is_alive())
         self.assertEqual(out, [False])
 
+        # closing the Cache ends it too (and closes the near cache)
+        c = corral.Cache(16 << 20)
+        near = corral.NearCache(c, ("127.0.0.1", self.dead_port()))
+        out = []
+        t = threading.Thread(target=lambda: out.append(near.wait_synced()))
+        t.start()
+        time.sleep(0.1)
+        c.close()
+        t.join(10)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(out, [False])
+        self.assertTrue(near.closed)
+
     @unittest.skipUnless(HAVE_CORRALD, "corrald is not built")
     def test_watch_refused(self):
         with harness.corrald(["-t", "1", "-W"]) as srv:

@@ -4162,8 +4162,9 @@ static const struct argspec wait_synced_spec = {"wait_synced", timeout_names, 1,
                                                 0};
 
 /*
- * Wait in slices, so that Ctrl-C (on the main thread) and a close() from
- * another thread end an unbounded wait.
+ * Wait in slices, so that Ctrl-C (on the main thread) and a close() of the
+ * near cache or its Cache from another thread end an unbounded wait (both
+ * wait for this call to return).
  */
 static PyObject *
 Near_wait_synced(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -4198,8 +4199,9 @@ Near_wait_synced(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
             st = corral_near_wait_synced(h, slice);
             PyEval_RestoreThread(save);
         }
+        /* closing either the near cache or its Cache ends the wait */
         if (st == CORRAL_OK || self->near == NULL ||
-            (ms >= 0 && mono_ms() >= deadline)) {
+            self->owner->cache == NULL || (ms >= 0 && mono_ms() >= deadline)) {
             break;
         }
         if (PyErr_CheckSignals() < 0) {
