@@ -5,9 +5,10 @@
 # directory only (the source tree may be read-only, as under distcheck),
 # then tests/python/bindings.sh runs tests/python/test_bindings.py with
 # PYTHONPATH pointing there.  The extension compiles the engine's sources
-# in with the libc allocator (see bindings/python/README.md), so it is
-# rebuilt whenever an engine file changes.  Sanitizer builds skip it: the
-# interpreter is not instrumented.
+# in with the libc allocator (see bindings/python/README.md), and the near
+# cache's with the protocol library it uses, so it is rebuilt whenever one
+# of those files changes.  The near cache tests start server/corrald.
+# Sanitizer builds skip it: the interpreter is not instrumented.
 
 PYBIND_FILES = \
 	bindings/python/README.md \
@@ -23,7 +24,9 @@ PYBIND_DIR = bindings/python/build
 PYBIND_STAMP = $(PYBIND_DIR)/stamp
 
 # -Werror follows configure's --enable-werror.
-$(PYBIND_STAMP): $(PYBIND_FILES) $(ENGINE_SOURCES) engine/include/corral.h
+$(PYBIND_STAMP): $(PYBIND_FILES) $(ENGINE_SOURCES) engine/include/corral.h \
+		$(server_near_libcorral_near_la_SOURCES) \
+		$(server_proto_libcorral_proto_la_SOURCES)
 	@rm -f $@; $(MKDIR_P) $(PYBIND_DIR)
 	$(AM_V_GEN)werror=; \
 	case " $(CORRAL_CFLAGS) " in *" -Werror "*) werror=-Werror ;; esac; \
@@ -46,4 +49,5 @@ clean-pybind:
 
 TESTS += tests/python/bindings.sh
 EXTRA_DIST += $(PYBIND_FILES) bindings/python/.gitignore \
-	tests/python/bindings.sh tests/python/test_bindings.py
+	tests/python/bindings.sh tests/python/test_bindings.py \
+	tests/python/test_near.py

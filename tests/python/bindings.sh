@@ -1,7 +1,8 @@
 #!/bin/sh
-# The Python package's tests (tests/python/test_bindings.py), run against
-# the extension that make check built into the build directory
-# (bindings/local.mk).  Skipped under sanitizers: the interpreter is not
+# The Python package's tests (tests/python/test_bindings.py, which runs
+# test_near.py too), run against the extension that make check built into
+# the build directory (bindings/local.mk); the near cache's tests start
+# $top_builddir/server/corrald.  Skipped under sanitizers: the interpreter is not
 # instrumented, and the engine's own tests already run sanitized.
 set -u
 case ${CORRAL_SANITIZE:-none} in

@@ -1,9 +1,10 @@
 """test_bindings.py - the corral Python package against the in-tree engine.
 
 Run by tests/python/bindings.sh (make check) with PYTHONPATH pointing at
-the extension built in the build directory.  Standard library only.  The
-last line is "RESULT: <passed> passed, <failed> failed"; the exit status
-is nonzero when anything failed.  A watchdog dumps every thread's stack
+the extension built in the build directory, together with test_near.py
+(corral.NearCache against a corrald from the build tree).  Standard
+library only.  The last line is "RESULT: <passed> passed, <failed>
+failed"; the exit status is nonzero when anything failed.  A watchdog dumps every thread's stack
 and exits if the run hangs (a deadlock would otherwise stall make check).
 """
 
@@ -1491,6 +1492,10 @@ def main():
     runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
     suite = unittest.defaultTestLoader.loadTestsFromModule(
         sys.modules[__name__])
+    # the near cache's tests, beside this file (they start corrald)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import test_near
+    suite.addTests(unittest.defaultTestLoader.loadTestsFromModule(test_near))
     result = runner.run(suite)
     failed = (len(result.failures) + len(result.errors)
               + len(result.unexpectedSuccesses))

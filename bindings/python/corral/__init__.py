@@ -42,8 +42,14 @@ Memory.  The engine allocates with the C library's malloc inside Python
 real size (``malloc_usable_size``), so ``max_memory`` bounds what the
 cache really holds.
 
+A :class:`NearCache` keeps a :class:`Cache` coherent with a ``corrald``:
+a thread follows the server's invalidation stream and applies it to the
+cache, so that a write made through any client of the server makes the
+local copy miss, and nothing is served from it while the stream is not
+live.
+
 Open caches are closed at interpreter exit (write-behind writes are
-flushed first).
+flushed first, near caches bound to them closed).
 """
 
 import atexit
@@ -83,7 +89,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ABSENT", "Absent", "Busy", "Cache", "Closed", "ENGINE_VERSION", "Error",
     "Event", "Exists", "InvalidArgument", "KEY_MAX", "LoadError", "Loaded",
-    "NonNumeric", "NotFound", "NotStored", "OutOfMemory", "Stale",
+    "NearCache", "NonNumeric", "NotFound", "NotStored", "OutOfMemory",
+    "Stale",
     "Subscription", "TAGS_MAX", "TAG_MAX", "Timeout", "TooLarge", "Value",
     "Write", "WriteError",
 ]
@@ -275,3 +282,77 @@ class Cache(_corral.Cache):
             return wrapper
 
         return decorate
+
+
+def _split_address(address):
+    """(host, port) from a (host, port) pair or a "host:port" string."""
+    if isinstance(address, str):
+        host, sep, port = address.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # "[::1]:11211"
+        if not sep or not host or not port.isdigit():
+            raise InvalidArgument(
+                "NearCache(): the address must be 'host:port' or "
+                "(host, port), not %r" % (address,))
+        return host, int(port)
+    try:
+        host, port = address
+    except (TypeError, ValueError):
+        raise TypeError("NearCache(): the address must be 'host:port' or "
+                        "(host, port), not %r" % (address,)) from None
+    return host, port
+
+
+class NearCache(_corral.NearCache):
+    """A near cache: ``cache`` kept coherent with a corrald.
+
+    NearCache(cache, address, *, connect_timeout=2.0, backoff_min=0.1,
+              backoff_max=5.0, filters=None, wait=None)
+
+    ``address`` is ``"host:port"`` or ``(host, port)``.  A thread of the
+    near cache connects to the server (and reconnects, with backoff from
+    ``backoff_min`` to ``backoff_max`` seconds, for as long as the near
+    cache is open), sends ``watch invalidations`` (with ``filters``,
+    corrald's syntax such as ``"prefix=user%3A tag=site"``: then cache
+    only keys the filters cover) and applies every event to ``cache``: a
+    key deleted, overwritten or marked stale on the server is deleted
+    locally; tags, prefixes and flushes are applied as such.
+
+    Never silently stale: until the stream is live (:attr:`synced`) and
+    from the moment it breaks, :meth:`get` misses and :meth:`fetch` runs
+    its loader; at every (re)connection, and whenever events may have
+    been missed, the local cache is flushed.  A server that vanishes
+    without closing the connection is noticed within about 5 s (TCP
+    keepalive).
+
+    The constructor returns without waiting for the connection, unless
+    ``wait`` (seconds) is given: it then raises :class:`Timeout` (and
+    closes the near cache) if the stream is not live by then.  Bad
+    arguments raise :class:`InvalidArgument` (a ValueError) or
+    TypeError; an address that does not answer is not an error (the
+    thread keeps trying): see :attr:`synced` and :meth:`wait_synced`.
+
+    Tag invalidations reach items fetched with the same ``tags``.
+    Creating a key on the server sends no event, so a loader that finds
+    nothing should raise rather than return :data:`ABSENT`.  Reads
+    through ``cache`` directly bypass these rules.  The near cache
+    keeps ``cache`` alive; closing ``cache`` closes it.  It is a context
+    manager, and every method may be called from any thread.
+    """
+
+    def __init__(self, cache, address, *, connect_timeout=2.0,
+                 backoff_min=0.1, backoff_max=5.0, filters=None, wait=None):
+        host, port = _split_address(address)
+        super().__init__(cache, host, port, connect_timeout=connect_timeout,
+                         backoff_min=backoff_min, backoff_max=backoff_max,
+                         filters=filters)
+        if wait is not None and not self.wait_synced(wait):
+            self.close()
+            raise Timeout("NearCache(): no live invalidation stream from "
+                          "%s:%d after %g s" % (host, port, wait))
+
+    def __repr__(self):
+        host, port = self.address
+        state = ("closed" if self.closed
+                 else "synced" if self.synced else "not synced")
+        return "<corral.NearCache %s:%d %s>" % (host, port, state)

@@ -259,3 +259,48 @@ class Cache:
     def __exit__(self, et: Optional[Type[BaseException]],
                  ev: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None: ...
+
+
+class NearCache:
+    """A Cache kept coherent with a corrald's invalidation stream."""
+    cache: Cache
+    address: Tuple[str, int]
+    synced: bool
+    closed: bool
+
+    def __init__(self, cache: Cache,
+                 address: Union[str, Tuple[str, int]], *,
+                 connect_timeout: float = ..., backoff_min: float = ...,
+                 backoff_max: float = ..., filters: Optional[str] = ...,
+                 wait: Optional[float] = ...) -> None: ...
+    @overload
+    def get(self, key: Key) -> Optional[bytes]: ...
+    @overload
+    def get(self, key: Key, default: _T) -> Union[bytes, _T]: ...
+    @overload
+    def get_view(self, key: Key) -> Optional[Value]: ...
+    @overload
+    def get_view(self, key: Key, default: _T) -> Union[Value, _T]: ...
+    @overload
+    def fetch(self, key: Key, loader: Callable[[], LoaderResult], *,
+              ttl: int = ..., stale_ttl: int = ...,
+              tags: Optional[Tags] = ..., flags: int = ...,
+              absent_ttl: Optional[int] = ..., wait: Optional[float] = ...,
+              error_ttl: Optional[float] = ..., stale_if_error: int = ...,
+              beta: Optional[float] = ..., background: bool = ...,
+              early: bool = ...) -> Optional[bytes]: ...
+    @overload
+    def fetch(self, key: Key, loader: Callable[[], LoaderResult], *,
+              ttl: int = ..., stale_ttl: int = ...,
+              tags: Optional[Tags] = ..., flags: int = ...,
+              absent_ttl: Optional[int] = ..., wait: Optional[float] = ...,
+              error_ttl: Optional[float] = ..., stale_if_error: int = ...,
+              beta: Optional[float] = ..., background: bool = ...,
+              early: bool = ..., default: _T) -> Union[bytes, _T]: ...
+    def wait_synced(self, timeout: Optional[float] = ...) -> bool: ...
+    def stats(self) -> Dict[str, int]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "NearCache": ...
+    def __exit__(self, et: Optional[Type[BaseException]],
+                 ev: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None: ...

@@ -1,11 +1,13 @@
 /*
  * _corral.c - the CPython extension over libcorral (corral.h): the Cache
  * type and its helpers (Value, Subscription, Write, Event, the exception
- * hierarchy).  corral/__init__.py builds the public package on top.
+ * hierarchy), and NearCache over libcorral-near (corral_near.h).
+ * corral/__init__.py builds the public package on top.
  *
  * The engine is compiled into this module (setup.py) with its libc
  * allocator (CORRAL_MEM_LIBC), so the module links neither libcorral.so
- * nor jemalloc; only PyInit__corral is exported.
+ * nor jemalloc; so are the near cache and the protocol library it uses.
+ * Only PyInit__corral is exported.
  *
  * The GIL.  Engine calls that can wait for another thread run with the
  * GIL released: fetch (it may join a load another thread runs), put and
@@ -48,6 +50,8 @@
  * The callbacks' Python objects stay referenced until the engine is gone.
  * A cache collected on one of its own callback threads is destroyed on a
  * helper thread, since the engine cannot join the thread it runs on.
+ * Near caches bound to a cache are destroyed before it (the NearCache
+ * section has their own rules).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,6 +63,7 @@
 #include <time.h>
 
 #include "corral.h"
+#include "corral_near.h"
 
 #if PY_VERSION_HEX >= 0x030D0000
 #define py_finalizing() Py_IsFinalizing()
@@ -772,6 +777,7 @@ static PyTypeObject ValueType = {
 /* The Cache object                                                       */
 
 typedef struct cache_object CacheObject;
+typedef struct near_object NearObject;
 
 typedef struct {
     PyObject ob_base;
@@ -797,10 +803,56 @@ struct cache_object {
     Py_ssize_t bg_prune;
     int64_t backoff_max_ms;
     size_t max_item_size;
+    NearObject *nears; /* open near caches bound to it (borrowed) */
     PyObject *weakrefs;
 };
 
 static PyTypeObject CacheType;
+
+/*
+ * A near cache (corral_near.h) bound to a Cache.  It holds a reference to
+ * its Cache, which must outlive the C near cache; the Cache lists its
+ * open near caches (borrowed: the list holds no reference) so that
+ * closing it closes them first.
+ */
+struct near_object {
+    PyObject ob_base;
+    CacheObject *owner;  /* strong; set by init, kept until collected */
+    corral_near_t *near; /* NULL before init and once closed */
+    unsigned active;     /* method calls using the near cache now */
+    NearObject *prev;    /* in owner->nears while open */
+    NearObject *next;
+    PyObject *host; /* str */
+    unsigned port;
+    PyObject *weakrefs;
+};
+
+static PyTypeObject NearType;
+
+/*
+ * Take a near cache out of its owner's list and return its handle, which
+ * the caller destroys (GIL held).  NULL if it was not open.
+ */
+static corral_near_t *
+near_unlink(NearObject *nr)
+{
+    corral_near_t *h = nr->near;
+
+    if (h == NULL) {
+        return NULL;
+    }
+    nr->near = NULL;
+    if (nr->prev != NULL) {
+        nr->prev->next = nr->next;
+    } else {
+        nr->owner->nears = nr->next;
+    }
+    if (nr->next != NULL) {
+        nr->next->prev = nr->prev;
+    }
+    nr->prev = nr->next = NULL;
+    return h;
+}
 
 /*
  * A method about to use the engine: the handle (counted in `active` until
@@ -1688,6 +1740,8 @@ cache_detach(CacheObject *self)
 struct deferred {
     corral_t *cache;
     CacheObject *self;
+    size_t nnears;
+    corral_near_t *nears[]; /* destroyed before the cache */
 };
 
 static void *
@@ -1696,6 +1750,9 @@ deferred_destroy(void *arg)
     struct deferred *d = arg;
     PyGILState_STATE g;
 
+    for (size_t i = 0; i < d->nnears; i++) {
+        corral_near_destroy(d->nears[i]);
+    }
     corral_destroy(d->cache);
     if (!py_finalizing()) {
         g = PyGILState_Ensure();
@@ -1708,9 +1765,10 @@ deferred_destroy(void *arg)
 }
 
 /*
- * Destroy the engine.  From a callback thread of any cache (the engine
- * cannot join the thread it runs on), a finalizer hands the work to a
- * helper thread, keeping the object alive until it is done; close()
+ * Destroy the engine, and first the near caches bound to it.  From a
+ * callback thread of any cache (the engine cannot join the thread it runs
+ * on, and that thread may be a near cache's), a finalizer hands the work
+ * to a helper thread, keeping the object alive until it is done; close()
  * refuses.
  */
 static int
@@ -1723,6 +1781,7 @@ cache_close(CacheObject *self, int finalizer)
     }
     if (callback_depth > 0) {
         struct deferred *d;
+        size_t n = 0;
         pthread_t t;
         pthread_attr_t attr;
 
@@ -1732,9 +1791,16 @@ cache_close(CacheObject *self, int finalizer)
             return -1;
         }
         self->cache = NULL;
-        d = PyMem_RawMalloc(sizeof(*d));
+        for (NearObject *nr = self->nears; nr != NULL; nr = nr->next) {
+            n++;
+        }
+        d = PyMem_RawMalloc(sizeof(*d) + n * sizeof(d->nears[0]));
         if (d == NULL) {
             return 0; /* leaked: destroying here could deadlock */
+        }
+        d->nnears = 0;
+        while (self->nears != NULL) {
+            d->nears[d->nnears++] = near_unlink(self->nears);
         }
         d->cache = c;
         d->self = (CacheObject *)Py_NewRef(self);
@@ -1755,6 +1821,14 @@ cache_close(CacheObject *self, int finalizer)
             nanosleep(&ts, NULL);
             PyEval_RestoreThread(save);
         }
+    }
+    /* no near cache method runs now (each counts in `active` too), and
+     * none can start: their threads apply events to c until destroyed */
+    while (self->nears != NULL) {
+        corral_near_t *h = near_unlink(self->nears);
+        PyThreadState *save = PyEval_SaveThread();
+        corral_near_destroy(h);
+        PyEval_RestoreThread(save);
     }
     {
         PyThreadState *save = PyEval_SaveThread();
@@ -2938,9 +3012,17 @@ static const char *const fetch_names[] = {
     "beta",  "background", "early", "default",   NULL};
 static const struct argspec fetch_spec = {"fetch", fetch_names, 2, 2};
 
+static corral_near_t *near_enter(NearObject *self);
+static void near_leave(NearObject *self);
+
+/*
+ * Cache.fetch(), and NearCache.fetch() when @nr is not NULL: the same
+ * arguments, with corral_near_fetch() on nr's handle instead of
+ * corral_fetch() on the cache's (@self is then nr's owner).
+ */
 static PyObject *
-Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
-            PyObject *kwnames)
+fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[14], *res = NULL;
     corral_fetch_opts_t o = {0};
@@ -2952,7 +3034,8 @@ Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     int64_t wait_ms, error_ms, sie;
     int background, early, err = 0;
     double beta = 0;
-    corral_t *c;
+    corral_t *c = NULL;
+    corral_near_t *h = NULL;
 
     if (parse_args(&fetch_spec, args, nargs, kwnames, a) < 0) {
         return NULL;
@@ -3012,22 +3095,37 @@ Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         tags_done(&t);
         return NULL;
     }
-    c = cache_enter(self);
-    if (c == NULL) {
+    if (nr != NULL) {
+        h = near_enter(nr);
+    } else {
+        c = cache_enter(self);
+    }
+    if (c == NULL && h == NULL) {
         goto out;
     }
     if (background && bg_put(self, &k, &x) < 0) {
-        cache_leave(self);
+        if (h != NULL) {
+            near_leave(nr);
+        } else {
+            cache_leave(self);
+        }
         goto out;
     }
     {
+        corral_loader_fn fn = background ? loader_background : loader_inline;
+        void *ud = background ? (void *)self : (void *)&x;
         PyThreadState *save = PyEval_SaveThread();
-        st = corral_fetch(
-            c, k.p, (size_t)k.n, background ? loader_background : loader_inline,
-            background ? (void *)self : (void *)&x, &o, &item, &err);
+        st = h != NULL
+                 ? corral_near_fetch(h, k.p, (size_t)k.n, fn, ud, &o, &item,
+                                     &err)
+                 : corral_fetch(c, k.p, (size_t)k.n, fn, ud, &o, &item, &err);
         PyEval_RestoreThread(save);
     }
-    cache_leave(self);
+    if (h != NULL) {
+        near_leave(nr);
+    } else {
+        cache_leave(self);
+    }
     if (st == CORRAL_OK) {
         res = item_to_bytes(item);
     } else if (st == CORRAL_ENOTFOUND) {
@@ -3056,6 +3154,13 @@ out:
     key_done(&k);
     tags_done(&t);
     return res;
+}
+
+static PyObject *
+Cache_fetch(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return fetch_impl(self, NULL, args, nargs, kwnames);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -3686,6 +3791,574 @@ static PyTypeObject CacheType = {
 };
 
 /* ---------------------------------------------------------------------- */
+/* NearCache: a Cache kept coherent with a corrald (corral_near.h)        */
+
+/*
+ * Threads.  The C near cache runs a thread of its own that applies the
+ * server's invalidation stream to the Cache (corral_invalidate()), which
+ * may deliver events to the Cache's Python subscribers on that thread, so
+ * that thread can need the GIL: corral_near_destroy() (which joins it)
+ * and corral_near_wait_synced() run with the GIL released.  get() keeps
+ * the GIL, like Cache.get(); fetch() releases it like Cache.fetch().
+ *
+ * Lifetime.  Methods count themselves in `active` and in the owner's
+ * `active` (so that the Cache's close() waits for them too).  close()
+ * unlinks the handle, waits until `active` is zero and destroys it with
+ * the GIL released, counted in the owner's `active` meanwhile so that a
+ * concurrent Cache.close() does not free the engine under the near
+ * cache's thread.  A near cache collected on a callback thread (possibly
+ * its own thread, delivering an event) is destroyed on a helper thread.
+ */
+
+static PyObject *
+raise_near_closed(void)
+{
+    PyErr_SetString(Closed, "the near cache is closed");
+    return NULL;
+}
+
+static corral_near_t *
+near_enter(NearObject *self)
+{
+    if (self->near == NULL) {
+        raise_near_closed();
+        return NULL;
+    }
+    if (cache_enter(self->owner) == NULL) {
+        return NULL; /* not reached: closing the cache closes self first */
+    }
+    self->active++;
+    return self->near;
+}
+
+static void
+near_leave(NearObject *self)
+{
+    self->active--;
+    cache_leave(self->owner);
+}
+
+struct near_deferred {
+    corral_near_t *near;
+    CacheObject *owner;
+};
+
+static void *
+near_deferred_destroy(void *arg)
+{
+    struct near_deferred *d = arg;
+    PyGILState_STATE g;
+
+    corral_near_destroy(d->near);
+    if (!py_finalizing()) {
+        g = PyGILState_Ensure();
+        d->owner->active--;
+        Py_DECREF(d->owner);
+        PyGILState_Release(g);
+    }
+    PyMem_RawFree(d);
+    return NULL;
+}
+
+/* Stop the near cache's thread and free it (GIL held). */
+static int
+near_close(NearObject *self, int finalizer)
+{
+    CacheObject *owner = self->owner;
+    corral_near_t *h;
+
+    if (self->near == NULL) {
+        return 0;
+    }
+    if (callback_depth > 0) {
+        struct near_deferred *d;
+        pthread_t t;
+        pthread_attr_t attr;
+
+        if (!finalizer) {
+            PyErr_SetString(Error, "close() cannot run inside a loader, "
+                                   "writer or event callback");
+            return -1;
+        }
+        h = near_unlink(self);
+        d = PyMem_RawMalloc(sizeof(*d));
+        if (d == NULL) {
+            return 0; /* leaked: destroying here could deadlock */
+        }
+        d->near = h;
+        d->owner = (CacheObject *)Py_NewRef(owner);
+        owner->active++; /* the engine outlives the near cache's thread */
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, near_deferred_destroy, d) != 0) {
+            owner->active--; /* leaked, with the cache it may still use */
+            PyMem_RawFree(d);
+        }
+        pthread_attr_destroy(&attr);
+        return 0;
+    }
+    h = near_unlink(self);
+    owner->active++;
+    while (self->active > 0) {
+        PyThreadState *save = PyEval_SaveThread();
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        PyEval_RestoreThread(save);
+    }
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        corral_near_destroy(h);
+        PyEval_RestoreThread(save);
+    }
+    owner->active--;
+    return 0;
+}
+
+static int
+Near_init(NearObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {(char *)"cache",       (char *)"host",
+                             (char *)"port",        (char *)"connect_timeout",
+                             (char *)"backoff_min", (char *)"backoff_max",
+                             (char *)"filters",     NULL};
+    PyObject *cache, *host, *port, *o_ct = NULL, *o_bmin = NULL;
+    PyObject *o_bmax = NULL, *filters = NULL;
+    CacheObject *owner;
+    corral_near_opts_t opts;
+    const char *h, *f = NULL;
+    Py_ssize_t hlen, flen = 0;
+    long p;
+    corral_status_t st;
+
+    if (self->owner != NULL) {
+        PyErr_SetString(Error, "the near cache is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUO|$OOOO:NearCache", kwlist,
+                                     &cache, &host, &port, &o_ct, &o_bmin,
+                                     &o_bmax, &filters)) {
+        return -1;
+    }
+    if (!PyObject_TypeCheck(cache, &CacheType)) {
+        PyErr_Format(PyExc_TypeError,
+                     "NearCache() binds a corral.Cache, not %.100s",
+                     Py_TYPE(cache)->tp_name);
+        return -1;
+    }
+    owner = (CacheObject *)cache;
+    if (owner->cache == NULL) {
+        raise_closed();
+        return -1;
+    }
+    h = PyUnicode_AsUTF8AndSize(host, &hlen);
+    if (h == NULL) {
+        return -1;
+    }
+    if (hlen == 0 || hlen > 255 || strlen(h) != (size_t)hlen) {
+        PyErr_Format(InvalidArgument,
+                     "NearCache(): the host must be a name or address of "
+                     "1 to 255 bytes without NUL, not %R",
+                     host);
+        return -1;
+    }
+    if (!PyLong_Check(port) || PyBool_Check(port)) {
+        PyErr_Format(PyExc_TypeError,
+                     "NearCache(): the port must be an int, not %.100s",
+                     Py_TYPE(port)->tp_name);
+        return -1;
+    }
+    p = PyLong_AsLong(port);
+    if (p == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        p = 0;
+    }
+    if (p < 1 || p > 65535) {
+        PyErr_Format(InvalidArgument,
+                     "NearCache(): the port must be 1 to 65535, not %R", port);
+        return -1;
+    }
+    corral_near_opts_init(&opts);
+    if (arg_ms(o_ct, "connect_timeout", opts.connect_timeout_ms,
+               &opts.connect_timeout_ms) < 0 ||
+        arg_ms(o_bmin, "backoff_min", opts.backoff_min_ms,
+               &opts.backoff_min_ms) < 0 ||
+        arg_ms(o_bmax, "backoff_max", opts.backoff_max_ms,
+               &opts.backoff_max_ms) < 0) {
+        return -1;
+    }
+    if (opts.connect_timeout_ms <= 0 || opts.connect_timeout_ms > INT32_MAX ||
+        opts.backoff_min_ms <= 0 || opts.backoff_max_ms < opts.backoff_min_ms) {
+        PyErr_SetString(InvalidArgument,
+                        "NearCache(): connect_timeout and backoff_min must "
+                        "be above 0 (connect_timeout within 24 days), and "
+                        "backoff_max at least backoff_min");
+        return -1;
+    }
+    if (filters != NULL && filters != Py_None) {
+        if (!PyUnicode_Check(filters)) {
+            PyErr_Format(PyExc_TypeError,
+                         "NearCache(): filters must be a str such as "
+                         "'prefix=user%%3A tag=site', not %.100s",
+                         Py_TYPE(filters)->tp_name);
+            return -1;
+        }
+        f = PyUnicode_AsUTF8AndSize(filters, &flen);
+        if (f == NULL) {
+            return -1;
+        }
+        if (flen > 1000 || strlen(f) != (size_t)flen ||
+            strpbrk(f, "\r\n") != NULL) {
+            PyErr_SetString(InvalidArgument,
+                            "NearCache(): filters must be at most 1000 bytes "
+                            "on one line (corrald's watch syntax, "
+                            "'prefix=user%3A tag=site')");
+            return -1;
+        }
+        opts.filters = flen > 0 ? f : NULL;
+    }
+    st = corral_near_create(owner->cache, h, (unsigned)p, &opts, &self->near);
+    if (st != CORRAL_OK) {
+        self->near = NULL;
+        raise_status(st, "NearCache()", NULL);
+        return -1;
+    }
+    self->owner = (CacheObject *)Py_NewRef(owner);
+    self->host = Py_NewRef(host);
+    self->port = (unsigned)p;
+    self->next = owner->nears;
+    if (owner->nears != NULL) {
+        owner->nears->prev = self;
+    }
+    owner->nears = self;
+    return 0;
+}
+
+static void
+Near_finalize(NearObject *self)
+{
+    PyObject *type, *value, *tb;
+
+    if (self->near == NULL) {
+        return;
+    }
+    if (py_finalizing()) {
+        /* its thread could not run Python callbacks any more: leave it
+         * to the OS */
+        near_unlink(self);
+        return;
+    }
+    PyErr_Fetch(&type, &value, &tb);
+    if (near_close(self, 1) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+static int
+Near_traverse(NearObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+Near_clear(NearObject *self)
+{
+    if (self->near != NULL) {
+        return 0; /* its thread still uses the owner's engine */
+    }
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+Near_dealloc(NearObject *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
+        return;
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->host);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Near_get(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames)
+{
+    corral_near_t *h;
+    PyObject *a[2];
+    struct key k;
+    corral_item_t *item;
+    corral_status_t st;
+
+    if (parse_args(&get_spec, args, nargs, kwnames, a) < 0 ||
+        key_get(a[0], &k) < 0) {
+        return NULL;
+    }
+    h = near_enter(self);
+    if (h == NULL) {
+        key_done(&k);
+        return NULL;
+    }
+    st = corral_near_get(h, k.p, (size_t)k.n, &item);
+    near_leave(self);
+    key_done(&k);
+    if (st == CORRAL_OK) {
+        return item_to_bytes(item);
+    }
+    if (st == CORRAL_ENOTFOUND) {
+        return Py_NewRef(a[1] != NULL ? a[1] : Py_None);
+    }
+    return raise_status(st, "get", a[0]);
+}
+
+static PyObject *
+Near_get_view(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    corral_near_t *h;
+    PyObject *a[2];
+    struct key k;
+    corral_item_t *item;
+    corral_status_t st;
+
+    if (parse_args(&get_view_spec, args, nargs, kwnames, a) < 0 ||
+        key_get(a[0], &k) < 0) {
+        return NULL;
+    }
+    h = near_enter(self);
+    if (h == NULL) {
+        key_done(&k);
+        return NULL;
+    }
+    st = corral_near_get(h, k.p, (size_t)k.n, &item);
+    near_leave(self);
+    key_done(&k);
+    if (st == CORRAL_OK) {
+        return value_new(item);
+    }
+    if (st == CORRAL_ENOTFOUND) {
+        return Py_NewRef(a[1] != NULL ? a[1] : Py_None);
+    }
+    return raise_status(st, "get_view", a[0]);
+}
+
+static PyObject *
+Near_fetch(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    if (self->near == NULL) {
+        return raise_near_closed();
+    }
+    return fetch_impl(self->owner, self, args, nargs, kwnames);
+}
+
+static const struct argspec wait_synced_spec = {"wait_synced", timeout_names, 1,
+                                                0};
+
+/*
+ * Wait in slices, so that Ctrl-C (on the main thread) and a close() of the
+ * near cache or its Cache from another thread end an unbounded wait (both
+ * wait for this call to return).
+ */
+static PyObject *
+Near_wait_synced(NearObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    PyObject *a[1];
+    int64_t ms;
+    uint64_t deadline;
+    corral_near_t *h;
+    corral_status_t st;
+
+    if (parse_args(&wait_synced_spec, args, nargs, kwnames, a) < 0 ||
+        arg_ms(a[0], "timeout", -1, &ms) < 0) {
+        return NULL;
+    }
+    h = near_enter(self);
+    if (h == NULL) {
+        return NULL;
+    }
+    deadline = ms >= 0 ? mono_ms() + (uint64_t)ms : 0;
+    for (;;) {
+        int64_t slice = 100;
+        uint64_t now = mono_ms();
+
+        if (ms >= 0) {
+            slice = now >= deadline        ? 0
+                    : deadline - now < 100 ? (int64_t)(deadline - now)
+                                           : 100;
+        }
+        {
+            PyThreadState *save = PyEval_SaveThread();
+            st = corral_near_wait_synced(h, slice);
+            PyEval_RestoreThread(save);
+        }
+        /* closing either the near cache or its Cache ends the wait */
+        if (st == CORRAL_OK || self->near == NULL ||
+            self->owner->cache == NULL || (ms >= 0 && mono_ms() >= deadline)) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            near_leave(self);
+            return NULL;
+        }
+    }
+    near_leave(self);
+    return PyBool_FromLong(st == CORRAL_OK);
+}
+
+static PyObject *
+Near_stats(NearObject *self, PyObject *unused)
+{
+    corral_near_t *h = near_enter(self);
+    corral_near_stats_t ns;
+
+    if (h == NULL) {
+        return NULL;
+    }
+    corral_near_stats(h, &ns);
+    near_leave(self);
+    return Py_BuildValue(
+        "{sKsKsKsKsK}", "connects", (unsigned long long)ns.connects, "applied",
+        (unsigned long long)ns.applied, "flushes",
+        (unsigned long long)ns.flushes, "last_seq",
+        (unsigned long long)ns.last_seq, "node", (unsigned long long)ns.node);
+}
+
+static PyObject *
+Near_close(NearObject *self, PyObject *unused)
+{
+    if (near_close(self, 0) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Near_enter(NearObject *self, PyObject *unused)
+{
+    if (self->near == NULL) {
+        return raise_near_closed();
+    }
+    return Py_NewRef(self);
+}
+
+static PyObject *
+Near_exit(NearObject *self, PyObject *args)
+{
+    return Near_close(self, NULL);
+}
+
+static PyObject *
+Near_get_synced(NearObject *self, void *unused)
+{
+    return PyBool_FromLong(self->near != NULL &&
+                           corral_near_synced(self->near));
+}
+
+static PyObject *
+Near_get_closed(NearObject *self, void *unused)
+{
+    return PyBool_FromLong(self->near == NULL);
+}
+
+static PyObject *
+Near_get_cache(NearObject *self, void *unused)
+{
+    return Py_NewRef(self->owner != NULL ? (PyObject *)self->owner : Py_None);
+}
+
+static PyObject *
+Near_get_address(NearObject *self, void *unused)
+{
+    if (self->host == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(OI)", self->host, self->port);
+}
+
+static PyMethodDef Near_methods[] = {
+    {"get", FASTKW(Near_get),
+     "get(key, default=None)\n--\n\n"
+     "The local value of key as bytes while the stream is live (synced);\n"
+     "default when absent locally or when the stream is not live."},
+    {"get_view", FASTKW(Near_get_view),
+     "get_view(key, default=None)\n--\n\n"
+     "As get(), as a Value (no copy; see Cache.get_view())."},
+    {"fetch", FASTKW(Near_fetch),
+     "fetch($self, key, loader, *, ttl=0, stale_ttl=0, tags=(), flags=0,\n"
+     "      absent_ttl=None, wait=None, error_ttl=None, stale_if_error=0,\n"
+     "      beta=None, background=False, early=True, default=None)\n"
+     "--\n"
+     "\n"
+     "Read through the local cache: Cache.fetch() with ``loader`` (which\n"
+     "reads the server, with any memcached client) while the stream is\n"
+     "live.  While it is not, the local copy is deleted first, so the\n"
+     "loader always runs (what it stores is flushed when the stream\n"
+     "comes back).  Arguments, results and exceptions as Cache.fetch();\n"
+     "the GIL is released while waiting.  Give the value the tags it\n"
+     "has on the server for the server's tag invalidations to reach it."},
+    {"wait_synced", FASTKW(Near_wait_synced),
+     "wait_synced(timeout=None)\n--\n\n"
+     "Wait until the stream is live, at most timeout seconds (None: no\n"
+     "limit).  True if it is, False on timeout or when the near cache\n"
+     "is closed meanwhile.  The GIL is released; Ctrl-C interrupts."},
+    {"stats", (PyCFunction)Near_stats, METH_NOARGS,
+     "stats()\n--\n\n"
+     "What the near cache's thread has done, as a dict of ints:\n"
+     "connects (streams established), applied (invalidations applied to\n"
+     "the local cache), flushes (local flushes: reconnections, gaps,\n"
+     "flushes received), last_seq (the server's sequence number of the\n"
+     "last event applied) and node (the server's node id, 0 before the\n"
+     "first connection)."},
+    {"close", (PyCFunction)Near_close, METH_NOARGS,
+     "close()\n--\n\n"
+     "Stop following the server and close the connection.  The Cache\n"
+     "stays open and keeps its contents (no longer kept coherent).\n"
+     "Closing twice is a no-op; closing the Cache closes it too."},
+    {"__enter__", (PyCFunction)Near_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Near_exit, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef Near_getset[] = {
+    {"synced", (getter)Near_get_synced, NULL,
+     "True while the stream is live: connected and past the server's\n"
+     "sync line.  Only then are local copies served.",
+     NULL},
+    {"closed", (getter)Near_get_closed, NULL, "True once closed.", NULL},
+    {"cache", (getter)Near_get_cache, NULL, "The Cache it keeps coherent.",
+     NULL},
+    {"address", (getter)Near_get_address, NULL, "The server's (host, port).",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+static PyTypeObject NearType = {
+    /* the macro ends with its own comma */
+    /* clang-format off */
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "corral._corral.NearCache",
+    /* clang-format on */
+    .tp_basicsize = sizeof(NearObject),
+    .tp_dealloc = (destructor)Near_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A near cache bound to a corrald; use corral.NearCache.",
+    .tp_traverse = (traverseproc)Near_traverse,
+    .tp_clear = (inquiry)Near_clear,
+    .tp_weaklistoffset = offsetof(NearObject, weakrefs),
+    .tp_methods = Near_methods,
+    .tp_getset = Near_getset,
+    .tp_init = (initproc)Near_init,
+    .tp_new = PyType_GenericNew,
+    .tp_finalize = (destructor)Near_finalize,
+};
+
+/* ---------------------------------------------------------------------- */
 /* The module                                                             */
 
 static PyObject *
@@ -3817,12 +4490,13 @@ PyInit__corral(void)
         return NULL;
     }
     if (PyType_Ready(&ValueType) < 0 || PyType_Ready(&SubType) < 0 ||
-        PyType_Ready(&CacheType) < 0) {
+        PyType_Ready(&CacheType) < 0 || PyType_Ready(&NearType) < 0) {
         goto fail;
     }
     if (PyModule_AddObjectRef(m, "Cache", (PyObject *)&CacheType) < 0 ||
         PyModule_AddObjectRef(m, "Value", (PyObject *)&ValueType) < 0 ||
-        PyModule_AddObjectRef(m, "Subscription", (PyObject *)&SubType) < 0) {
+        PyModule_AddObjectRef(m, "Subscription", (PyObject *)&SubType) < 0 ||
+        PyModule_AddObjectRef(m, "NearCache", (PyObject *)&NearType) < 0) {
         goto fail;
     }
     WriteType = PyStructSequence_NewType(&write_desc);
