@@ -31,6 +31,7 @@
  */
 #include "auth.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,10 +54,12 @@ inside(const char *p, size_t n, const char *buf, size_t len)
     return p >= buf && n <= len && p + n <= buf + len;
 }
 
-/* One step on exactly @len bytes; returns the step. */
+/* One step on exactly @len bytes (a copy, freed before returning: the
+ * frame's pointers are not to be used after); returns the step, and
+ * *admin whether it is the token of user "admin". */
 static enum auth_step
 step(const uint8_t *at, size_t len, size_t *consumed, size_t *need,
-     struct auth_frame *f)
+     struct auth_frame *f, bool *admin)
 {
     char *buf = malloc(len ? len : 1);
     enum auth_step s;
@@ -114,6 +117,8 @@ step(const uint8_t *at, size_t len, size_t *consumed, size_t *need,
         FUZZ_CHECK(c2 == *need);
         free(more);
     }
+    *admin = s == AUTH_TOKEN && f->nuser == 5 &&
+             memcmp(f->user, "admin", 5) == 0;
     free(buf);
     return s;
 }
@@ -126,8 +131,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (pos <= size) {
         size_t consumed, need;
         struct auth_frame f;
+        bool admin;
         enum auth_step s = step(data + pos, size - pos, &consumed, &need,
-                                &f);
+                                &f, &admin);
 
         if (s == AUTH_AGAIN || s == AUTH_CLOSE) {
             break;
@@ -136,8 +142,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (s == AUTH_TOO_LONG) {
             pos += f.swallow < size - pos ? f.swallow : size - pos;
         }
-        if (s == AUTH_TOKEN && f.nuser == 5 &&
-            memcmp(f.user, "admin", 5) == 0) {
+        if (admin) {
             /* Authenticated: the rest is ordinary commands, whose
              * parser has its own target. */
             break;
