@@ -65,6 +65,7 @@ struct shard {
                             * replaced, expired) awaiting reclamation */
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
+    size_t evicted_bytes;  /* since this shard last asked for a purge */
     unsigned index;
     struct corral *cache;  /* the owner, for its counters */
     struct prefix_rule *rules; /* pending prefix rules, oldest first */
@@ -92,6 +93,7 @@ struct corral {
     struct events events;
     struct events evictions;   /* corral_subscribe_evictions */
     struct fetch_state fetch;
+    _Atomic bool purge_due;    /* a shard evicted enough: mem_purge() */
     _Atomic(struct writer *) writer; /* write-through/behind, or NULL */
     _Atomic uint64_t write_seq;
     struct shard *shards;

@@ -195,6 +195,7 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
         free(c);
         return CORRAL_ENOMEM;
     }
+    atomic_init(&c->purge_due, false);
     atomic_init(&c->writer, NULL);
     atomic_init(&c->write_seq, 0);
     if (posix_memalign(&mem, CR_CACHELINE,
@@ -385,7 +386,8 @@ lease_break(struct shard *s, uint64_t h, const void *key, size_t nkey)
     }
 }
 
-/* Deliver recorded events (no engine lock held). */
+/* Deliver recorded events, and return evicted memory to the system when
+ * enough was evicted (no engine lock held). */
 void
 cache_deliver(struct corral *c)
 {
@@ -394,6 +396,12 @@ cache_deliver(struct corral *c)
     }
     if (events_wanted(&c->evictions)) {
         events_dispatch(&c->evictions);
+    }
+    if (unlikely(atomic_load_explicit(&c->purge_due, memory_order_relaxed)) &&
+        atomic_exchange_explicit(&c->purge_due, false,
+                                 memory_order_relaxed)) {
+        mem_purge();
+        COUNT(&c->shards[0], memory_purges);
     }
 }
 

@@ -41,6 +41,17 @@ mem_injected_failure(struct mem *m)
     return 0;
 }
 
+void
+mem_purge(void)
+{
+#ifndef CORRAL_MEM_LIBC
+#define MEM_STR_(x) #x
+#define MEM_STR(x) MEM_STR_(x)
+    mallctl("arena." MEM_STR(MALLCTL_ARENAS_ALL) ".purge", NULL, NULL, NULL,
+            0);
+#endif
+}
+
 size_t
 mem_real_size(size_t size)
 {

@@ -38,4 +38,12 @@ size_t mem_real_size(size_t size);
 /* Test hook: fail the n-th allocation from now (n >= 1); 0 cancels. */
 void mem_fail_after(struct mem *m, long n);
 
+/*
+ * mem_purge - hand the allocator's unused dirty pages back to the system
+ * now (jemalloc: every arena's; a no-op with libc malloc).  Costs a
+ * system call per run of pages; call it without engine locks, after a
+ * large amount was freed.
+ */
+void mem_purge(void);
+
 #endif /* CORRAL_MEM_H */

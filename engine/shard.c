@@ -207,6 +207,16 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
             if (events_wanted(&x->c->evictions)) {
                 report_eviction(x, it, fetched);
             }
+            /* Memory freed by eviction goes back to the system in steps
+             * of a 32nd of the budget (cache_deliver purges), so that
+             * the pages of evicted values are not kept beside those of
+             * the values that replaced them. */
+            s->evicted_bytes += item_real_size(it);
+            if (s->evicted_bytes >= s->budget / 32) {
+                s->evicted_bytes = 0;
+                atomic_store_explicit(&x->c->purge_due, true,
+                                      memory_order_relaxed);
+            }
         } else {
             COUNT(s, reclaimed);
             if (st == ITEM_EXPIRED && !fetched) {

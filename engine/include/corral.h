@@ -1081,6 +1081,8 @@ CORRAL_API corral_status_t corral_write_flush(corral_t *cache,
     X(touch_hits, counter, "touches that found the key")                      \
     X(touch_misses, counter, "touches that did not")                          \
     X(evictions, counter, "live items evicted to make room")                  \
+    X(memory_purges, counter, "times memory freed by eviction was returned "  \
+                              "to the system")                                \
     X(evicted_unfetched, counter, "evicted items never fetched")              \
     X(expired_unfetched, counter, "expired items reclaimed never fetched")    \
     X(reclaimed, counter, "expired, flushed or removed items freed")          \

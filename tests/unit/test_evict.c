@@ -707,6 +707,34 @@ test_mixed_churn_accounting(void)
     corral_destroy(c);
 }
 
+/* Memory freed by eviction is handed back to the system in steps of a
+ * 32nd of the limit: about 32 purges per limit's worth evicted. */
+static void
+test_eviction_purges(void)
+{
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    corral_stats_t st;
+    static char val[4000];
+    char key[32];
+
+    corral_config_init(&cfg);
+    cfg.shards = 1;
+    cfg.max_memory = 4u << 20;
+    CU_ASSERT_EQUAL_FATAL(corral_create(&cfg, &c), CORRAL_OK);
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT_EQUAL(st.memory_purges, 0);
+    for (unsigned i = 0; i < 4000; i++) { /* 16 MB: 3 x the limit evicted */
+        int n = snprintf(key, sizeof(key), "p%u", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, (size_t)n, val, sizeof(val), 0, 0),
+                        CORRAL_OK);
+    }
+    corral_stats(c, &st, sizeof(st));
+    CU_ASSERT(st.evictions > 2000);
+    CU_ASSERT(st.memory_purges >= 64 && st.memory_purges <= 128);
+    corral_destroy(c);
+}
+
 static const struct cu_test limit_tests[] = {
     CU_TEST(test_limit_1mib_one_shard),
     CU_TEST(test_limit_auto_shards),
@@ -731,6 +759,7 @@ static const struct cu_test bound_tests[] = {
     CU_TEST(test_max_items_sharded),
     CU_TEST(test_largest_item_fits),
     CU_TEST(test_all_pinned),
+    CU_TEST(test_eviction_purges),
     CU_END,
 };
 
