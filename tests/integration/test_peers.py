@@ -183,6 +183,10 @@ def t_mesh(res, cl):
     base = next_seqs(cl)
     request(b, b"set doomed 0 0 1\r\ny\r\n")
     request(b, b"delete doomed\r\n")
+    # Events of different nodes travel different links: only events of
+    # one origin keep their order.  Let B's reach everyone before C's.
+    res.eq(settle(cl, base, 2, "B's events everywhere"), [2, 2, 2],
+           "overwrite and delete: two events per node")
     for p in cl.ports:
         request(p, b"set pre:fix:%d 0 0 1\r\nx\r\n" % p)
     request(c, b"invalidate_prefix pre:fix\r\n")
