@@ -512,7 +512,9 @@ early_stored(struct corral *c, struct shard *s, uint64_t h)
     won = atomic_load_explicit(&e->won_at_ms, memory_order_relaxed);
     if (won != 0 && atomic_load_explicit(&e->hash, memory_order_relaxed) == h) {
         uint64_t now = cache_now_ns(c) / 1000000u;
-        uint64_t d = now > won ? now - won : 0;
+        /* a store within the millisecond of its win took under 1 ms,
+         * not 0 (which would mean "nothing learned") */
+        uint64_t d = now > won ? now - won : 1;
         atomic_store_explicit(&e->delta_ms,
                               d > UINT32_MAX ? UINT32_MAX : (uint32_t)d,
                               memory_order_relaxed);

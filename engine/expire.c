@@ -1,9 +1,12 @@
 /*
- * expire.c - the default clock: wall time read once, then advanced by the
- * monotonic clock so that it never steps backwards.  Lookups read the
- * coarse monotonic clock (a few nanoseconds, millisecond resolution: item
- * times are whole seconds); durations, such as a load's, use the precise
- * one.
+ * expire.c - the default clock: the monotonic clock shifted by a whole
+ * number of seconds, chosen once so that it reads wall time (to within
+ * half a second); it never steps backwards.  Lookups read the coarse
+ * monotonic clock (a few nanoseconds, millisecond resolution: item times
+ * are whole seconds); durations, such as a load's, read the precise one.
+ * Both have one base, so an item's whole-second expiry and a refresh
+ * decided in nanoseconds (XFetch, fresh windows) agree on when a second
+ * begins.
  */
 #include "expire.h"
 
@@ -20,29 +23,24 @@ read_clock(clockid_t id)
 void
 sysclock_init(struct sysclock *sc)
 {
-    sc->real0 = read_clock(CLOCK_REALTIME);
-    sc->mono0 = read_clock(CLOCK_MONOTONIC);
-    sysclock_init_coarse(sc);
-}
+    uint64_t real = read_clock(CLOCK_REALTIME);
+    uint64_t coarse = read_clock(CLOCK_MONOTONIC_COARSE);
 
-void
-sysclock_init_coarse(struct sysclock *sc)
-{
-    sc->coarse0 = read_clock(CLOCK_MONOTONIC_COARSE);
-    sc->sec_offset = (int64_t)((sc->real0 + 500000000u) / 1000000000u) -
-                     (int64_t)(sc->coarse0 / 1000000000u);
+    sc->sec_offset = (int64_t)((real + 500000000u) / 1000000000u) -
+                     (int64_t)(coarse / 1000000000u);
+    sc->ns_offset = sc->sec_offset * (int64_t)1000000000;
 }
 
 uint64_t
 sysclock_now(void *ud)
 {
     const struct sysclock *sc = ud;
-    uint64_t m = read_clock(CLOCK_MONOTONIC_COARSE);
-    return sc->real0 + (m > sc->coarse0 ? m - sc->coarse0 : 0);
+    return (uint64_t)((int64_t)read_clock(CLOCK_MONOTONIC_COARSE) +
+                      sc->ns_offset);
 }
 
 uint64_t
 sysclock_precise(const struct sysclock *sc)
 {
-    return sc->real0 + (read_clock(CLOCK_MONOTONIC) - sc->mono0);
+    return (uint64_t)((int64_t)read_clock(CLOCK_MONOTONIC) + sc->ns_offset);
 }

@@ -18,10 +18,8 @@
 
 /* The clock behind the default corral_clock_fn. */
 struct sysclock {
-    uint64_t real0;        /* CLOCK_REALTIME at creation, ns */
-    uint64_t mono0;        /* CLOCK_MONOTONIC at creation, ns */
-    uint64_t coarse0;      /* CLOCK_MONOTONIC_COARSE at creation, ns */
-    int64_t sec_offset;    /* Unix seconds minus coarse monotonic seconds */
+    int64_t sec_offset;    /* Unix seconds minus monotonic seconds */
+    int64_t ns_offset;     /* the same, in nanoseconds */
 };
 
 /* Unix seconds by the default clock, without nanosecond arithmetic. */
@@ -36,7 +34,6 @@ sysclock_seconds(const struct sysclock *sc)
 }
 
 void sysclock_init(struct sysclock *sc);
-void sysclock_init_coarse(struct sysclock *sc);
 
 /* The default corral_clock_fn (coarse: about a millisecond). */
 uint64_t sysclock_now(void *sc);
