@@ -449,8 +449,12 @@ fleet_take(struct fleet_load *L, corral_load_t *load,
     if (st != CORRAL_OK) {
         return (int)st;
     }
-    if (r->ttl > 0 && (L->local_ttl <= 0 || r->ttl < L->local_ttl)) {
-        corral_load_ttl(load, r->ttl, 0);
+    if (r->ttl >= 0) {
+        /* t is whole seconds left: t0 still has up to a second */
+        int64_t t = r->ttl > 0 ? r->ttl : 1;
+        if (L->local_ttl <= 0 || t < L->local_ttl) {
+            corral_load_ttl(load, t, 0);
+        }
     }
     return 0;
 }
