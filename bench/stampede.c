@@ -7,12 +7,13 @@
  *                backend and corral_set (every thread that misses loads)
  *   fetch        corral_fetch: single flight, no stale window, no early
  *                refresh (the others wait for the one load)
- *   fetch-swr    corral_fetch with stale_ttl = ttl and XFetch: one caller
- *                refreshes, nobody waits
+ *   fetch-swr    corral_fetch with stale_ttl = ttl, XFetch and
+ *                CORRAL_FETCH_BACKGROUND: a refresh thread reloads while
+ *                every caller gets the current value
  *   net-naive    through corrald: mg; on EN the client loads and ms's
  *   net-lease    mg N30: W loads and ms's, Z polls (1 ms, doubling to 8)
- *   net-early    mg N30 A: as net-lease, plus Corral's early W (XFetch
- *                with the delta corrald learned)
+ *   net-early    mg N30 A<beta>: as net-lease, plus Corral's early W
+ *                (XFetch with the delta corrald learned)
  *   near-naive   --procs processes, each a near cache over corrald
  *                (corral_near_fetch) whose loader is net-naive's
  *   near-fleet   the same with corral_near_fetch_fleet (one load for the
@@ -20,7 +21,10 @@
  *                corral_fetch within each)
  *
  * Each worker thread (--threads per process) loops: one read of the hot
- * key, timed, then --think-us of sleep, for --duration seconds.  The
+ * key, timed, then --think-us of sleep, for --duration seconds.  The herd
+ * touches a few reads per window among thousands, so beside p99 the
+ * table gives p99.99, the maximum and "slow": reads that took at least
+ * half the backend's latency (they loaded, or waited for a load).  The
  * backend counts its calls in memory shared across processes.  Windows:
  * --duration / --ttl (the first load of the cold key counts too).
  *
@@ -58,6 +62,7 @@ struct sopts {
     unsigned threads;
     unsigned procs;
     unsigned think_us;
+    double beta;                 /* XFetch's beta: fetch-swr, net-early */
     const char *variants;
     struct spawn_opts so;
 };
@@ -67,6 +72,7 @@ struct shared {
     _Atomic uint64_t calls;
     _Atomic uint64_t errors;
     _Atomic uint64_t ops;
+    _Atomic uint64_t slow;       /* reads that took >= loader_ms / 2 */
     pthread_mutex_t hist_lock;   /* process-shared; guards h */
     struct hist h;
 };
@@ -256,12 +262,16 @@ mc_ms(struct mconn *c, int ttl)
 static int
 net_read(struct run *r, struct mconn *c, bool lease, bool early)
 {
-    char fl[4];
+    char fl[4], flags[32];
     size_t len = 0;
     unsigned pause_us = 1000;
 
+    snprintf(flags, sizeof(flags), "%s", !lease ? "" : "N30");
+    if (early) {
+        snprintf(flags, sizeof(flags), "N30 A%.3f", r->o->beta);
+    }
     for (;;) {
-        int hit = mc_mg(c, !lease ? "" : early ? "N30 A" : "N30", fl, &len);
+        int hit = mc_mg(c, flags, fl, &len);
 
         if (!hit) { /* naive: every client that misses loads */
             backend_call(r);
@@ -316,6 +326,8 @@ worker(void *arg)
         fo.options = CORRAL_FETCH_NO_EARLY;
     } else if (strcmp(v, "fetch-swr") == 0) {
         fo.stale_ttl = r->o->ttl;
+        fo.options = CORRAL_FETCH_BACKGROUND;
+        fo.beta = r->o->beta;
     }
     corral_near_fleet_opts_init(&flo);
     flo.wait_ms = 20000;
@@ -354,7 +366,13 @@ worker(void *arg)
                                          NULL);
         }
         corral_item_release(item);
-        hist_add(h, bench_now_ns() - t0);
+        {
+            uint64_t d = bench_now_ns() - t0;
+            hist_add(h, d);
+            if (d >= (uint64_t)r->o->loader_ms * 500000u) {
+                atomic_fetch_add(&r->sh->slow, 1);
+            }
+        }
         if (rc != 0) {
             atomic_fetch_add(&r->sh->errors, 1);
         }
@@ -467,12 +485,15 @@ run_variant(const struct sopts *o, const char *variant, struct target *srv)
             bench_die("a worker process failed");
         }
     }
-    printf("%-11s %5u %5u %8llu %6llu %7.1f %9.2f %9.3f %9.3f %9.3f %5llu\n",
+    printf("%-11s %5u %5u %8llu %6llu %7.1f %9.2f %8.3f %8.3f %8.3f %8.3f "
+           "%8.3f %6llu %5llu\n",
            variant, procs, o->threads, (unsigned long long)sh->ops,
            (unsigned long long)sh->calls, windows,
            (double)sh->calls / windows, hist_quantile(&sh->h, 0.50) / 1e6,
            hist_quantile(&sh->h, 0.99) / 1e6,
-           hist_quantile(&sh->h, 0.999) / 1e6, (unsigned long long)sh->errors);
+           hist_quantile(&sh->h, 0.999) / 1e6,
+           hist_quantile(&sh->h, 0.9999) / 1e6, (double)sh->h.max / 1e6,
+           (unsigned long long)sh->slow, (unsigned long long)sh->errors);
     pthread_mutex_destroy(&sh->hist_lock);
     munmap(sh, sizeof(*sh));
 }
@@ -492,6 +513,9 @@ usage(FILE *f)
             "  --procs N         processes for near-* (default 4)\n"
             "  --think-us US     sleep between a thread's reads (default "
             "200)\n"
+            "  --beta B          XFetch's beta for fetch-swr and net-early "
+            "(A<B>;\n"
+            "                    default 1)\n"
             "  --corrald PATH    the server for net-* and near-*\n");
 }
 
@@ -512,6 +536,7 @@ bench_stampede_main(int argc, char **argv)
     o.threads = 8;
     o.procs = 4;
     o.think_us = 200;
+    o.beta = 1.0;
     o.variants = "naive,fetch,fetch-swr,net-naive,net-lease,net-early,"
                  "near-naive,near-fleet";
     o.so.threads = 2;
@@ -537,6 +562,8 @@ bench_stampede_main(int argc, char **argv)
             o.procs = (unsigned)bench_parse_size(a, v, false);
         } else if (strcmp(a, "--think-us") == 0) {
             o.think_us = (unsigned)bench_parse_size(a, v, false);
+        } else if (strcmp(a, "--beta") == 0) {
+            o.beta = bench_parse_double(a, v);
         } else if (strcmp(a, "--corrald") == 0 && v != NULL) {
             o.so.corrald_bin = v;
         } else {
@@ -546,7 +573,8 @@ bench_stampede_main(int argc, char **argv)
     }
     if (o.duration <= 0 || o.duration > 60 || o.ttl < 1 || o.ttl > 60 ||
         o.threads < 1 || o.threads > ST_MAX_THREADS || o.procs < 1 ||
-        o.procs > ST_MAX_PROCS || o.loader_ms > 10000) {
+        o.procs > ST_MAX_PROCS || o.loader_ms > 10000 || o.beta <= 0 ||
+        o.beta > 1000) {
         bench_usage_error("option out of range");
     }
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -557,14 +585,15 @@ bench_stampede_main(int argc, char **argv)
         }
     }
     printf("# hot key ttl %d s, backend %u ms, %u threads x think %u us, "
-           "%.1f s per variant\n",
-           o.ttl, o.loader_ms, o.threads, o.think_us, o.duration);
+           "beta %.3f, %.1f s per variant\n",
+           o.ttl, o.loader_ms, o.threads, o.think_us, o.beta, o.duration);
     if (need_srv) {
         spawn_server(&srv, "corrald", &o.so);
     }
-    printf("%-11s %5s %5s %8s %6s %7s %9s %9s %9s %9s %5s\n", "variant",
-           "procs", "thr", "reads", "calls", "windows", "calls/win",
-           "p50_ms", "p99_ms", "p999_ms", "errs");
+    printf("%-11s %5s %5s %8s %6s %7s %9s %8s %8s %8s %8s %8s %6s %5s\n",
+           "variant", "procs", "thr", "reads", "calls", "windows",
+           "calls/win", "p50_ms", "p99_ms", "p99.9", "p99.99", "max_ms",
+           "slow", "errs");
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         if (bench_list_has(o.variants, all[i])) {
             run_variant(&o, all[i], (strncmp(all[i], "net", 3) == 0 ||
