@@ -23,6 +23,7 @@ int bench_trace_main(int argc, char **argv);
 int bench_trace_table_main(int argc, char **argv);
 int bench_memory_main(int argc, char **argv);
 int bench_watch_main(int argc, char **argv);
+int bench_stampede_main(int argc, char **argv);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);

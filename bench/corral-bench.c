@@ -9,6 +9,8 @@
  *   corral-bench memory  [options]   resident memory / limit, bytes per item
  *   corral-bench watch   [options]   invalidation stream latency and cost,
  *                                    tag invalidation time
+ *   corral-bench stampede [options]  a hot key expiring under load: backend
+ *                                    calls per TTL window, latency
  *
  * Each mode prints its own usage with --help.  See bench/README.md for the
  * commands and the figures they printed.
@@ -47,6 +49,11 @@ usage(FILE *f)
             "  watch        invalidation stream: delivery latency, server\n"
             "               throughput with watchers, tag invalidation "
             "time\n"
+            "  stampede     a hot key expiring under load, slow backend:\n"
+            "               backend calls per TTL window and latency, with\n"
+            "               and without protection, in-process and "
+            "through\n"
+            "               corrald\n"
             "\n"
             "corral-bench MODE --help describes a mode's options.\n",
             corral_version());
@@ -86,6 +93,9 @@ main(int argc, char **argv)
     }
     if (strcmp(mode, "watch") == 0) {
         return bench_watch_main(argc - 1, argv + 1);
+    }
+    if (strcmp(mode, "stampede") == 0) {
+        return bench_stampede_main(argc - 1, argv + 1);
     }
     fprintf(stderr, "corral-bench: unknown mode '%s'\n\n", mode);
     usage(stderr);

@@ -43,6 +43,7 @@
 #include "auth.h"
 #include "conn.h"
 #include "hotkeys.h"
+#include "leases.h"
 #include "listener.h"
 #include "log.h"
 #include "logstream.h"
@@ -539,6 +540,7 @@ exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
               &seen);
     switch (st) {
     case CORRAL_OK:
+        leases_done(x->srv->leases, cmd->key, cmd->nkey);
         classic_reply(x, cmd, PROTO_REPLY_STORED);
         break;
     case CORRAL_ENOTSTORED:
@@ -574,6 +576,9 @@ exec_delete(struct exec_ctx *x, const struct proto_cmd *cmd)
 
     log_peek(x, cmd->key, cmd->nkey, &seen);
     st = corral_delete(x->cache, cmd->key, cmd->nkey);
+    if (st == CORRAL_OK) {
+        leases_done(x->srv->leases, cmd->key, cmd->nkey);
+    }
 
     classic_reply(x, cmd, st == CORRAL_OK ? PROTO_REPLY_DELETED
                                           : PROTO_REPLY_NOT_FOUND);
@@ -795,12 +800,18 @@ exec_retouch(struct exec_ctx *x, const struct proto_cmd *cmd,
 }
 
 /* The stampede outcomes of an mg the engine does not count (it counts
- * wins and losses of the recache token: recache_wins, recache_lost). */
+ * wins and losses of the recache token: recache_wins, recache_lost,
+ * early_wins): stale items seen, stubs created, and W handed out while
+ * the key's previous W never saw its store (leases.h). */
 static void
-exec_count_meta(struct exec_ctx *x, const struct proto_meta_item *mi,
-                bool created)
+exec_count_meta(struct exec_ctx *x, const struct proto_cmd *cmd,
+                const struct proto_meta_item *mi, bool created)
 {
     struct worker_counters *wc = &conn_worker(x->c)->counters;
+
+    if (mi->won && leases_won(x->srv->leases, cmd->key, cmd->nkey)) {
+        srv_counter_add(&wc->meta_lease_timeouts, 1);
+    }
 
     if (mi->stale) {
         srv_counter_add(&wc->meta_stale, 1);
@@ -821,6 +832,9 @@ exec_count_meta(struct exec_ctx *x, const struct proto_meta_item *mi,
  *   - when a 't' or an 'R' comes before 'T', the lookup runs without
  *     TOUCH, and a second call applies T without counting an access
  *     (judging an R that comes after T).
+ * Corral's A asks the first lookup for an early win (CORRAL_GET_EARLY),
+ * wherever A stands among the flags: it judges the TTL that lookup ends
+ * with (after T when T is applied in the same call).
  */
 static void
 exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
@@ -854,6 +868,12 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     if (has_t && !split) {
         o.flags |= CORRAL_GET_TOUCH;
         o.touch_exptime = m->ttl;
+    }
+    if (proto_meta_has(cmd, 'A')) {
+        /* Corral: XFetch on the server (the engine learns each key's
+         * delta as the time from a W to the store that follows it) */
+        o.flags |= CORRAL_GET_EARLY;
+        o.beta = (double)m->early_beta / 1000.0;
     }
     st = corral_get_ex(x->cache, cmd->key, cmd->nkey, &o, &item, &res);
     if (st != CORRAL_OK) {
@@ -902,7 +922,7 @@ exec_mg(struct exec_ctx *x, const struct proto_cmd *cmd)
     mi.stale = (res.flags & CORRAL_RES_STALE) != 0;
     mi.token_sent = lost;
     mi.won = won && !lost;
-    exec_count_meta(x, &mi, created);
+    exec_count_meta(x, cmd, &mi, created);
 
     if (proto_meta_has(cmd, 'v')) {
         size_t crlf_len;
@@ -997,6 +1017,7 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
               &seen);
     switch (st) {
     case CORRAL_OK:
+        leases_done(x->srv->leases, cmd->key, cmd->nkey);
         code = PROTO_META_HD;
         break;
     case CORRAL_ENOTSTORED:
@@ -1055,6 +1076,7 @@ exec_md(struct exec_ctx *x, const struct proto_cmd *cmd)
     st = corral_delete_ex(x->cache, cmd->key, cmd->nkey, &o);
     switch (st) {
     case CORRAL_OK:
+        leases_done(x->srv->leases, cmd->key, cmd->nkey);
         code = PROTO_META_HD;
         break;
     case CORRAL_EEXISTS:
@@ -1565,6 +1587,7 @@ exec_stats_corral(struct exec_ctx *x)
 #undef CORRAL_STAT_LINE
     out_stat_u64(x, "meta_stale", ss.meta_stale);
     out_stat_u64(x, "meta_vivified", ss.meta_vivified);
+    out_stat_u64(x, "meta_lease_timeouts", ss.meta_lease_timeouts);
     out_reply(x, PROTO_REPLY_END);
 }
 
@@ -1976,6 +1999,7 @@ exec_flush_all(struct exec_ctx *x, const struct proto_cmd *cmd)
         return;
     }
     corral_flush(x->cache, cmd->exptime);
+    leases_forget(x->srv->leases);
     classic_reply(x, cmd, PROTO_REPLY_OK);
 }
 

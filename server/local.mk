@@ -16,6 +16,8 @@ server_corrald_SOURCES = \
 	server/histogram.h \
 	server/hotkeys.c \
 	server/hotkeys.h \
+	server/leases.c \
+	server/leases.h \
 	server/fault.c \
 	server/fault.h \
 	server/listener.c \

@@ -51,6 +51,7 @@
 #include "exec.h"
 #include "fault.h"
 #include "hotkeys.h"
+#include "leases.h"
 #include "listener.h"
 #include "log.h"
 #include "logstream.h"
@@ -178,6 +179,11 @@ main_create_observers(struct server *srv)
         log_error("out of memory for log streams");
         return EX_OSERR;
     }
+    srv->leases = leases_create();
+    if (srv->leases == NULL) {
+        log_error("out of memory for the lease table");
+        return EX_OSERR;
+    }
     if (srv->settings->hotkeys_sample > 0) {
         srv->hot = hotkeys_create(srv->nworkers,
                                   srv->settings->hotkeys_sample);
@@ -194,6 +200,7 @@ main_destroy_observers(struct server *srv)
 {
     metrics_destroy(srv->metrics);
     hotkeys_destroy(srv->hot);
+    leases_destroy(srv->leases);
     logstream_destroy(srv->logs);
     free(srv->cmdstats);
 }

@@ -291,6 +291,9 @@ metrics_server(struct mbuf *b, struct server *srv)
     metric_u64(b, "corral_meta_vivified_total", "counter",
                "mg requests that created a missing item (N)",
                ss.meta_vivified);
+    metric_u64(b, "corral_meta_lease_timeouts_total", "counter",
+               "W handed out again before the previous holder stored",
+               ss.meta_lease_timeouts);
 
     logstream_stats(srv->logs, &ls);
     metric_u64(b, "corral_log_watchers", "gauge",

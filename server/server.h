@@ -34,6 +34,7 @@
 
 struct ev_loop;
 struct hotkeys;
+struct leases;
 struct logstream;
 struct metrics;
 struct worker;
@@ -71,6 +72,7 @@ srv_counter_get(const srv_counter_t *c)
     X(conn_yields)                                                            \
     X(meta_stale)                                                             \
     X(meta_vivified)                                                          \
+    X(meta_lease_timeouts)                                                    \
     X(cmd_invalidate_tag)                                                     \
     X(cmd_invalidate_prefix)                                                  \
     X(cmd_tagged_store)                                                       \
@@ -143,6 +145,7 @@ struct server {
     struct logstream *logs;       /* watch fetchers|mutations|evictions */
     struct hotkeys *hot;          /* sampled hot keys, or NULL */
     struct metrics *metrics;      /* the HTTP endpoint, or NULL */
+    struct leases *leases;        /* W tokens awaiting their store */
 };
 
 /*

@@ -130,6 +130,148 @@ CORRAL_NEAR_API corral_status_t corral_near_fetch(
     corral_loader_fn loader, void *ud, const corral_fetch_opts_t *opts,
     corral_item_t **out_item, int *out_error);
 
+/* ---------------------------------------------------------------------- */
+/* One loader for the whole fleet                                         */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * corral_near_fetch() makes one thread per process run the loader for a
+ * missing key (corral_fetch's single flight); with N processes that is
+ * still up to N loads of a cold or expired key.  corral_near_fetch_fleet()
+ * makes it one for the whole fleet: the process's single loader asks the
+ * server with memcached's meta lease flags, and only the process that
+ * wins the lease calls the backend:
+ *
+ *   local miss ─► corral_fetch (one caller per process) ─► fleet loader:
+ *      mg <key> v f t c N<lease_ttl> [R<recache_ttl>]
+ *        ├─ VA, no W/Z: the server has it ─► store locally, done
+ *        ├─ W: this process won ─► backend() ─► ms <key> T<ttl> C<cas>
+ *        │     (C: a write or delete on the server meanwhile wins over
+ *        │     this load) ─► store locally, done
+ *        ├─ Z with X and a value: another process refreshes; serve the
+ *        │     stale value now (the stream drops it when the new one is
+ *        │     stored)
+ *        └─ Z: another process loads ─► poll again after 1, 2, 4 ...
+ *              up to poll_max_ms (jitter +-20 %), for wait_ms in all
+ *
+ * If the winner dies or gives up, its lease (the empty item N created)
+ * expires after lease_ttl seconds and the next poller wins.  A backend
+ * error releases a fresh lease at once (md with the lease's CAS) so that
+ * another process may try.  If the server cannot be reached or refuses
+ * the request, the process loads from the backend itself (counted in
+ * fallbacks): availability first, single flight per process only.
+ *
+ * The talk with the server uses a small pool of connections of this
+ * library's own (up to CORRAL_NEAR_FLEET_POOL idle ones), separate from
+ * the invalidation stream.  Keys that are not valid memcached text keys
+ * (over 250 bytes, spaces, control characters) travel base64 (flag b)
+ * when they fit, else the process loads alone.
+ */
+#define CORRAL_NEAR_FLEET_POOL 8
+
+/*
+ * The loader's error code when the lease holder's value did not come
+ * within wait_ms (corral_near_fetch_fleet() then returns
+ * CORRAL_ETIMEDOUT; callers of corral_fetch() on the same local cache
+ * see CORRAL_ELOAD with this code).  Backends must not return it.
+ */
+#define CORRAL_NEAR_EWAIT (-0x4e454152)
+
+/* The value a backend produces, valid during the backend call only. */
+typedef struct corral_near_value corral_near_value_t;
+
+/*
+ * corral_near_value_set - the backend's value (copied) and client flags.
+ * Calling it again replaces the value; a backend that returns 0 without
+ * calling it produces an empty value.  Returns CORRAL_OK or
+ * CORRAL_ENOMEM.
+ */
+CORRAL_NEAR_API corral_status_t corral_near_value_set(
+    corral_near_value_t *v, const void *value, size_t nvalue,
+    uint32_t flags);
+
+/*
+ * A backend reads the source of truth (never the server).  It returns 0
+ * with the value set, or a nonzero code of its own, which every local
+ * caller waiting for this load receives (CORRAL_ELOAD, *out_error).  It
+ * runs on a fetching thread, in the one process that holds the lease.
+ */
+typedef int (*corral_near_backend_fn)(corral_near_value_t *out,
+                                      const void *key, size_t nkey,
+                                      void *ud);
+
+typedef struct corral_near_fleet_opts {
+    size_t size;            /* sizeof(corral_near_fleet_opts_t); by init */
+    int64_t server_ttl;     /* exptime of the value stored on the server;
+                             * 0 (default): the fetch's ttl */
+    int64_t lease_ttl;      /* seconds a lease lasts if its holder never
+                             * stores (mg N); default 30 */
+    int64_t recache_ttl;    /* > 0: also win a refresh when the server's
+                             * remaining TTL falls below this (mg R);
+                             * default 0 */
+    int64_t wait_ms;        /* how long to wait for another process's
+                             * value; default 10000.  Keep it below the
+                             * fetch's wait_ms, which bounds the local
+                             * callers waiting for this process's load */
+    int64_t poll_max_ms;    /* cap of the polling interval; default 50 */
+    int64_t io_timeout_ms;  /* connect, send or reply beyond this: the
+                             * connection is dropped and the process
+                             * loads alone; default 2000 */
+} corral_near_fleet_opts_t;
+
+/* corral_near_fleet_opts_init - fill @opts with the defaults. */
+CORRAL_NEAR_API void corral_near_fleet_opts_init(
+    corral_near_fleet_opts_t *opts);
+
+/*
+ * corral_near_fetch_fleet - read through the local cache, with one
+ * backend call per key for every process sharing the server (see above).
+ *
+ * @backend, @ud: called only in the process that wins the server's lease,
+ *       once per load (the local single flight).
+ * @fleet: may be NULL (defaults); read during the call.
+ * @opts: the local corral_fetch() options, may be NULL.  Their ttl is the
+ *       local copy's lifetime (a value read from the server lives locally
+ *       no longer than its remaining TTL there).
+ * @out_item (OUT): on CORRAL_OK the pinned value (release it with
+ *       corral_item_release()); NULL otherwise.
+ * @out_error (OUT, may be NULL): the backend's code on CORRAL_ELOAD.
+ * While the invalidation stream is not live, the local copy is dropped
+ * first, as corral_near_fetch() does.
+ * Returns as corral_fetch(), and CORRAL_ETIMEDOUT when the lease holder's
+ * value did not come in time.  Thread-safe.  Blocking: at most one
+ * backend call, or wait_ms of polling, plus the server's round trips.
+ */
+CORRAL_NEAR_API corral_status_t corral_near_fetch_fleet(
+    corral_near_t *near, const void *key, size_t nkey,
+    corral_near_backend_fn backend, void *ud,
+    const corral_near_fleet_opts_t *fleet, const corral_fetch_opts_t *opts,
+    corral_item_t **out_item, int *out_error);
+
+/* What corral_near_fetch_fleet() has done in this process. */
+typedef struct corral_near_fleet_stats {
+    uint64_t server_hits;   /* loads answered by the server's value */
+    uint64_t loads;         /* backend calls (leases won) */
+    uint64_t load_errors;   /* backend calls that failed */
+    uint64_t waits;         /* polls after a Z (another process loads) */
+    uint64_t wait_timeouts; /* loads that gave up waiting (lease timeouts
+                             * seen from here) */
+    uint64_t stale_served;  /* stale values served (X with Z) */
+    uint64_t store_rejected; /* won loads the server did not store: the
+                              * key changed meanwhile (EX, NF) */
+    uint64_t fallbacks;     /* loads run without the server (unreachable,
+                             * refused, key unusable) */
+} corral_near_fleet_stats_t;
+
+/*
+ * corral_near_fleet_stats - a snapshot.  @out: caller memory of @size
+ * bytes (sizeof as the caller knows it; later fields are not written).
+ * Thread-safe.
+ */
+CORRAL_NEAR_API void corral_near_fleet_stats(const corral_near_t *near,
+                                             corral_near_fleet_stats_t *out,
+                                             size_t size);
+
 /* What the background thread has done so far. */
 typedef struct corral_near_stats {
     uint64_t connects;   /* streams established (past their sync line) */

@@ -8,7 +8,9 @@
 lib_LTLIBRARIES += server/near/libcorral-near.la
 server_near_libcorral_near_la_SOURCES = \
 	server/near/corral_near.h \
-	server/near/near.c
+	server/near/fleet.c \
+	server/near/near.c \
+	server/near/near_internal.h
 server_near_libcorral_near_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/server/proto -DCORRAL_NEAR_BUILDING
 server_near_libcorral_near_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden

@@ -27,7 +27,8 @@
  * writes to a pipe the thread polls, then joins it.
  *
  * The stream's lines are parsed by libcorral_proto (proto.h); this file
- * sees the engine only through corral.h.
+ * sees the engine only through corral.h.  The fleet-wide fetch
+ * (corral_near_fetch_fleet) is in fleet.c.
  */
 #include "corral_near.h"
 
@@ -49,34 +50,7 @@
 
 #include "proto.h"
 
-#define NEAR_RBUF (64 * 1024)
-#define NEAR_FILTERS_MAX 1000
-#define NEAR_HOST_MAX 256
-
-struct corral_near {
-    corral_t *cache;
-    char host[NEAR_HOST_MAX];
-    unsigned port;
-    corral_near_opts_t opts;
-    char filters[NEAR_FILTERS_MAX + 1];
-
-    pthread_t thread;
-    int stop_pipe[2];          /* destroy writes; the thread polls [0] */
-    int fd;                    /* the stream; thread only */
-    char *rbuf;                /* thread only */
-    size_t rlen;
-    unsigned seed;
-
-    atomic_int synced;
-    _Atomic uint64_t node;
-    atomic_uint_fast64_t connects;
-    atomic_uint_fast64_t applied;
-    atomic_uint_fast64_t flushes;
-    _Atomic uint64_t last_seq;
-
-    pthread_mutex_t lock;      /* for cond only */
-    pthread_cond_t cond;       /* signalled when synced changes */
-};
+#include "near_internal.h"
 
 /* ---------------------------------------------------------------------- */
 /* Local cache                                                            */
@@ -180,7 +154,7 @@ near_sleep(struct corral_near *n, int64_t ms)
     return poll(&p, 1, ms > INT32_MAX ? INT32_MAX : (int)ms) > 0;
 }
 
-static int
+int
 near_connect(struct corral_near *n)
 {
     struct addrinfo hints, *res = NULL, *ai;
@@ -470,9 +444,11 @@ corral_near_create(corral_t *cache, const char *host, unsigned port,
     }
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->cond, NULL);
+    pthread_mutex_init(&n->pool_lock, NULL);
     if (pthread_create(&n->thread, NULL, near_main, n) != 0) {
         pthread_cond_destroy(&n->cond);
         pthread_mutex_destroy(&n->lock);
+        pthread_mutex_destroy(&n->pool_lock);
         close(n->stop_pipe[0]);
         close(n->stop_pipe[1]);
         free(n->rbuf);
@@ -494,6 +470,8 @@ corral_near_destroy(corral_near_t *n)
     while (write(n->stop_pipe[1], &b, 1) < 0 && errno == EINTR) {
     }
     pthread_join(n->thread, NULL);
+    fleet_pool_drain(n);
+    pthread_mutex_destroy(&n->pool_lock);
     close(n->stop_pipe[0]);
     close(n->stop_pipe[1]);
     pthread_cond_destroy(&n->cond);

@@ -30,9 +30,15 @@
  * limit applies to the encoded form, as in memcached.  memcached 1.6.18
  * has no E flag: "mg a E5" is an invalid flag there, and here.
  *
- * One flag is Corral's own: G<tags> (a comma-separated tag list, see
- * ext.c), a letter memcached 1.6 does not use, so that memcached refuses
- * it cleanly.  Every meta command accepts it; only ms uses it.
+ * Two flags are Corral's own, in letters memcached 1.6.18 refuses with
+ * "CLIENT_ERROR invalid flag" (so a request meant for Corral fails
+ * cleanly on memcached instead of meaning something else there):
+ *   G<tags>  a comma-separated tag list (ext.c); only ms uses it.
+ *   A[beta]  refresh Ahead: mg hands out the recache token (W) early with
+ *            XFetch's probability; beta is a decimal number in (0, 1000]
+ *            with at most three decimals ("A", "A2", "A0.5"), default 1.
+ * Every meta command accepts both, as memcached reads every flag on every
+ * meta command.
  */
 #include "proto.h"
 
@@ -156,6 +162,51 @@ proto_base64_encode(const char *src, size_t n, char *dst, size_t cap)
 /* ------------------------------------------------------------------ */
 /* Flags                                                              */
 
+/*
+ * A's token: "" (beta 1) or <digits>[.<digits>], at most three decimals,
+ * as thousandths in (0, 1000000].  Not strtod: the parser stays
+ * locale-free and exact.
+ */
+static bool
+early_beta(const char *p, size_t n, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0, ndig = 0, nfrac = 0;
+
+    if (n == 0) {
+        *out = 1000;
+        return true;
+    }
+    for (; i < n && p[i] >= '0' && p[i] <= '9'; i++, ndig++) {
+        v = v * 10 + (uint64_t)(p[i] - '0');
+        if (v > 1000) {
+            return false;
+        }
+    }
+    if (i < n && p[i] == '.') {
+        for (i++; i < n && p[i] >= '0' && p[i] <= '9'; i++, nfrac++) {
+            if (nfrac == 3) {
+                return false;
+            }
+            v = v * 10 + (uint64_t)(p[i] - '0');
+        }
+        if (nfrac == 0) {
+            return false;
+        }
+    }
+    if (i != n || ndig == 0) {
+        return false;
+    }
+    for (; nfrac < 3; nfrac++) {
+        v *= 10;
+    }
+    if (v == 0 || v > 1000000) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
 /* Decode the key in place of the request's (flag b). */
 static bool
 decode_key(struct proto_cmd *cmd)
@@ -268,6 +319,13 @@ preparse(struct proto_cmd *cmd, const struct proto_line *ln, size_t first)
         case 'D':
             if (!proto_num_u64(arg, narg, &m->delta)) {
                 err = PROTO_ERR_META_DELTA;
+                failed = true;
+            }
+            break;
+        case 'A':
+            /* Corral: early refresh; memcached 1.6 has no A flag */
+            if (!early_beta(arg, narg, &m->early_beta)) {
+                err = PROTO_ERR_META_BAD_TOKEN;
                 failed = true;
             }
             break;

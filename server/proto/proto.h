@@ -377,6 +377,8 @@ struct proto_meta {
     proto_store_mode_t store_mode;     /* ms: from M (SET by default) */
     bool decr;                         /* ma: M 'D' or '-' */
     bool invalidate;                   /* I */
+    uint32_t early_beta;               /* A (Corral): XFetch's beta in
+                                        * thousandths; 1000 for a bare A */
 };
 
 /* Does the meta command carry flag @c?  (proto_meta_has(cmd, 'v')) */
@@ -522,7 +524,8 @@ bool proto_iter_next(struct proto_iter *it, const char **out_word,
  *            request order: s t c f l h (item values), O k; then Z, X, W.
  *            miss: EN with O and k only (quiet hides it).  T sets the TTL
  *            on a hit; N<ttl> creates an empty item on a miss and wins
- *            (W); R<ttl> wins when the remaining TTL is below it.
+ *            (W); R<ttl> wins when the remaining TTL is below it;
+ *            A[beta] (Corral) wins early with XFetch's probability.
  *   ms       HD (quiet hides it), NS, EX or NF; return flags O k c (c: the
  *            new CAS, 0 when not stored).  C with mode set/replace is a
  *            CAS store; I with C marks a lower-CAS store stale.  An item

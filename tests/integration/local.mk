@@ -7,6 +7,7 @@
 INTEGRATION_TESTS = \
 	tests/integration/test_classic.py \
 	tests/integration/test_meta.py \
+	tests/integration/test_stampede.py \
 	tests/integration/test_malformed.py \
 	tests/integration/test_clients.py \
 	tests/integration/memccapable.sh \

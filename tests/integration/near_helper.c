@@ -16,6 +16,13 @@
  *   set KEY VALUE         store on the server: "stored" or "error"
  *   send LINE...          any request to the server, its first reply line
  *   stats                 "connects=N applied=N flushes=N"
+ *   fleet KEY LOG MS T    T threads fetch KEY at once through
+ *                         corral_near_fetch_fleet(); the backend appends
+ *                         a line to the file LOG, sleeps MS ms and
+ *                         returns "v<pid>".  "hit VALUE" when every thread
+ *                         got the same value, "mixed" or "error" otherwise
+ *   fleetstats            "loads=N server_hits=N waits=N timeouts=N
+ *                         stale=N rejected=N fallbacks=N"
  *   quit                  exit 0
  *
  * The helper talks to the server with a plain blocking socket of its own,
@@ -28,10 +35,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LOAD_ABSENT 404
@@ -223,6 +234,120 @@ loader(corral_load_t *load, const void *key, size_t nkey, void *ud)
                                                                : LOAD_ERROR;
 }
 
+/* ---- fleet: one backend call across processes ---- */
+
+#define FLEET_THREADS_MAX 16
+
+struct fleet_ctx {
+    corral_near_t *near;
+    const char *key;
+    const char *log;
+    long delay_ms;
+    pthread_barrier_t start;
+    char got[FLEET_THREADS_MAX][64];
+};
+
+static int
+fleet_backend(corral_near_value_t *out, const void *key, size_t nkey,
+              void *ud)
+{
+    struct fleet_ctx *f = ud;
+    char line[64], v[32];
+    struct timespec ts = {f->delay_ms / 1000, (f->delay_ms % 1000) * 1000000};
+    int fd = open(f->log, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    int n;
+
+    (void)key;
+    (void)nkey;
+    if (fd < 0) {
+        return LOAD_ERROR;
+    }
+    n = snprintf(line, sizeof(line), "load %ld\n", (long)getpid());
+    if (write(fd, line, (size_t)n) != n) {
+        close(fd);
+        return LOAD_ERROR;
+    }
+    close(fd);
+    nanosleep(&ts, NULL);
+    n = snprintf(v, sizeof(v), "v%ld", (long)getpid());
+    return corral_near_value_set(out, v, (size_t)n, 0) == CORRAL_OK
+               ? 0
+               : LOAD_ERROR;
+}
+
+struct fleet_arg {
+    struct fleet_ctx *f;
+    int i;
+};
+
+static void *
+fleet_thread(void *arg)
+{
+    struct fleet_arg *a = arg;
+    struct fleet_ctx *f = a->f;
+    corral_near_fleet_opts_t fo;
+    corral_fetch_opts_t o;
+    corral_item_t *item = NULL;
+    int err = 0;
+
+    corral_near_fleet_opts_init(&fo);
+    fo.wait_ms = 20000;
+    memset(&o, 0, sizeof(o));
+    o.ttl = 60;
+    o.wait_ms = 30000;
+    pthread_barrier_wait(&f->start);
+    if (corral_near_fetch_fleet(f->near, f->key, strlen(f->key),
+                                fleet_backend, f, &fo, &o, &item,
+                                &err) == CORRAL_OK) {
+        size_t n;
+        const char *v = corral_item_value(item, &n);
+        snprintf(f->got[a->i], sizeof(f->got[a->i]), "%.*s", (int)n, v);
+        corral_item_release(item);
+    } else {
+        snprintf(f->got[a->i], sizeof(f->got[a->i]), "!error");
+    }
+    return NULL;
+}
+
+static void
+fleet_run(corral_near_t *near, const char *key, const char *log,
+          const char *delay, const char *threads)
+{
+    struct fleet_ctx f;
+    struct fleet_arg args[FLEET_THREADS_MAX];
+    pthread_t th[FLEET_THREADS_MAX];
+    int nt = threads != NULL ? atoi(threads) : 1;
+    bool same = true;
+
+    if (nt < 1 || nt > FLEET_THREADS_MAX || delay == NULL) {
+        printf("error\n");
+        return;
+    }
+    memset(&f, 0, sizeof(f));
+    f.near = near;
+    f.key = key;
+    f.log = log;
+    f.delay_ms = atol(delay);
+    pthread_barrier_init(&f.start, NULL, (unsigned)nt);
+    for (int i = 0; i < nt; i++) {
+        args[i].f = &f;
+        args[i].i = i;
+        pthread_create(&th[i], NULL, fleet_thread, &args[i]);
+    }
+    for (int i = 0; i < nt; i++) {
+        pthread_join(th[i], NULL);
+        same = same && strcmp(f.got[i], f.got[0]) == 0;
+    }
+    pthread_barrier_destroy(&f.start);
+    if (f.got[0][0] == '!') {
+        printf("error\n");
+    } else if (!same) {
+        printf("mixed\n");
+    } else {
+        printf("hit %s\n", f.got[0]);
+    }
+}
+
 static void
 answer_item(corral_item_t *item)
 {
@@ -264,7 +389,7 @@ main(int argc, char **argv)
         return 1;
     }
     while (fgets(line, sizeof(line), stdin) != NULL) {
-        char *save = NULL, *cmd, *a1, *a2;
+        char *save = NULL, *cmd, *a1, *a2, *a3, *a4;
 
         line[strcspn(line, "\r\n")] = '\0';
         if (strncmp(line, "send ", 5) == 0) {
@@ -280,6 +405,8 @@ main(int argc, char **argv)
         cmd = strtok_r(line, " ", &save);
         a1 = strtok_r(NULL, " ", &save);
         a2 = strtok_r(NULL, " ", &save);
+        a3 = strtok_r(NULL, " ", &save);
+        a4 = strtok_r(NULL, " ", &save);
         if (cmd == NULL) {
             printf("error\n");
         } else if (strcmp(cmd, "quit") == 0) {
@@ -323,6 +450,20 @@ main(int argc, char **argv)
                                    strcmp(out, "STORED") == 0
                                ? "stored"
                                : "error");
+        } else if (strcmp(cmd, "fleet") == 0 && a1 != NULL && a2 != NULL) {
+            fleet_run(near, a1, a2, a3, a4);
+        } else if (strcmp(cmd, "fleetstats") == 0) {
+            corral_near_fleet_stats_t s;
+            corral_near_fleet_stats(near, &s, sizeof(s));
+            printf("loads=%llu server_hits=%llu waits=%llu timeouts=%llu "
+                   "stale=%llu rejected=%llu fallbacks=%llu\n",
+                   (unsigned long long)s.loads,
+                   (unsigned long long)s.server_hits,
+                   (unsigned long long)s.waits,
+                   (unsigned long long)s.wait_timeouts,
+                   (unsigned long long)s.stale_served,
+                   (unsigned long long)s.store_rejected,
+                   (unsigned long long)s.fallbacks);
         } else if (strcmp(cmd, "stats") == 0) {
             corral_near_stats_t s;
             corral_near_stats(near, &s);

@@ -8,7 +8,10 @@ and writes made through either of them or any other client.
   - tags and prefixes invalidated on the server reach the local copies
     stored with the same tags or keys, and a flush_all empties them;
   - while the server is gone, lookups through the near API miss and
-    reads go to the loader; once it is back the local cache is flushed.
+    reads go to the loader; once it is back the local cache is flushed;
+  - corral_near_fetch_fleet: several processes, several threads each,
+    fetch one cold key at once and the backend runs once in total (the
+    server's meta lease flags across processes, corral_fetch within).
 
 Waits poll for a condition under a deadline; nothing asserts a timing.
 """
@@ -17,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -165,6 +169,40 @@ def t_readme_example(res, port):
             p.wait()
 
 
+def t_fleet(res, port, tmpdir):
+    procs = [Proc(port, "F%d" % i) for i in range(4)]
+    try:
+        for p in procs:
+            res.eq(p.cmd("wait"), "synced", "%s is live" % p.name)
+        for rnd, delay in enumerate(("300", "20")):
+            log = os.path.join(tmpdir, "fleet-loads-%d" % rnd)
+            key = "fleet:cold:%d" % rnd
+            for p in procs:   # all at once: send first, read after
+                p.p.stdin.write(("fleet %s %s %s 4\n" % (key, log, delay))
+                                .encode())
+                p.p.stdin.flush()
+            got = [p.p.stdout.readline().decode().rstrip("\n")
+                   for p in procs]
+            with open(log) as f:
+                loads = f.read().splitlines()
+            res.eq(len(loads), 1, "round %d: one backend call for 4 "
+                   "processes x 4 threads (%r)" % (rnd, loads))
+            winner = "v" + loads[0].split()[1] if loads else "?"
+            res.eq(got, ["hit " + winner] * 4,
+                   "round %d: every thread of every process got the "
+                   "winner's value" % rnd)
+        stats = [dict(kv.split("=") for kv in p.cmd("fleetstats").split())
+                 for p in procs]
+        total = {k: sum(int(s[k]) for s in stats) for k in stats[0]}
+        res.eq(total["loads"], 2, "fleet stats: 2 loads in all")
+        res.eq(total["server_hits"], 6, "fleet stats: 6 server hits")
+        res.eq(total["fallbacks"] + total["timeouts"], 0,
+               "no fallback, no timeout")
+    finally:
+        for p in procs:
+            res.eq(p.close(), 0, "%s exits 0" % p.name)
+
+
 def main():
     res = harness.Results("near")
     harness.overall_deadline(200)
@@ -175,6 +213,8 @@ def main():
         res.run(t_coherence, a, b)
         res.run(t_tags_prefix_flush, a, b)
         res.run(t_readme_example, srv_box[0].port)
+        with tempfile.TemporaryDirectory() as tmpdir:
+            res.run(t_fleet, srv_box[0].port, tmpdir)
         res.run(t_outage, a, b, srv_box)
     finally:
         res.eq(a.close(), 0, "process A exits 0")

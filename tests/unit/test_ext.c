@@ -1,6 +1,6 @@
 /*
  * test_ext.c - Corral's protocol extensions (server/proto/ext.c): tagged
- * stores, the G flag of ms, the invalidation commands, "watch
+ * stores, the G flag of ms, the A flag of mg, the invalidation commands, "watch
  * invalidations" and its filters, key tags, URI encoding and the
  * invalidation stream's lines.
  *
@@ -111,6 +111,45 @@ static void
 test_ms_tags(void)
 {
     TABLE("ms G", ms_tag_cases);
+}
+
+/* ------------------------------------------------------------------ */
+/* mg A: early refresh                                                */
+
+#define BAD_TOKEN "CLIENT_ERROR bad token in command line format"
+
+static const struct tcase early_cases[] = {
+    {"mg k A\r\n", "mg k A A=1000"},
+    {"mg k v A t\r\n", "mg k vAt A=1000"},
+    {"mg k A2 v\r\n", "mg k Av A=2000"},
+    {"mg k A0.5 v\r\n", "mg k Av A=500"},
+    {"mg k A0.125 N30 R5\r\n", "mg k ANR A=125"},
+    {"mg k A1000\r\n", "mg k A A=1000000"},
+    {"mg k A1000.000\r\n", "mg k A A=1000000"},
+    {"mg k A.5\r\n", BAD_TOKEN},
+    {"mg k A1.\r\n", BAD_TOKEN},
+    {"mg k A0\r\n", BAD_TOKEN},
+    {"mg k A0.000\r\n", BAD_TOKEN},
+    {"mg k A1000.001\r\n", BAD_TOKEN},
+    {"mg k A1001\r\n", BAD_TOKEN},
+    {"mg k A0.0001\r\n", BAD_TOKEN},
+    {"mg k A-1\r\n", BAD_TOKEN},
+    {"mg k A1x\r\n", BAD_TOKEN},
+    {"mg k A99999999999999999999\r\n", BAD_TOKEN},
+    {"mg k A A\r\n", "CLIENT_ERROR duplicate flag"},
+    {"mg k Ax q\r\nmn\r\n", BAD_TOKEN " | mn"},
+    /* a bad token does not stop the scan (as memcached's T, N, R) */
+    {"mg k Ax x\r\n", "CLIENT_ERROR invalid flag"},
+    /* read by every meta command, used by mg only */
+    {"md k A\r\n", "md k A A=1000"},
+    {"ms k 1 A3\r\nx\r\n", "ms k A A=3000 =x"},
+    {"ms k 1 Ax\r\nx\r\nmn\r\n", BAD_TOKEN " +3 | mn"},
+};
+
+static void
+test_mg_early(void)
+{
+    TABLE("mg A", early_cases);
 }
 
 /* ------------------------------------------------------------------ */
@@ -465,7 +504,8 @@ test_stream_parse(void)
 
 static const struct cu_test ext_tests[] = {
     CU_TEST(test_tagged_stores), CU_TEST(test_tagged_store_fields),
-    CU_TEST(test_ms_tags),       CU_TEST(test_invalidate),
+    CU_TEST(test_ms_tags),       CU_TEST(test_mg_early),
+    CU_TEST(test_invalidate),
     CU_TEST(test_watch),         CU_TEST(test_watch_fields),
     CU_TEST(test_tag_lists),     CU_TEST(test_key_tags),
     CU_TEST(test_uri),           CU_TEST(test_stream_lines),

@@ -4,7 +4,8 @@
  * input and writes what happened as a transcript, one event per command:
  *
  *   OK           the command and its key(s):   "get a b", "set a =x",
- *                "mg a kv" (meta: key, then the flag letters in order),
+ *                "mg a kv" (meta: key, then the flag letters in order;
+ *                " A=<beta in thousandths>" when Corral's A is given),
  *                "stats items"; " nr" is appended when noreply / q is set.
  *   PROTO_EINVAL the error line memcached sends, "~" in front when the
  *                command's noreply silences it, and " +N" when N bytes
@@ -171,6 +172,12 @@ render_ok(struct transcript *t, const struct proto_cmd *cmd)
         if (cmd->meta.nflags > 0) {
             ts_str(t, " ");
             ts_put(t, cmd->meta.order, cmd->meta.nflags);
+        }
+        if ((cmd->meta.flags & PROTO_MF('A')) != 0) {
+            char beta[24];
+            snprintf(beta, sizeof(beta), " A=%u",
+                     (unsigned)cmd->meta.early_beta);
+            ts_str(t, beta);
         }
         if (cmd->ntags > 0) {
             ts_str(t, " [");
