@@ -45,15 +45,16 @@ WARNINGS = ["-Wall", "-Wextra", "-Wshadow", "-Wpointer-arith",
 
 extension = Extension(
     "corral._corral",
-    # the near cache (near.c) and the pure protocol library whose stream
-    # parser it uses: sockets and pthreads, nothing else
+    # the near cache (near.c, fleet.c) and the pure protocol library whose
+    # stream parser it uses: sockets and pthreads, nothing else
     sources=[os.path.join(HERE, "src", "_corral.c")]
     + sorted(glob.glob(os.path.join(ENGINE, "*.c")))
-    + [os.path.join(NEAR, "near.c")]
+    + [os.path.join(NEAR, "near.c"), os.path.join(NEAR, "fleet.c")]
     + sorted(glob.glob(os.path.join(PROTO, "*.c"))),
     depends=sorted(glob.glob(os.path.join(ENGINE, "*.h")))
     + [os.path.join(ENGINE, "include", "corral.h"),
-       os.path.join(NEAR, "corral_near.h")]
+       os.path.join(NEAR, "corral_near.h"),
+       os.path.join(NEAR, "near_internal.h")]
     + sorted(glob.glob(os.path.join(PROTO, "*.h"))),
     # corral_near_* stay hidden too: CORRAL_NEAR_BUILDING is not defined
     include_dirs=[os.path.join(ENGINE, "include"), ENGINE, NEAR, PROTO],
