@@ -6,17 +6,22 @@
  *               read the line it causes.  Per delivery: the time from
  *               sending the write to reading the line; per event: the
  *               time until the last watcher has it.  For each W in
- *               --watchers.
+ *               --watchers, --lat-rounds runs with fresh connections;
+ *               each run also gives the CPU time the server and this
+ *               client spent per event.
  *   throughput  the server's rate of overwrites (sets on existing keys,
  *               each an event) with pipelined connections, and the
  *               server's CPU time per set (from /proc), for corrald
  *               without the invalidation machinery (--watch-history 0),
  *               with it and no watcher, and with each W in --watchers
  *               (a second thread reads and discards their streams).
- *               Configurations alternate round by round.
+ *               Configurations alternate round by round; after each
+ *               run the server's "stats invalidations" says how many
+ *               watchers it dropped for falling behind.
  *   tags        invalidate_tag on a tag carried by N items: in-process
  *               through corral.h (no subscriber, then with one) for each
- *               N in --items, and over the wire on a corrald holding
+ *               N in --items, with the item count checked and 1000 keys
+ *               probed afterwards, and over the wire on a corrald holding
  *               --server-items items (the command's round trip beside
  *               that of "mn", which does nothing).
  *
@@ -286,19 +291,30 @@ run_latency(const struct wopts *o)
         hist_init(last);
         for (unsigned r = 0; r < o->lat_rounds; r++) {
             double load = loadavg();
+            uint64_t s0 = 0, s1 = 0, c0, c1;
+            double nev = o->events + o->events / 10 + 10; /* + warm-up */
 
             hist_init(rall);
             hist_init(rlast);
+            bench_proc_cpu_ns(t.pid, &s0);
+            c0 = bench_self_cpu_ns();
             latency_one(&t, w, o->events, rall, rlast);
+            c1 = bench_self_cpu_ns();
+            bench_proc_cpu_ns(t.pid, &s1);
             hist_merge(all, rall);
             hist_merge(last, rlast);
             p99[r] = ms(hist_quantile(rall, 0.99));
+            /* CPU time per event (setup and warm-up included): what the
+             * two cores must find for one event, server and client */
             printf("  round %u  %4u watchers  delivery p50 %7.3f ms  "
                    "p99 %7.3f ms | last watcher p50 %7.3f ms  p99 %7.3f ms"
+                   " | cpu/event server %6.1f us  client %6.1f us"
                    "  (load %.1f)\n",
                    r + 1, w, ms(hist_quantile(rall, 0.5)), p99[r],
                    ms(hist_quantile(rlast, 0.5)),
-                   ms(hist_quantile(rlast, 0.99)), load);
+                   ms(hist_quantile(rlast, 0.99)),
+                   (double)(s1 - s0) / 1e3 / nev,
+                   (double)(c1 - c0) / 1e3 / nev, load);
         }
         qsort(p99, o->lat_rounds, sizeof(p99[0]), cmp_double);
         printf("  %4u watchers  delivery p50 %7.3f ms  p99 %7.3f ms  "
@@ -885,8 +901,8 @@ bench_watch_main(int argc, char **argv)
             bench_usage_error("unknown option %s", a);
         }
     }
-    if (o.nw == 0 || o.events == 0 || o.lat_rounds == 0 || o.rounds == 0 || o.conns == 0 ||
-        o.pipeline == 0 || o.pipeline > 16 || o.keys == 0) {
+    if (o.nw == 0 || o.events == 0 || o.lat_rounds == 0 || o.rounds == 0 ||
+        o.conns == 0 || o.pipeline == 0 || o.pipeline > 16 || o.keys == 0) {
         bench_usage_error("counts must be positive; --pipeline at most 16");
     }
     o.latency = bench_list_has(parts, "latency");
