@@ -532,9 +532,12 @@ struct tconf {
     char name[32];
     bool no_history;
     unsigned watchers;
-    double best, sum;
+    double sum;
     uint64_t lines, lagged;
     uint64_t ops, cpu_ns; /* for the server's CPU time per set */
+    unsigned clean;       /* rounds without a watcher dropped */
+    double *ratio;        /* each clean round's sets/s over that round's
+                             "no history" */
 };
 
 static void
@@ -554,10 +557,15 @@ run_throughput(const struct wopts *o)
                  o->watchers[i]);
         cf[ncf++].watchers = o->watchers[i];
     }
+    for (size_t c = 0; c < ncf; c++) {
+        cf[c].ratio = bench_calloc(o->rounds, sizeof(double));
+    }
     printf("\nthroughput: overwrites, %u connections x %u in flight, "
            "%.1f s per run, %u rounds\n",
            o->conns, o->pipeline, o->duration, o->rounds);
     for (unsigned r = 0; r < o->rounds; r++) {
+        double rate0 = 0; /* this round's "no history" */
+
         for (size_t c = 0; c < ncf; c++) {
             struct spawn_opts so = o->so;
             struct target t;
@@ -594,14 +602,20 @@ run_throughput(const struct wopts *o)
             }
             free(d.fds);
             spawn_stop(&t);
-            cf[c].sum += rate;
-            if (rate > cf[c].best) {
-                cf[c].best = rate;
-            }
-            cf[c].lines += d.lines;
+            /* a round in which the server dropped a watcher did not
+             * measure W watchers throughout: it is shown, not summed */
             cf[c].lagged += lagged;
-            cf[c].ops += ops;
-            cf[c].cpu_ns += cpu1 - cpu0;
+            cf[c].lines += d.lines;
+            if (c == 0) {
+                rate0 = rate;
+            }
+            if (lagged == 0) {
+                cf[c].ratio[cf[c].clean] = rate / rate0;
+                cf[c].clean++;
+                cf[c].sum += rate;
+                cf[c].ops += ops;
+                cf[c].cpu_ns += cpu1 - cpu0;
+            }
             printf("  round %u  %-12s %9.0f sets/s  server %5.2f us/set  "
                    "%10llu lines read  %3llu dropped for lag  (load %.1f)\n",
                    r + 1, cf[c].name, rate,
@@ -610,25 +624,40 @@ run_throughput(const struct wopts *o)
                    load);
         }
     }
-    printf("  summary (mean of rounds; ratios to 'no history'):\n");
+    printf("  summary over the rounds that kept every watcher: mean "
+           "sets/s; ratio to 'no history': of the means, and the median of "
+           "the same ratio within each round; server CPU per set:\n");
     for (size_t c = 0; c < ncf; c++) {
-        double mean = cf[c].sum / o->rounds;
+        double mean = cf[c].clean > 0 ? cf[c].sum / cf[c].clean : 0;
+        double mean0 = cf[0].sum / o->rounds;
         double us = cf[c].ops > 0
                         ? (double)cf[c].cpu_ns / 1e3 / (double)cf[c].ops
                         : 0;
         double us0 = cf[0].ops > 0
                          ? (double)cf[0].cpu_ns / 1e3 / (double)cf[0].ops
                          : 0;
-        printf("  %-12s %9.0f sets/s  x%.2f   server %5.2f us/set  x%.2f",
-               cf[c].name, mean, mean / (cf[0].sum / o->rounds), us,
-               us0 > 0 ? us / us0 : 0);
+
+        if (cf[c].clean == 0) {
+            printf("  %-12s no round kept all its watchers (%llu dropped "
+                   "for lag)\n",
+                   cf[c].name, (unsigned long long)cf[c].lagged);
+            continue;
+        }
+        qsort(cf[c].ratio, cf[c].clean, sizeof(double), cmp_double);
+        printf("  %-12s %9.0f sets/s  x%.2f (per round %.2f)  server "
+               "%5.2f us/set  x%.2f  [%u of %u rounds]",
+               cf[c].name, mean, mean / mean0,
+               cf[c].ratio[cf[c].clean / 2], us, us0 > 0 ? us / us0 : 0,
+               cf[c].clean, o->rounds);
         if (cf[c].watchers > 0) {
             /* the server's extra CPU time per line it delivered */
-            printf("   +%.3f us per set per watcher  %llu dropped for lag",
-                   (us - us0) / cf[c].watchers,
-                   (unsigned long long)cf[c].lagged);
+            printf("  +%.3f us per set per watcher", (us - us0) /
+                                                     cf[c].watchers);
         }
         printf("\n");
+    }
+    for (size_t c = 0; c < ncf; c++) {
+        free(cf[c].ratio);
     }
 }
 
