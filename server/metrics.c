@@ -259,44 +259,43 @@ metrics_engine(struct mbuf *b, const corral_stats_t *cs)
 }
 
 static void
-metrics_server(struct mbuf *b, struct server *srv)
+metrics_server(struct mbuf *b, struct server *srv,
+               const struct server_snapshot *ss)
 {
-    struct server_snapshot ss;
     struct logstream_stats ls;
 
-    server_raw_snapshot(srv, &ss);
     metric_u64(b, "corral_connections", "gauge",
-               "client connections open now", ss.curr_conns);
+               "client connections open now", ss->curr_conns);
     metric_u64(b, "corral_connections_max", "gauge",
                "the connection limit (-c)", srv->settings->max_conns);
     metric_u64(b, "corral_connections_total", "counter",
-               "client connections accepted", ss.total_conns);
+               "client connections accepted", ss->total_conns);
     metric_u64(b, "corral_connections_rejected_total", "counter",
                "connections refused at the connection limit",
-               ss.rejected_conns);
+               ss->rejected_conns);
     metric_u64(b, "corral_listen_disabled_total", "counter",
                "times accepting paused for lack of descriptors",
-               ss.listen_disabled_num);
+               ss->listen_disabled_num);
     metric_u64(b, "corral_accepting", "gauge",
-               "1 while new connections are accepted", ss.accepting);
+               "1 while new connections are accepted", ss->accepting);
     metric_u64(b, "corral_idle_kicks_total", "counter",
-               "connections closed by the idle timeout", ss.idle_kicks);
+               "connections closed by the idle timeout", ss->idle_kicks);
     metric_u64(b, "corral_conn_yields_total", "counter",
                "batches cut short to let other connections run",
-               ss.conn_yields);
+               ss->conn_yields);
     metric_u64(b, "corral_read_bytes_total", "counter",
-               "bytes read from clients", ss.bytes_read);
+               "bytes read from clients", ss->bytes_read);
     metric_u64(b, "corral_written_bytes_total", "counter",
-               "bytes written to clients", ss.bytes_written);
+               "bytes written to clients", ss->bytes_written);
     metric_u64(b, "corral_threads", "gauge", "worker threads",
                srv->nworkers);
     metric_u64(b, "corral_meta_commands_total", "counter",
-               "meta commands (mg ms md ma mn me)", ss.cmd_meta);
+               "meta commands (mg ms md ma mn me)", ss->cmd_meta);
     metric_u64(b, "corral_meta_stale_total", "counter",
-               "mg requests that found a stale item (X)", ss.meta_stale);
+               "mg requests that found a stale item (X)", ss->meta_stale);
     metric_u64(b, "corral_meta_vivified_total", "counter",
                "mg requests that created a missing item (N)",
-               ss.meta_vivified);
+               ss->meta_vivified);
 
     logstream_stats(srv->logs, &ls);
     metric_u64(b, "corral_log_watchers", "gauge",
@@ -329,19 +328,17 @@ mbuf_label(struct mbuf *b, const char *v)
 /* The stream of invalidations: the server's commands, the watch history
  * and its watchers (when --watch-history is not 0). */
 static void
-metrics_invalidation(struct mbuf *b, struct server *srv)
+metrics_invalidation(struct mbuf *b, struct server *srv,
+                     const struct server_snapshot *ss)
 {
-    struct server_snapshot ss;
-
-    server_raw_snapshot(srv, &ss);
     metric_u64(b, "corral_invalidate_tag_commands_total", "counter",
-               "invalidate_tag requests", ss.cmd_invalidate_tag);
+               "invalidate_tag requests", ss->cmd_invalidate_tag);
     metric_u64(b, "corral_invalidate_prefix_commands_total", "counter",
-               "invalidate_prefix requests", ss.cmd_invalidate_prefix);
+               "invalidate_prefix requests", ss->cmd_invalidate_prefix);
     metric_u64(b, "corral_tagged_stores_total", "counter",
                "storage requests that gave the item at least one tag "
                "(tags on the command, or --key-tags)",
-               ss.cmd_tagged_store);
+               ss->cmd_tagged_store);
     if (srv->watch != NULL) {
         struct watch_stats ws;
 
@@ -612,12 +609,14 @@ metrics_render(struct server *srv, size_t *out_len)
 {
     struct mbuf b = {NULL, 0, 0, false};
     corral_stats_t cs;
+    struct server_snapshot ss;
 
     memset(&cs, 0, sizeof(cs));
     corral_stats(srv->cache, &cs, sizeof(cs));
+    server_raw_snapshot(srv, &ss);
     metrics_engine(&b, &cs);
-    metrics_server(&b, srv);
-    metrics_invalidation(&b, srv);
+    metrics_server(&b, srv, &ss);
+    metrics_invalidation(&b, srv, &ss);
     metrics_peers(&b, srv);
     metrics_commands(&b, srv);
     metrics_process(&b, srv);
