@@ -217,6 +217,20 @@ def http(port, request, timeout=10.0, host="127.0.0.1"):
         s.close()
 
 
+def wait_metrics(port, host="127.0.0.1"):
+    """Wait until the metrics port accepts.  corrald opens it just after
+    the memcached port, which is what harness.corrald() waits for."""
+    end = time.time() + 10 * harness.SLOW
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.02)
+
+
 def split_response(raw):
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -473,6 +487,7 @@ def t_no_history(res):
     mport = harness.free_port()
     with harness.corrald(["--watch-history", "0", "--metrics-port",
                           str(mport)]) as srv:
+        wait_metrics(mport)
         with Client(srv.port) as c:
             c.request(b"invalidate_tag t\r\n")
         _, fams = scrape(mport)
@@ -498,6 +513,7 @@ def t_peers(res):
     a_node = harness.corrald(["-t", "2", "--peer", la, "--peer", lb,
                               "--metrics-port", str(mport)], port=pa)
     try:
+        wait_metrics(mport)
         wait_for(lambda: inv_stats(pa).get("peers_up") == "1" and
                  inv_stats(pb).get("peers_up") == "1", "links up")
         wait_for(lambda: inv_stats(pa).get("peer:%s:state" % la) == "self",
@@ -654,6 +670,7 @@ def t_bind(res):
     environment variable set it."""
     mport = harness.free_port()
     with harness.corrald(["--metrics-port", str(mport)]) as srv:
+        wait_metrics(mport)
         res.check(scrape(mport) is not None, "bound on -l's 127.0.0.1")
         try:
             socket.create_connection(("127.0.0.2", mport), timeout=2).close()
@@ -666,6 +683,7 @@ def t_bind(res):
     with harness.corrald(["--metrics-listen", "127.0.0.2"],
                          env=dict(harness.sanitizer_env(),
                                   CORRAL_METRICS_PORT=str(mport))):
+        wait_metrics(mport, host="127.0.0.2")
         raw = http(mport, b"GET /metrics HTTP/1.1\r\n\r\n", host="127.0.0.2")
         res.check(raw.startswith(b"HTTP/1.1 200 OK"),
                   "CORRAL_METRICS_PORT with --metrics-listen 127.0.0.2")
@@ -689,6 +707,7 @@ def main():
     mport = harness.free_port()
     with harness.corrald(["-m", "32", "-t", "2", "--metrics-port",
                           str(mport)]) as srv:
+        wait_metrics(mport)
         for fn in (t_format, t_traffic, t_invalidation, t_http, t_limits):
             res.run(fn, srv, mport)
         res.eq(srv.stop(), 0, "corrald exits 0")
