@@ -160,8 +160,13 @@ spawn_server(struct target *t, const char *kind, const struct spawn_opts *o)
     int argc = 0;
     pid_t pid;
 
+    /* slots of stopped servers are used again (a mode may start one
+     * server per run, many runs in all) */
+    while (nspawned > 0 && spawned[nspawned - 1] == 0) {
+        nspawned--;
+    }
     if (nspawned == MAX_SPAWNED) {
-        bench_die("too many servers spawned");
+        bench_die("too many servers running");
     }
     if (!handlers_set) {
         atexit(stop_all);

@@ -6,17 +6,22 @@
  *               read the line it causes.  Per delivery: the time from
  *               sending the write to reading the line; per event: the
  *               time until the last watcher has it.  For each W in
- *               --watchers.
+ *               --watchers, --lat-rounds runs with fresh connections;
+ *               each run also gives the CPU time the server and this
+ *               client spent per event.
  *   throughput  the server's rate of overwrites (sets on existing keys,
  *               each an event) with pipelined connections, and the
  *               server's CPU time per set (from /proc), for corrald
  *               without the invalidation machinery (--watch-history 0),
  *               with it and no watcher, and with each W in --watchers
  *               (a second thread reads and discards their streams).
- *               Configurations alternate round by round.
+ *               Configurations alternate round by round; after each
+ *               run the server's "stats invalidations" says how many
+ *               watchers it dropped for falling behind.
  *   tags        invalidate_tag on a tag carried by N items: in-process
  *               through corral.h (no subscriber, then with one) for each
- *               N in --items, and over the wire on a corrald holding
+ *               N in --items, with the item count checked and 1000 keys
+ *               probed afterwards, and over the wire on a corrald holding
  *               --server-items items (the command's round trip beside
  *               that of "mn", which does nothing).
  *
@@ -49,7 +54,7 @@ struct wopts {
     bool latency, throughput, tags;
     unsigned watchers[MAX_W];
     size_t nw;
-    unsigned events;
+    unsigned events, lat_rounds;
     double duration;
     unsigned rounds;
     unsigned conns, pipeline, keys;
@@ -153,20 +158,36 @@ ms(double ns)
 /* ---------------------------------------------------------------------- */
 /* Latency                                                                */
 
+/* The 1-minute load average, to print beside figures the neighbours can
+ * spoil; -1 when unknown. */
+static double
+loadavg(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+
+    if (f != NULL) {
+        if (fscanf(f, "%lf", &l) != 1) {
+            l = -1;
+        }
+        fclose(f);
+    }
+    return l;
+}
+
+/* One latency run at @w watchers: per-delivery times into @all, per-event
+ * times of the last watcher into @last. */
 static void
-latency_one(const struct target *t, unsigned w, unsigned events)
+latency_one(const struct target *t, unsigned w, unsigned events,
+            struct hist *all, struct hist *last)
 {
     int *fds = bench_calloc(w, sizeof(int));
     unsigned *got = bench_calloc(w, sizeof(unsigned));
     struct epoll_event *evs = bench_calloc(w, sizeof(*evs));
-    struct hist *all = bench_calloc(1, sizeof(*all));
-    struct hist *last = bench_calloc(1, sizeof(*last));
     int ep = epoll_create1(0), writer;
     unsigned warm = events / 10 + 10;
     char cmd[64];
 
-    hist_init(all);
-    hist_init(last);
     writer = spawn_connect(t->host, t->port);
     {
         static const char first[] = "set bench:lat 0 0 8\r\n00000000\r\n";
@@ -215,6 +236,8 @@ latency_one(const struct target *t, unsigned w, unsigned events)
                             }
                         }
                     }
+                } else if (r == 0) {
+                    bench_die("latency: a watcher was closed");
                 }
             }
         }
@@ -223,12 +246,6 @@ latency_one(const struct target *t, unsigned w, unsigned events)
         }
         read_until(writer, "STORED\r\n");
     }
-    printf("  %4u watchers  delivery p50 %7.3f ms  p99 %7.3f ms  "
-           "p99.9 %7.3f ms | last watcher p50 %7.3f ms  p99 %7.3f ms  "
-           "(%u events)\n",
-           w, ms(hist_quantile(all, 0.5)), ms(hist_quantile(all, 0.99)),
-           ms(hist_quantile(all, 0.999)), ms(hist_quantile(last, 0.5)),
-           ms(hist_quantile(last, 0.99)), events);
     for (unsigned i = 0; i < w; i++) {
         close(fds[i]);
     }
@@ -237,22 +254,84 @@ latency_one(const struct target *t, unsigned w, unsigned events)
     free(fds);
     free(got);
     free(evs);
-    free(all);
-    free(last);
 }
 
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * For each W: --lat-rounds runs of --events events, each with fresh
+ * connections, on one server.  A neighbour on the shared cores can only
+ * add delay, so beside the percentiles of all rounds together the summary
+ * gives the median and the best of the rounds' own p99.
+ */
 static void
 run_latency(const struct wopts *o)
 {
     struct target t;
+    struct hist *all = bench_calloc(1, sizeof(*all));
+    struct hist *last = bench_calloc(1, sizeof(*last));
+    struct hist *rall = bench_calloc(1, sizeof(*rall));
+    struct hist *rlast = bench_calloc(1, sizeof(*rlast));
+    double *p99 = bench_calloc(o->lat_rounds, sizeof(double));
 
     memset(&t, 0, sizeof(t));
     spawn_server(&t, "corrald", &o->so);
-    printf("\nlatency: write -> watcher line, one event at a time\n");
+    printf("\nlatency: write -> watcher line, one event at a time, "
+           "%u events x %u rounds per watcher count\n",
+           o->events, o->lat_rounds);
     for (size_t i = 0; i < o->nw; i++) {
-        latency_one(&t, o->watchers[i], o->events);
+        unsigned w = o->watchers[i];
+
+        hist_init(all);
+        hist_init(last);
+        for (unsigned r = 0; r < o->lat_rounds; r++) {
+            double load = loadavg();
+            uint64_t s0 = 0, s1 = 0, c0, c1;
+            double nev = o->events + o->events / 10 + 10; /* + warm-up */
+
+            hist_init(rall);
+            hist_init(rlast);
+            bench_proc_cpu_ns(t.pid, &s0);
+            c0 = bench_self_cpu_ns();
+            latency_one(&t, w, o->events, rall, rlast);
+            c1 = bench_self_cpu_ns();
+            bench_proc_cpu_ns(t.pid, &s1);
+            hist_merge(all, rall);
+            hist_merge(last, rlast);
+            p99[r] = ms(hist_quantile(rall, 0.99));
+            /* CPU time per event (setup and warm-up included): what the
+             * two cores must find for one event, server and client */
+            printf("  round %u  %4u watchers  delivery p50 %7.3f ms  "
+                   "p99 %7.3f ms | last watcher p50 %7.3f ms  p99 %7.3f ms"
+                   " | cpu/event server %6.1f us  client %6.1f us"
+                   "  (load %.1f)\n",
+                   r + 1, w, ms(hist_quantile(rall, 0.5)), p99[r],
+                   ms(hist_quantile(rlast, 0.5)),
+                   ms(hist_quantile(rlast, 0.99)),
+                   (double)(s1 - s0) / 1e3 / nev,
+                   (double)(c1 - c0) / 1e3 / nev, load);
+        }
+        qsort(p99, o->lat_rounds, sizeof(p99[0]), cmp_double);
+        printf("  %4u watchers  delivery p50 %7.3f ms  p99 %7.3f ms  "
+               "p99.9 %7.3f ms | last watcher p50 %7.3f ms  p99 %7.3f ms"
+               " | p99 of rounds: median %.3f ms, best %.3f ms  "
+               "(%u deliveries)\n",
+               w, ms(hist_quantile(all, 0.5)), ms(hist_quantile(all, 0.99)),
+               ms(hist_quantile(all, 0.999)), ms(hist_quantile(last, 0.5)),
+               ms(hist_quantile(last, 0.99)), p99[o->lat_rounds / 2],
+               p99[0], (unsigned)all->count);
     }
     spawn_stop(&t);
+    free(all);
+    free(last);
+    free(rall);
+    free(rlast);
+    free(p99);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -263,6 +342,7 @@ struct drain {
     unsigned n;
     atomic_bool stop;
     uint64_t lines;
+    unsigned closed; /* watchers the server closed */
 };
 
 static void *
@@ -281,12 +361,18 @@ drain_main(void *arg)
     while (!atomic_load(&d->stop)) {
         int k = epoll_wait(ep, evs, 64, 100);
         for (int j = 0; j < k; j++) {
+            int fd = d->fds[evs[j].data.u32];
             ssize_t r;
-            while ((r = read(d->fds[evs[j].data.u32], buf, sizeof(buf))) >
-                   0) {
+
+            while ((r = read(fd, buf, sizeof(buf))) > 0) {
                 for (ssize_t b = 0; b < r; b++) {
                     d->lines += buf[b] == '\n';
                 }
+            }
+            if (r == 0) {
+                /* dropped by the server (lagged): stop polling it */
+                epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+                d->closed++;
             }
         }
     }
@@ -407,13 +493,51 @@ prefill(const struct target *t, unsigned keys)
     close(fd);
 }
 
+/* The STAT @name of "stats invalidations" on @t, or 0. */
+static uint64_t
+inval_stat(const struct target *t, const char *name)
+{
+    char buf[16384];
+    size_t len = 0, nlen = strlen(name);
+    int fd = spawn_connect(t->host, t->port);
+    uint64_t v = 0;
+
+    if (fd < 0) {
+        return 0;
+    }
+    write_all(fd, "stats invalidations\r\n", 21);
+    while (len < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (len >= 5 && strcmp(buf + len - 5, "END\r\n") == 0) {
+            break;
+        }
+    }
+    close(fd);
+    buf[len] = '\0';
+    for (const char *p = buf; (p = strstr(p, "STAT ")) != NULL; p += 5) {
+        if (strncmp(p + 5, name, nlen) == 0 && p[5 + nlen] == ' ') {
+            v = strtoull(p + 6 + nlen, NULL, 10);
+            break;
+        }
+    }
+    return v;
+}
+
 struct tconf {
     char name[32];
     bool no_history;
     unsigned watchers;
-    double best, sum;
-    uint64_t lines;
+    double sum;
+    uint64_t lines, lagged;
     uint64_t ops, cpu_ns; /* for the server's CPU time per set */
+    unsigned clean;       /* rounds without a watcher dropped */
+    double *ratio;        /* each clean round's sets/s over that round's
+                             "no history" */
 };
 
 static void
@@ -433,17 +557,23 @@ run_throughput(const struct wopts *o)
                  o->watchers[i]);
         cf[ncf++].watchers = o->watchers[i];
     }
+    for (size_t c = 0; c < ncf; c++) {
+        cf[c].ratio = bench_calloc(o->rounds, sizeof(double));
+    }
     printf("\nthroughput: overwrites, %u connections x %u in flight, "
            "%.1f s per run, %u rounds\n",
            o->conns, o->pipeline, o->duration, o->rounds);
     for (unsigned r = 0; r < o->rounds; r++) {
+        double rate0 = 0; /* this round's "no history" */
+
         for (size_t c = 0; c < ncf; c++) {
             struct spawn_opts so = o->so;
             struct target t;
             struct drain d;
             pthread_t tid;
             double rate;
-            uint64_t ops = 0, cpu0 = 0, cpu1 = 0;
+            uint64_t ops = 0, cpu0 = 0, cpu1 = 0, lagged;
+            double load = loadavg();
 
             memset(&t, 0, sizeof(t));
             memset(&d, 0, sizeof(d));
@@ -464,6 +594,7 @@ run_throughput(const struct wopts *o)
                              o->duration, &ops);
             usleep(200000);
             bench_proc_cpu_ns(t.pid, &cpu1);
+            lagged = cf[c].no_history ? 0 : inval_stat(&t, "watchers_lagged");
             atomic_store(&d.stop, true);
             pthread_join(tid, NULL);
             for (unsigned i = 0; i < d.n; i++) {
@@ -471,32 +602,62 @@ run_throughput(const struct wopts *o)
             }
             free(d.fds);
             spawn_stop(&t);
-            cf[c].sum += rate;
-            if (rate > cf[c].best) {
-                cf[c].best = rate;
-            }
+            /* a round in which the server dropped a watcher did not
+             * measure W watchers throughout: it is shown, not summed */
+            cf[c].lagged += lagged;
             cf[c].lines += d.lines;
-            cf[c].ops += ops;
-            cf[c].cpu_ns += cpu1 - cpu0;
+            if (c == 0) {
+                rate0 = rate;
+            }
+            if (lagged == 0) {
+                cf[c].ratio[cf[c].clean] = rate / rate0;
+                cf[c].clean++;
+                cf[c].sum += rate;
+                cf[c].ops += ops;
+                cf[c].cpu_ns += cpu1 - cpu0;
+            }
             printf("  round %u  %-12s %9.0f sets/s  server %5.2f us/set  "
-                   "%10llu lines read\n",
+                   "%10llu lines read  %3llu dropped for lag  (load %.1f)\n",
                    r + 1, cf[c].name, rate,
                    ops > 0 ? (double)(cpu1 - cpu0) / 1e3 / (double)ops : 0,
-                   (unsigned long long)d.lines);
+                   (unsigned long long)d.lines, (unsigned long long)lagged,
+                   load);
         }
     }
-    printf("  summary (mean of rounds; ratios to 'no history'):\n");
+    printf("  summary over the rounds that kept every watcher: mean "
+           "sets/s; ratio to 'no history': of the means, and the median of "
+           "the same ratio within each round; server CPU per set:\n");
     for (size_t c = 0; c < ncf; c++) {
-        double mean = cf[c].sum / o->rounds;
+        double mean = cf[c].clean > 0 ? cf[c].sum / cf[c].clean : 0;
+        double mean0 = cf[0].sum / o->rounds;
         double us = cf[c].ops > 0
                         ? (double)cf[c].cpu_ns / 1e3 / (double)cf[c].ops
                         : 0;
         double us0 = cf[0].ops > 0
                          ? (double)cf[0].cpu_ns / 1e3 / (double)cf[0].ops
                          : 0;
-        printf("  %-12s %9.0f sets/s  x%.2f   server %5.2f us/set  x%.2f\n",
-               cf[c].name, mean, mean / (cf[0].sum / o->rounds), us,
-               us0 > 0 ? us / us0 : 0);
+
+        if (cf[c].clean == 0) {
+            printf("  %-12s no round kept all its watchers (%llu dropped "
+                   "for lag)\n",
+                   cf[c].name, (unsigned long long)cf[c].lagged);
+            continue;
+        }
+        qsort(cf[c].ratio, cf[c].clean, sizeof(double), cmp_double);
+        printf("  %-12s %9.0f sets/s  x%.2f (per round %.2f)  server "
+               "%5.2f us/set  x%.2f  [%u of %u rounds]",
+               cf[c].name, mean, mean / mean0,
+               cf[c].ratio[cf[c].clean / 2], us, us0 > 0 ? us / us0 : 0,
+               cf[c].clean, o->rounds);
+        if (cf[c].watchers > 0) {
+            /* the server's extra CPU time per line it delivered */
+            printf("  +%.3f us per set per watcher", (us - us0) /
+                                                     cf[c].watchers);
+        }
+        printf("\n");
+    }
+    for (size_t c = 0; c < ncf; c++) {
+        free(cf[c].ratio);
     }
 }
 
@@ -517,19 +678,28 @@ cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*
+ * One cache of @n items, each carrying the same NTAGS tags; then
+ * corral_invalidate_tag() of an unused tag (cold), and of each tag in
+ * turn, timed.  The first of these
+ * invalidates @n live items; the later ones tags of the same items,
+ * already invalid (an implementation that walked the items would walk
+ * them all again).  Afterwards, 1000 keys spread over the key space must
+ * all be gone.
+ */
 static void
 tags_engine(unsigned n, bool subscribed)
 {
     static const char *const names[NTAGS] = {"t0", "t1", "t2", "t3",
                                              "t4", "t5", "t6", "t7"};
     corral_config_t cfg;
+    corral_stats_t st;
     corral_t *c;
     corral_sub_t *sub = NULL;
     corral_store_opts_t so;
-    uint64_t dt[NTAGS], t0;
+    uint64_t dt[NTAGS], first, cold, t0;
     char key[32];
-    corral_item_t *item;
-    bool gone;
+    unsigned left = 0, probes = n < 1000 ? n : 1000;
 
     corral_config_init(&cfg);
     cfg.max_memory = (size_t)n * 400 + (64u << 20);
@@ -549,21 +719,39 @@ tags_engine(unsigned n, bool subscribed)
             bench_die("store %u of %u failed", i, n);
         }
     }
+    memset(&st, 0, sizeof(st));
+    corral_stats(c, &st, sizeof(st));
+    /* the cache's first invalidation (of a tag no item carries) pays
+     * for first touches (the event ring's memory, with a subscriber),
+     * whatever the item count: timed apart */
+    t0 = bench_now_ns();
+    corral_invalidate_tag(c, "unused");
+    cold = bench_now_ns() - t0;
     for (unsigned t = 0; t < NTAGS; t++) {
         t0 = bench_now_ns();
         corral_invalidate_tag(c, names[t]);
         dt[t] = bench_now_ns() - t0;
     }
-    gone = corral_get(c, "item:0", 6, &item) == CORRAL_ENOTFOUND;
-    if (!gone) {
-        corral_item_release(item);
+    first = dt[0];
+    for (unsigned p = 0; p < probes; p++) {
+        corral_item_t *item;
+        int k = snprintf(key, sizeof(key), "item:%u",
+                         (unsigned)((uint64_t)p * n / probes));
+
+        if (corral_get(c, key, (size_t)k, &item) == CORRAL_OK) {
+            corral_item_release(item);
+            left++;
+        }
     }
     qsort(dt, NTAGS, sizeof(dt[0]), cmp_u64);
-    printf("  %8u items  %s  invalidate_tag median %6.2f us  max %6.2f us"
-           "%s\n",
-           n, subscribed ? "1 subscriber " : "no subscriber",
-           (double)dt[NTAGS / 2] / 1e3, (double)dt[NTAGS - 1] / 1e3,
-           gone ? "" : "  (item still there!)");
+    printf("  %8u items (%llu stored, %llu evicted)  %s  invalidate_tag "
+           "cold %6.2f us | first %6.2f us  median %6.2f us  max %6.2f us"
+           " | %u of %u probed keys left\n",
+           n, (unsigned long long)st.curr_items,
+           (unsigned long long)st.evictions,
+           subscribed ? "1 subscriber " : "no subscriber", (double)cold / 1e3,
+           (double)first / 1e3, (double)dt[NTAGS / 2] / 1e3,
+           (double)dt[NTAGS - 1] / 1e3, left, probes);
     corral_unsubscribe(c, sub);
     corral_destroy(c);
 }
@@ -631,7 +819,9 @@ static void
 run_tags(const struct wopts *o)
 {
     printf("\ntags: invalidate_tag of a tag carried by every item "
-           "(8 tags per item, one sample per tag)\n");
+           "(8 tags per item, one call per tag; cold: the cache's first "
+           "invalidation, of an unused tag; first: the call that "
+           "invalidates the live items)\n");
     for (size_t i = 0; i < o->nitems; i++) {
         tags_engine(o->items[i], false);
         tags_engine(o->items[i], true);
@@ -652,6 +842,8 @@ usage(FILE *f)
             "  --part LIST         latency,throughput,tags (default: all)\n"
             "  --watchers LIST     watcher counts (default 1,10,100)\n"
             "  --events N          events per latency run (default 2000)\n"
+            "  --lat-rounds N      latency runs per watcher count "
+            "(default 3)\n"
             "  --duration S        seconds per throughput run (default 3)\n"
             "  --rounds N          throughput rounds (default 2)\n"
             "  --conns N           throughput connections (default 8)\n"
@@ -678,6 +870,7 @@ bench_watch_main(int argc, char **argv)
     o.watchers[2] = 100;
     o.nw = 3;
     o.events = 2000;
+    o.lat_rounds = 3;
     o.duration = 3;
     o.rounds = 2;
     o.conns = 8;
@@ -709,6 +902,8 @@ bench_watch_main(int argc, char **argv)
             o.nw = bench_parse_list(a, v, o.watchers, MAX_W);
         } else if (strcmp(a, "--events") == 0) {
             o.events = (unsigned)bench_parse_size(a, v, false);
+        } else if (strcmp(a, "--lat-rounds") == 0) {
+            o.lat_rounds = (unsigned)bench_parse_size(a, v, false);
         } else if (strcmp(a, "--duration") == 0) {
             o.duration = bench_parse_double(a, v);
         } else if (strcmp(a, "--rounds") == 0) {
@@ -743,8 +938,8 @@ bench_watch_main(int argc, char **argv)
             bench_usage_error("unknown option %s", a);
         }
     }
-    if (o.nw == 0 || o.events == 0 || o.rounds == 0 || o.conns == 0 ||
-        o.pipeline == 0 || o.pipeline > 16 || o.keys == 0) {
+    if (o.nw == 0 || o.events == 0 || o.lat_rounds == 0 || o.rounds == 0 ||
+        o.conns == 0 || o.pipeline == 0 || o.pipeline > 16 || o.keys == 0) {
         bench_usage_error("counts must be positive; --pipeline at most 16");
     }
     o.latency = bench_list_has(parts, "latency");

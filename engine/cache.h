@@ -51,6 +51,7 @@ struct early_slot {
     _Atomic uint64_t hash;
     _Atomic uint64_t won_at_ms;  /* 0: no win waiting for its store */
     _Atomic uint32_t delta_ms;   /* the last win-to-store time */
+    _Atomic uint32_t won_exp;    /* the item's exptime at the last win */
 };
 
 struct shard {

@@ -483,14 +483,16 @@ early_table(struct corral *c, struct shard *s)
     return t;
 }
 
-/* A token was handed out for key h: remember when. */
+/* A token was handed out for key h, whose item expires at @exp: remember
+ * when. */
 static void
-early_won(struct corral *c, struct shard *s, uint64_t h)
+early_won(struct corral *c, struct shard *s, uint64_t h, uint32_t exp)
 {
     struct early_slot *t = early_table(c, s);
     if (t != NULL) {
         struct early_slot *e = &t[h % EARLY_SLOTS];
         atomic_store_explicit(&e->hash, h, memory_order_relaxed);
+        atomic_store_explicit(&e->won_exp, exp, memory_order_relaxed);
         atomic_store_explicit(&e->won_at_ms, cache_now_ns(c) / 1000000u,
                               memory_order_relaxed);
     }
@@ -576,6 +578,20 @@ early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
     if (e == 0 || (delta = early_delta(s, h, it)) == 0) {
         return false;
     }
+    {
+        /* One early refresh per expiry: a value stored again within the
+         * same expiry second (a refresh in the last second of a short
+         * TTL) is not due again at once. */
+        struct early_slot *t = atomic_load_explicit(&s->early,
+                                                    memory_order_acquire);
+        if (t != NULL &&
+            atomic_load_explicit(&t[h % EARLY_SLOTS].hash,
+                                 memory_order_relaxed) == h &&
+            atomic_load_explicit(&t[h % EARLY_SLOTS].won_exp,
+                                 memory_order_relaxed) == e) {
+            return false;
+        }
+    }
     now_ms = (double)(cache_now_ns(c) / 1000000u);
     return now_ms - (double)delta * beta * log(unit_random()) >=
            (double)e * 1000.0;
@@ -615,7 +631,7 @@ token_decide(struct corral *c, struct shard *s, uint64_t h, item_t *it,
         if (early) {
             COUNT(s, early_wins);
         }
-        early_won(c, s, h);
+        early_won(c, s, h, item_exptime(it));
     } else if (item_has(it, ITEM_TOKEN)) {
         res |= CORRAL_RES_LOST;
         COUNT(s, recache_lost);
@@ -680,7 +696,7 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
     item_ref(it);
     *out_item = it;
     COUNT(s, recache_wins);
-    early_won(c, s, h);
+    early_won(c, s, h, item_exptime(it));
     if (out_res != NULL) {
         out_res->flags |= CORRAL_RES_WIN | CORRAL_RES_VIVIFIED;
     }

@@ -490,13 +490,14 @@ prefix_changed(const struct shard *s, const struct keyrec *kr,
 
 /* Build the item a successful load produced (no lock held). */
 static corral_status_t
-build_item(const struct leader *L, corral_load_t *ld, uint32_t now,
+build_item(const struct leader *L, corral_load_t *ld, uint64_t now_ns,
            uint32_t delta_ms, item_t **out)
 {
     struct corral *c = L->c;
     item_t *it;
     int64_t ttl = ld->ttl_set ? ld->ttl : L->o.ttl;
     int64_t stale = ld->ttl_set ? ld->stale_ttl : L->o.stale_ttl;
+    uint32_t now = (uint32_t)(now_ns / 1000000000u);
     uint32_t fresh_until, hard;
     char *fb;
 
@@ -529,6 +530,13 @@ build_item(const struct leader *L, corral_load_t *ld, uint32_t now,
     }
     ld->ntags = 0;
     fresh_until = exptime_abs(ttl, now);
+    if (ttl > 0 && ttl <= CORRAL_RELTIME_MAX && now_ns % 1000000000u != 0 &&
+        fresh_until < UINT32_MAX) {
+        /* fresh for ttl seconds from now, not from the start of this
+         * second: a value refreshed in the last second of a short TTL
+         * would otherwise be due again at once */
+        fresh_until++;
+    }
     hard = fresh_until;
     if (fresh_until > 1 && stale > 0) {
         int64_t h = (int64_t)fresh_until + stale;
@@ -592,7 +600,7 @@ lead(struct leader *L)
     if (err == 0 && ld.failed != CORRAL_OK) {
         st = ld.failed;
     } else if (err == 0) {
-        st = build_item(L, &ld, now, delta_ms, &it);
+        st = build_item(L, &ld, t1, delta_ms, &it);
     }
     load_drop_tags(&ld);
     free(ld.value);

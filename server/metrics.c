@@ -10,8 +10,11 @@
  *          ──► parse the request line: GET or HEAD, /metrics[?...],
  *              HTTP/1.0 or HTTP/1.1 (400, 404, 405, 505 otherwise)
  *          ──► render: engine statistics (corral_stats through the
- *              server's baseline-free view), worker counters, per-command
- *              histograms summed over workers, log streams, process
+ *              server's baseline-free view), worker counters, the
+ *              invalidation stream (watch history, watchers) and peer
+ *              links (one series per link, labelled peer="host:port"),
+ *              per-command histograms summed over workers, log
+ *              streams, process
  *          ──► write the response, then shut the write side and wait
  *              for the client to close (so an unread request byte cannot
  *              turn the close into a reset that loses the response)
@@ -39,6 +42,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +58,9 @@
 #include "exec.h"
 #include "log.h"
 #include "logstream.h"
+#include "peer.h"
 #include "server.h"
+#include "watch.h"
 #include "worker.h"
 
 #define METRICS_MAX_SOCKETS 8
@@ -253,47 +259,46 @@ metrics_engine(struct mbuf *b, const corral_stats_t *cs)
 }
 
 static void
-metrics_server(struct mbuf *b, struct server *srv)
+metrics_server(struct mbuf *b, struct server *srv,
+               const struct server_snapshot *ss)
 {
-    struct server_snapshot ss;
     struct logstream_stats ls;
 
-    server_raw_snapshot(srv, &ss);
     metric_u64(b, "corral_connections", "gauge",
-               "client connections open now", ss.curr_conns);
+               "client connections open now", ss->curr_conns);
     metric_u64(b, "corral_connections_max", "gauge",
                "the connection limit (-c)", srv->settings->max_conns);
     metric_u64(b, "corral_connections_total", "counter",
-               "client connections accepted", ss.total_conns);
+               "client connections accepted", ss->total_conns);
     metric_u64(b, "corral_connections_rejected_total", "counter",
                "connections refused at the connection limit",
-               ss.rejected_conns);
+               ss->rejected_conns);
     metric_u64(b, "corral_listen_disabled_total", "counter",
                "times accepting paused for lack of descriptors",
-               ss.listen_disabled_num);
+               ss->listen_disabled_num);
     metric_u64(b, "corral_accepting", "gauge",
-               "1 while new connections are accepted", ss.accepting);
+               "1 while new connections are accepted", ss->accepting);
     metric_u64(b, "corral_idle_kicks_total", "counter",
-               "connections closed by the idle timeout", ss.idle_kicks);
+               "connections closed by the idle timeout", ss->idle_kicks);
     metric_u64(b, "corral_conn_yields_total", "counter",
                "batches cut short to let other connections run",
-               ss.conn_yields);
+               ss->conn_yields);
     metric_u64(b, "corral_read_bytes_total", "counter",
-               "bytes read from clients", ss.bytes_read);
+               "bytes read from clients", ss->bytes_read);
     metric_u64(b, "corral_written_bytes_total", "counter",
-               "bytes written to clients", ss.bytes_written);
+               "bytes written to clients", ss->bytes_written);
     metric_u64(b, "corral_threads", "gauge", "worker threads",
                srv->nworkers);
     metric_u64(b, "corral_meta_commands_total", "counter",
-               "meta commands (mg ms md ma mn me)", ss.cmd_meta);
+               "meta commands (mg ms md ma mn me)", ss->cmd_meta);
     metric_u64(b, "corral_meta_stale_total", "counter",
-               "mg requests that found a stale item (X)", ss.meta_stale);
+               "mg requests that found a stale item (X)", ss->meta_stale);
     metric_u64(b, "corral_meta_vivified_total", "counter",
                "mg requests that created a missing item (N)",
-               ss.meta_vivified);
+               ss->meta_vivified);
     metric_u64(b, "corral_meta_lease_timeouts_total", "counter",
                "W handed out again before the previous holder stored",
-               ss.meta_lease_timeouts);
+               ss->meta_lease_timeouts);
 
     logstream_stats(srv->logs, &ls);
     metric_u64(b, "corral_log_watchers", "gauge",
@@ -306,6 +311,174 @@ metrics_server(struct mbuf *b, struct server *srv)
     metric_u64(b, "corral_log_lines_skipped_total", "counter",
                "log stream lines lost by watchers that fell behind",
                ls.skipped);
+}
+
+/* A label value with backslash, quote and newline escaped. */
+static void
+mbuf_label(struct mbuf *b, const char *v)
+{
+    for (const char *p = v; *p != '\0'; p++) {
+        if (*p == '\\' || *p == '"') {
+            mbuf_printf(b, "\\%c", *p);
+        } else if (*p == '\n') {
+            mbuf_printf(b, "\\n");
+        } else {
+            mbuf_printf(b, "%c", *p);
+        }
+    }
+}
+
+/* The stream of invalidations: the server's commands, the watch history
+ * and its watchers (when --watch-history is not 0). */
+static void
+metrics_invalidation(struct mbuf *b, struct server *srv,
+                     const struct server_snapshot *ss)
+{
+    metric_u64(b, "corral_invalidate_tag_commands_total", "counter",
+               "invalidate_tag requests", ss->cmd_invalidate_tag);
+    metric_u64(b, "corral_invalidate_prefix_commands_total", "counter",
+               "invalidate_prefix requests", ss->cmd_invalidate_prefix);
+    metric_u64(b, "corral_tagged_stores_total", "counter",
+               "storage requests that gave the item at least one tag "
+               "(tags on the command, or --key-tags)",
+               ss->cmd_tagged_store);
+    if (srv->watch != NULL) {
+        struct watch_stats ws;
+
+        watch_stats_get(srv->watch, &ws);
+        metric_u64(b, "corral_watch_history_events", "gauge",
+                   "events the invalidation history holds at most "
+                   "(--watch-history)", ws.history);
+        metric_u64(b, "corral_watch_history_used_events", "gauge",
+                   "events the invalidation history holds now",
+                   ws.history_used);
+        metric_u64(b, "corral_watch_next_seq", "gauge",
+                   "the sequence number the next invalidation event will "
+                   "carry", ws.next_seq);
+        metric_u64(b, "corral_watch_events_total", "counter",
+                   "invalidation events recorded in the history",
+                   ws.events);
+        metric_u64(b, "corral_watchers", "gauge",
+                   "connections watching invalidations now", ws.watchers);
+        metric_u64(b, "corral_watchers_total", "counter",
+                   "watch invalidations commands accepted",
+                   ws.watchers_total);
+        metric_u64(b, "corral_watch_lines_sent_total", "counter",
+                   "event lines queued to watchers", ws.lines_sent);
+        metric_u64(b, "corral_watchers_lagged_total", "counter",
+                   "watchers closed for falling too far behind",
+                   ws.watchers_lagged);
+        metric_u64(b, "corral_watch_gaps_total", "counter",
+                   "gap lines sent (the watcher must flush what it holds)",
+                   ws.gaps);
+        metric_u64(b, "corral_watch_replays_total", "counter",
+                   "watch invalidations since= answered from the history",
+                   ws.replays);
+    }
+}
+
+/* One "name{peer="host:port"" prefix; the caller adds the rest. */
+static void
+peer_series(struct mbuf *b, const char *name, const struct peer_stats *p)
+{
+    mbuf_printf(b, "%s{peer=\"", name);
+    mbuf_label(b, p->name);
+    mbuf_printf(b, "\"");
+}
+
+/*
+ * Peer links (--peer): totals, then one series per link labelled with
+ * the peer's address as given (peers are few, so labels stay bounded),
+ * its state as a state set, and its counters and lag.
+ */
+static void
+metrics_peers(struct mbuf *b, struct server *srv)
+{
+    /* the uint64_t fields of struct peer_stats exported as they are, or
+     * (us) from microseconds to seconds */
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+        bool us;
+    } fam[] = {
+        {"corral_peer_events_applied_total", "counter",
+         "invalidation events applied from this peer",
+         offsetof(struct peer_stats, applied), false},
+        {"corral_peer_flushes_total", "counter",
+         "flushes of this node's cache for lack of continuity with this "
+         "peer (first link, peer restarted, gap)",
+         offsetof(struct peer_stats, flushes), false},
+        {"corral_peer_connects_total", "counter",
+         "connections made to this peer (watch commands sent)",
+         offsetof(struct peer_stats, connects), false},
+        {"corral_peer_lag_seconds", "gauge",
+         "for the last event applied from this peer, the time from its "
+         "timestamp on the peer to its application here (the two hosts' "
+         "clocks); 0 before any",
+         offsetof(struct peer_stats, lag_us), true},
+        {"corral_peer_lag_seconds_total", "counter",
+         "the lag of every event applied from this peer, summed: its "
+         "increase over that of corral_peer_events_applied_total is the "
+         "mean lag",
+         offsetof(struct peer_stats, lag_sum_us), true},
+        {"corral_peer_last_event_timestamp_seconds", "gauge",
+         "Unix time at which the last event from this peer was applied; "
+         "0 before any",
+         offsetof(struct peer_stats, last_us), true},
+    };
+    struct peers *ps = srv->peers;
+    unsigned n = peers_count(ps), up = 0;
+    struct peer_stats *st;
+
+    if (n == 0) {
+        return;
+    }
+    st = calloc(n, sizeof(*st));
+    if (st == NULL) {
+        b->oom = true;
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        peers_link_stats(ps, i, &st[i]);
+        up += st[i].up;
+    }
+    metric_u64(b, "corral_peers", "gauge", "peer links configured (--peer)",
+               n);
+    metric_u64(b, "corral_peers_up", "gauge",
+               "peer links applying their peer's stream", up);
+    mbuf_help(b, "corral_peer_up", "gauge",
+              "1 while the link applies the peer's stream, else 0");
+    for (unsigned i = 0; i < n; i++) {
+        peer_series(b, "corral_peer_up", &st[i]);
+        mbuf_printf(b, "} %d\n", st[i].up);
+    }
+    mbuf_help(b, "corral_peer_state", "gauge",
+              "1 for the link's current state (down, connecting, waiting, "
+              "up, self), 0 for the others");
+    for (unsigned i = 0; i < n; i++) {
+        const char *sn;
+
+        for (unsigned k = 0; (sn = peers_state_name(k)) != NULL; k++) {
+            peer_series(b, "corral_peer_state", &st[i]);
+            mbuf_printf(b, ",state=\"%s\"} %d\n", sn, k == st[i].state);
+        }
+    }
+    for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        mbuf_help(b, fam[f].name, fam[f].type, fam[f].help);
+        for (unsigned i = 0; i < n; i++) {
+            uint64_t v;
+
+            memcpy(&v, (const char *)&st[i] + fam[f].off, sizeof(v));
+            peer_series(b, fam[f].name, &st[i]);
+            if (fam[f].us) {
+                mbuf_printf(b, "} %" PRIu64 ".%06" PRIu64 "\n", v / 1000000,
+                            v % 1000000);
+            } else {
+                mbuf_printf(b, "} %" PRIu64 "\n", v);
+            }
+        }
+    }
+    free(st);
 }
 
 /*
@@ -439,11 +612,15 @@ metrics_render(struct server *srv, size_t *out_len)
 {
     struct mbuf b = {NULL, 0, 0, false};
     corral_stats_t cs;
+    struct server_snapshot ss;
 
     memset(&cs, 0, sizeof(cs));
     corral_stats(srv->cache, &cs, sizeof(cs));
+    server_raw_snapshot(srv, &ss);
     metrics_engine(&b, &cs);
-    metrics_server(&b, srv);
+    metrics_server(&b, srv, &ss);
+    metrics_invalidation(&b, srv, &ss);
+    metrics_peers(&b, srv);
     metrics_commands(&b, srv);
     metrics_process(&b, srv);
     if (b.oom || b.p == NULL) {

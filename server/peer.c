@@ -43,6 +43,7 @@
  */
 #include "peer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -54,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -111,6 +113,14 @@ struct peer_link {
     atomic_uint_fast64_t applied;
     atomic_uint_fast64_t flushes;
     atomic_uint_fast64_t connects;
+    /* Lag: for the last applied event, microseconds from its ts on the
+     * peer to its application here (last_lag_us) and the Unix time of
+     * that application (last_us); and the sum of the former over every
+     * applied event (lag_sum_us).  Written together by the main loop;
+     * a reader may see one updated before the other. */
+    atomic_uint_fast64_t last_lag_us;
+    atomic_uint_fast64_t last_us;
+    atomic_uint_fast64_t lag_sum_us;
 };
 
 struct peers {
@@ -291,6 +301,26 @@ link_send_watch(struct peer_link *l)
 /* ---------------------------------------------------------------------- */
 /* The stream                                                             */
 
+/*
+ * Record the lag of an event just applied: wall-clock time here minus
+ * the peer's timestamp on it.  Both are CLOCK_REALTIME, so across hosts
+ * the figure includes their clocks' offset; a negative difference (a
+ * peer's clock ahead of this one's) counts as 0.
+ */
+static void
+link_note_lag(struct peer_link *l, uint64_t ts_us)
+{
+    struct timespec ts;
+    uint64_t now, lag;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    lag = ts_us != 0 && now > ts_us ? now - ts_us : 0;
+    atomic_store_explicit(&l->last_lag_us, lag, memory_order_relaxed);
+    atomic_store_explicit(&l->last_us, now, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->lag_sum_us, lag, memory_order_relaxed);
+}
+
 /* One line.  Returns false when the link was closed. */
 static bool
 link_line(struct peer_link *l, const struct proto_watch_event *ev)
@@ -349,6 +379,7 @@ link_line(struct peer_link *l, const struct proto_watch_event *ev)
         }
         l->next = ev->seq + 1;
         atomic_fetch_add_explicit(&l->applied, 1, memory_order_relaxed);
+        link_note_lag(l, ev->ts_us);
         return true;
     case PROTO_WEV_NONE:
     case PROTO_WEV_COUNT:
@@ -561,6 +592,42 @@ peers_report(struct peers *ps,
         REPORT_U64(name, atomic_load(&l->flushes));
         snprintf(name, sizeof(name), "peer:%s:connects", l->name);
         REPORT_U64(name, atomic_load(&l->connects));
+        snprintf(name, sizeof(name), "peer:%s:lag_us", l->name);
+        REPORT_U64(name, atomic_load(&l->last_lag_us));
     }
 #undef REPORT_U64
+}
+
+unsigned
+peers_count(const struct peers *ps)
+{
+    return ps != NULL ? ps->n : 0;
+}
+
+const char *
+peers_state_name(unsigned state)
+{
+    return state < sizeof(peer_state_names) / sizeof(peer_state_names[0])
+               ? peer_state_names[state]
+               : NULL;
+}
+
+void
+peers_link_stats(struct peers *ps, unsigned i, struct peer_stats *out)
+{
+    struct peer_link *l = &ps->links[i];
+
+    assert(i < ps->n);
+    memset(out, 0, sizeof(*out));
+    out->name = l->name;
+    out->state = (unsigned)link_state(l);
+    out->up = link_state(l) == PEER_UP;
+    out->node = atomic_load_explicit(&l->node, memory_order_relaxed);
+    out->applied = atomic_load_explicit(&l->applied, memory_order_relaxed);
+    out->flushes = atomic_load_explicit(&l->flushes, memory_order_relaxed);
+    out->connects = atomic_load_explicit(&l->connects, memory_order_relaxed);
+    out->lag_us = atomic_load_explicit(&l->last_lag_us, memory_order_relaxed);
+    out->last_us = atomic_load_explicit(&l->last_us, memory_order_relaxed);
+    out->lag_sum_us =
+        atomic_load_explicit(&l->lag_sum_us, memory_order_relaxed);
 }

@@ -12,6 +12,7 @@
 #ifndef CORRALD_PEER_H
 #define CORRALD_PEER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct ev_loop;
@@ -32,11 +33,40 @@ void peers_destroy(struct peers *ps);
 /*
  * peers_report - call @fn with "STAT"-style name/value pairs: the totals
  * (peers, peers_up, peer_events_applied, peer_flushes, peer_connects)
- * and, per link, peer:<host:port>:{state,node,applied,flushes,connects}.
- * Any thread.
+ * and, per link, peer:<host:port>:{state,node,applied,flushes,connects,
+ * lag_us}.  Any thread.
  */
 void peers_report(struct peers *ps,
                   void (*fn)(const char *name, const char *value, void *ud),
                   void *ud);
+
+/* One link's figures, read from its atomics (peers_link_stats). */
+struct peer_stats {
+    const char *name;   /* "host:port", borrowed: lives as long as @ps */
+    unsigned state;     /* peers_state_name(state): "down", ..., "self" */
+    bool up;            /* state is "up": applying the peer's stream */
+    uint64_t node;      /* the peer's id; 0 until its first sync line */
+    uint64_t applied;   /* events applied from this peer */
+    uint64_t flushes;   /* flushes of this node for lack of continuity */
+    uint64_t connects;  /* watch commands sent (connections made) */
+    uint64_t lag_us;    /* the last applied event: microseconds from its
+                           timestamp on the peer to its application here
+                           (both CLOCK_REALTIME); 0 before any */
+    uint64_t last_us;   /* when that was, Unix microseconds; 0: never */
+    uint64_t lag_sum_us; /* lag_us summed over every applied event */
+};
+
+/* peers_count - the number of links (configured peers); 0 for NULL. */
+unsigned peers_count(const struct peers *ps);
+
+/* peers_state_name - a link state's name, or NULL past the last. */
+const char *peers_state_name(unsigned state);
+
+/*
+ * peers_link_stats - link @i's figures (i < peers_count()).  The fields
+ * are read one by one: a link that changes meanwhile may give a mix of
+ * old and new figures.  Any thread.
+ */
+void peers_link_stats(struct peers *ps, unsigned i, struct peer_stats *out);
 
 #endif /* CORRALD_PEER_H */

@@ -98,9 +98,11 @@ typedef struct corral corral_t;
 typedef struct corral_item corral_item_t;
 
 /*
- * A clock: nanoseconds since the Unix epoch.  The default reads
- * CLOCK_REALTIME once at creation and advances it with CLOCK_MONOTONIC, so it
- * never steps backwards.  Tests inject their own.  Must be thread-safe.
+ * A clock: nanoseconds since the Unix epoch.  The default is
+ * CLOCK_MONOTONIC shifted by the whole number of seconds that made it read
+ * CLOCK_REALTIME at creation (to within half a second), so it never steps
+ * backwards and its seconds begin where the whole-second item times do.
+ * Tests inject their own.  Must be thread-safe.
  */
 typedef uint64_t (*corral_clock_fn)(void *ud);
 

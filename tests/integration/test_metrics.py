@@ -10,7 +10,9 @@ around some traffic must show every counter and histogram bucket grown
 or equal, and the figures the traffic moved grown by what it did.  The
 HTTP side is driven with raw sockets: errors for anything but GET/HEAD
 /metrics, a bounded request head, the deadline, the connection limit, and
-the bind address.
+the bind address.  The invalidation stream's figures follow known
+traffic (tags, prefixes, watchers, a replay and a gap) and agree with
+"stats invalidations"; two linked nodes show one series per peer link.
 """
 
 import math
@@ -23,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Client, Results  # noqa: E402
+from test_invalidation import Watcher  # noqa: E402
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
@@ -214,6 +217,20 @@ def http(port, request, timeout=10.0, host="127.0.0.1"):
         s.close()
 
 
+def wait_metrics(port, host="127.0.0.1"):
+    """Wait until the metrics port accepts.  corrald opens it just after
+    the memcached port, which is what harness.corrald() waits for."""
+    end = time.time() + 10 * harness.SLOW
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.02)
+
+
 def split_response(raw):
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -352,6 +369,220 @@ def t_traffic(res, srv, mport):
     res.check(value(cc, "corral_items") >= 2, "items gauge")
 
 
+def inv_stats(port):
+    """"stats invalidations" as a dict of strings."""
+    with Client(port) as c:
+        c.send(b"stats invalidations\r\n")
+        r = c.read_until(b"END\r\n")
+    return dict((m.group(1).decode(), m.group(2).decode())
+                for m in re.finditer(rb"STAT (\S+) (\S+)\r\n", r))
+
+
+def wait_for(cond, what, timeout=15.0):
+    end = time.time() + timeout * harness.SLOW
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+WATCH_FAMILIES = (("corral_watch_history_events", "gauge"),
+                  ("corral_watch_history_used_events", "gauge"),
+                  ("corral_watch_next_seq", "gauge"),
+                  ("corral_watch_events_total", "counter"),
+                  ("corral_watchers", "gauge"),
+                  ("corral_watchers_total", "counter"),
+                  ("corral_watch_lines_sent_total", "counter"),
+                  ("corral_watchers_lagged_total", "counter"),
+                  ("corral_watch_gaps_total", "counter"),
+                  ("corral_watch_replays_total", "counter"))
+
+
+def t_invalidation(res, srv, mport):
+    """The invalidation stream: the server's tag and prefix counters and
+    the watch history's figures, moved by known traffic, and equal to
+    what "stats invalidations" says at a quiet moment."""
+    _, a = scrape(mport)
+    for fam, typ in WATCH_FAMILIES + (
+            ("corral_invalidate_tag_commands_total", "counter"),
+            ("corral_invalidate_prefix_commands_total", "counter"),
+            ("corral_tagged_stores_total", "counter")):
+        res.check(fam in a and a[fam]["type"] == typ,
+                  "%s is a %s" % (fam, typ))
+    res.check("corral_peers" not in a, "no peer families without --peer")
+    w1, w2 = Watcher(srv.port), Watcher(srv.port)
+    node = w1.sync["node"]
+    with Client(srv.port) as c:
+        res.eq(c.request(b"tset mt1 0 0 1 red,blue\r\nx\r\n"),
+               b"STORED\r\n", "tset")
+        res.eq(c.request(b"tset mt2 0 0 1 red\r\ny\r\n"), b"STORED\r\n",
+               "tset")
+        res.eq(c.request(b"invalidate_tag red\r\n"), b"INVALIDATED\r\n",
+               "invalidate_tag")
+        res.eq(c.request(b"invalidate_prefix mt\r\n"), b"INVALIDATED\r\n",
+               "invalidate_prefix")
+    # both watchers have both events before the scrape
+    for w in (w1, w2):
+        got = w.lines_until(lambda ln: ln.get("type") == b"prefix")
+        res.check(any(ln.get("tag") == b"red" for ln in got),
+                  "a watcher heard the tag")
+    seq_tag = [int(ln["seq"]) for ln in got if ln.get("tag") == b"red"][0]
+    _, b = scrape(mport)
+    res.eq(delta(a, b, "corral_tagged_stores_total"), 2.0,
+           "tagged stores +2")
+    res.eq(delta(a, b, "corral_invalidate_tag_commands_total"), 1.0,
+           "invalidate_tag commands +1")
+    res.eq(delta(a, b, "corral_invalidate_prefix_commands_total"), 1.0,
+           "invalidate_prefix commands +1")
+    res.eq(value(b, "corral_watchers"), 2.0, "watchers now: 2")
+    res.eq(delta(a, b, "corral_watchers_total"), 2.0, "watchers total +2")
+    ev = delta(a, b, "corral_watch_events_total")
+    res.check(ev >= 2, "watch events +%r (the tag and the prefix)" % ev)
+    res.eq(delta(a, b, "corral_watch_next_seq"), ev,
+           "next seq moved with the events")
+    res.eq(delta(a, b, "corral_watch_lines_sent_total"), 2 * ev,
+           "lines sent: every event to both watchers")
+    res.check(0 < value(b, "corral_watch_history_used_events") <=
+              value(b, "corral_watch_history_events"),
+              "history used within its size")
+    w1.close()
+    w2.close()
+    # a replay and a gap
+    r = Watcher(srv.port, b"since=%d node=%s" % (seq_tag, node))
+    res.eq(r.line().get("seq"), b"%d" % seq_tag, "since= replays")
+    r.close()
+    r = Watcher(srv.port, b"since=%d node=%s" % (10 ** 12, node))
+    res.eq(r.line().get("type"), b"gap", "since= in the future: a gap")
+    r.close()
+    wait_for(lambda: inv_stats(srv.port)["watchers"] == "0",
+             "the watchers' close")
+    _, cc = scrape(mport)
+    res.eq(delta(b, cc, "corral_watch_replays_total"), 1.0, "replays +1")
+    res.eq(delta(b, cc, "corral_watch_gaps_total"), 1.0, "gaps +1")
+    res.eq(value(cc, "corral_watchers"), 0.0, "watchers now: 0")
+    st = inv_stats(srv.port)
+    for stat, fam in (("watch_history", "corral_watch_history_events"),
+                      ("watch_history_used",
+                       "corral_watch_history_used_events"),
+                      ("watch_next_seq", "corral_watch_next_seq"),
+                      ("watch_events", "corral_watch_events_total"),
+                      ("watchers_total", "corral_watchers_total"),
+                      ("watch_lines_sent", "corral_watch_lines_sent_total"),
+                      ("watchers_lagged", "corral_watchers_lagged_total"),
+                      ("watch_gaps", "corral_watch_gaps_total"),
+                      ("watch_replays", "corral_watch_replays_total"),
+                      ("cmd_invalidate_tag",
+                       "corral_invalidate_tag_commands_total"),
+                      ("cmd_invalidate_prefix",
+                       "corral_invalidate_prefix_commands_total"),
+                      ("cmd_tagged_store", "corral_tagged_stores_total")):
+        res.eq(value(cc, fam), float(st[stat]),
+               "%s equals stats invalidations' %s" % (fam, stat))
+
+
+def t_no_history(res):
+    """--watch-history 0: no watch families; the commands are counted."""
+    mport = harness.free_port()
+    with harness.corrald(["--watch-history", "0", "--metrics-port",
+                          str(mport)]) as srv:
+        wait_metrics(mport)
+        with Client(srv.port) as c:
+            c.request(b"invalidate_tag t\r\n")
+        _, fams = scrape(mport)
+        res.eq([f for f, _ in WATCH_FAMILIES if f in fams], [],
+               "no watch families without a history")
+        res.eq(value(fams, "corral_invalidate_tag_commands_total"), 1.0,
+               "invalidate_tag still counted")
+        res.eq(srv.stop(), 0, "corrald exits 0")
+
+
+def peer_value(fams, fam, peer, **labels):
+    return value(fams, fam, peer=peer, **labels)
+
+
+def t_peers(res):
+    """Two linked nodes, A also given its own address (a "self" link):
+    A's scrape has a series per link, labelled with the address, that
+    follows what B sends and agrees with "stats invalidations"."""
+    pa, pb, mport = harness.free_port(), harness.free_port(), \
+        harness.free_port()
+    la, lb = "127.0.0.1:%d" % pa, "127.0.0.1:%d" % pb
+    b_node = harness.corrald(["-t", "2", "--peer", la], port=pb)
+    a_node = harness.corrald(["-t", "2", "--peer", la, "--peer", lb,
+                              "--metrics-port", str(mport)], port=pa)
+    try:
+        wait_metrics(mport)
+        wait_for(lambda: inv_stats(pa).get("peers_up") == "1" and
+                 inv_stats(pb).get("peers_up") == "1", "links up")
+        wait_for(lambda: inv_stats(pa).get("peer:%s:state" % la) == "self",
+                 "A's link to itself closed")
+        _, a = scrape(mport)
+        for fam, typ in (("corral_peers", "gauge"),
+                         ("corral_peers_up", "gauge"),
+                         ("corral_peer_up", "gauge"),
+                         ("corral_peer_state", "gauge"),
+                         ("corral_peer_events_applied_total", "counter"),
+                         ("corral_peer_flushes_total", "counter"),
+                         ("corral_peer_connects_total", "counter"),
+                         ("corral_peer_lag_seconds", "gauge"),
+                         ("corral_peer_lag_seconds_total", "counter"),
+                         ("corral_peer_last_event_timestamp_seconds",
+                          "gauge")):
+            res.check(fam in a and a[fam]["type"] == typ,
+                      "%s is a %s" % (fam, typ))
+        res.eq(value(a, "corral_peers"), 2.0, "two links configured")
+        res.eq(value(a, "corral_peers_up"), 1.0, "one link up")
+        res.eq(peer_value(a, "corral_peer_up", lb), 1.0, "the link to B up")
+        res.eq(peer_value(a, "corral_peer_up", la), 0.0,
+               "the link to itself not up")
+        states = ("down", "connecting", "waiting", "up", "self")
+        res.eq([peer_value(a, "corral_peer_state", lb, state=s)
+                for s in states], [0.0, 0.0, 0.0, 1.0, 0.0],
+               "B's link: state up, one-hot")
+        res.eq([peer_value(a, "corral_peer_state", la, state=s)
+                for s in states], [0.0, 0.0, 0.0, 0.0, 1.0],
+               "the self link: state self")
+        res.check(peer_value(a, "corral_peer_connects_total", lb) >= 1,
+                  "connects counted")
+        res.check(peer_value(a, "corral_peer_flushes_total", lb) >= 1,
+                  "the first link flushed A")
+        # events caused on B reach A, and the figures follow
+        with Client(pb) as c:
+            for i in range(5):
+                res.eq(c.request(b"invalidate_tag pt%d\r\n" % i),
+                       b"INVALIDATED\r\n", "invalidate_tag on B")
+        applied0 = peer_value(a, "corral_peer_events_applied_total", lb)
+        wait_for(lambda: int(inv_stats(pa)["peer:%s:applied" % lb]) >=
+                 applied0 + 5, "A applied B's tags")
+        now = time.time()
+        _, b = scrape(mport)
+        st = inv_stats(pa)
+        res.eq(peer_value(b, "corral_peer_events_applied_total", lb),
+               float(st["peer:%s:applied" % lb]),
+               "applied equals stats invalidations")
+        res.eq(peer_value(b, "corral_peer_events_applied_total", lb) -
+               applied0, 5.0, "applied +5")
+        res.eq(value(b, "corral_peer_events_applied_total", peer=la), 0.0,
+               "nothing applied through the self link")
+        lag = peer_value(b, "corral_peer_lag_seconds", lb)
+        res.eq(lag, int(st["peer:%s:lag_us" % lb]) / 1e6,
+               "lag equals stats invalidations' lag_us, in seconds")
+        res.check(lag >= 0, "lag not negative")
+        res.check(peer_value(b, "corral_peer_lag_seconds_total", lb) >=
+                  lag, "lag sum at least the last lag")
+        last = peer_value(b, "corral_peer_last_event_timestamp_seconds", lb)
+        res.check(now - 600 < last <= now + 1,
+                  "last event time is Unix seconds (%r, now %r)" %
+                  (last, now))
+        monotonic(res, a, b, "peer scrapes")
+    finally:
+        for n in (a_node, b_node):
+            res.eq(n.stop(), 0, "linked corrald exits 0")
+            n.close()
+
+
 def t_http(res, srv, mport):
     def status(req):
         raw = http(mport, req)
@@ -439,6 +670,7 @@ def t_bind(res):
     environment variable set it."""
     mport = harness.free_port()
     with harness.corrald(["--metrics-port", str(mport)]) as srv:
+        wait_metrics(mport)
         res.check(scrape(mport) is not None, "bound on -l's 127.0.0.1")
         try:
             socket.create_connection(("127.0.0.2", mport), timeout=2).close()
@@ -451,6 +683,7 @@ def t_bind(res):
     with harness.corrald(["--metrics-listen", "127.0.0.2"],
                          env=dict(harness.sanitizer_env(),
                                   CORRAL_METRICS_PORT=str(mport))):
+        wait_metrics(mport, host="127.0.0.2")
         raw = http(mport, b"GET /metrics HTTP/1.1\r\n\r\n", host="127.0.0.2")
         res.check(raw.startswith(b"HTTP/1.1 200 OK"),
                   "CORRAL_METRICS_PORT with --metrics-listen 127.0.0.2")
@@ -474,10 +707,13 @@ def main():
     mport = harness.free_port()
     with harness.corrald(["-m", "32", "-t", "2", "--metrics-port",
                           str(mport)]) as srv:
-        for fn in (t_format, t_traffic, t_http, t_limits):
+        wait_metrics(mport)
+        for fn in (t_format, t_traffic, t_invalidation, t_http, t_limits):
             res.run(fn, srv, mport)
         res.eq(srv.stop(), 0, "corrald exits 0")
     res.run(t_bind)
+    res.run(t_no_history)
+    res.run(t_peers)
     res.finish()
 
 
