@@ -10,8 +10,8 @@
  *      the -Y credentials and the -Z TLS context    (EX_CONFIG), read
  *      before root is dropped so that they may be readable by root only
  *   4. the listening sockets, on the main loop     (EX_OSERR)
- *      (per-command statistics, log streams and hot keys just before;
- *      the metrics endpoint, --metrics-port, just after)
+ *      (per-command statistics, log streams, hot keys and then the
+ *      metrics endpoint, --metrics-port, just before the memcached port)
  *   5. dropping root for -u                        (EX_NOUSER, EX_OSERR)
  *   6. the peer links (--peer), timers on the main loop;
  *   7. the worker threads, with the signals main handles blocked in them;
@@ -377,10 +377,11 @@ main(int argc, char **argv)
         sigw[i].data = &srv;
         ev_signal_start(srv.main_loop, &sigw[i]);
     }
-    srv.listener = listener_create(&srv);
-    if (srv.listener == NULL ||
-        (st.metrics_port != 0 &&
-         (srv.metrics = metrics_create(&srv)) == NULL)) {
+    /* The metrics port opens first: once the memcached port accepts,
+     * everything is served. */
+    if ((st.metrics_port != 0 &&
+         (srv.metrics = metrics_create(&srv)) == NULL) ||
+        (srv.listener = listener_create(&srv)) == NULL) {
         main_teardown(&srv);
         return EX_OSERR;
     }
