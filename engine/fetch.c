@@ -530,17 +530,19 @@ build_item(const struct leader *L, corral_load_t *ld, uint64_t now_ns,
     }
     ld->ntags = 0;
     fresh_until = exptime_abs(ttl, now);
-    if (ttl > 0 && ttl <= CORRAL_RELTIME_MAX && now_ns % 1000000000u != 0 &&
-        fresh_until < UINT32_MAX) {
-        /* fresh for ttl seconds from now, not from the start of this
-         * second: a value refreshed in the last second of a short TTL
-         * would otherwise be due again at once */
-        fresh_until++;
-    }
     hard = fresh_until;
     if (fresh_until > 1 && stale > 0) {
         int64_t h = (int64_t)fresh_until + stale;
         hard = h > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)h;
+        if (ttl > 0 && ttl <= CORRAL_RELTIME_MAX &&
+            now_ns % 1000000000u != 0) {
+            /* Fresh for ttl seconds from now, not from the start of this
+             * second (the stale window has room for the difference): a
+             * value refreshed in the last second of a short TTL is
+             * otherwise due again at once.  The item's expiry, which
+             * callers see, stays memcached's. */
+            fresh_until++;
+        }
     }
     atomic_store(&it->exptime, hard);
     atomic_store(&it->atime, now);

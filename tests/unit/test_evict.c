@@ -274,7 +274,10 @@ test_evictions_counted(void)
     CU_ASSERT_EQUAL(st.curr_items + st.evictions, n);
     CU_ASSERT_EQUAL(st.evicted_unfetched, st.evictions);
     CU_ASSERT_EQUAL(st.reclaimed, 0);
-    /* the survivors are the newest keys */
+    /* The survivors are the newest keys, but for the odd one: a new key
+     * whose fingerprint matches a remembered evicted one (a chance that
+     * depends on the hash seed) goes straight to the main queue and
+     * outlives newer keys in the small one. */
     {
         char buf[600];
         size_t live = 0;
@@ -283,7 +286,8 @@ test_evictions_counted(void)
             live += corral_get_copy(c, key, strlen(key), buf, sizeof(buf),
                                     NULL, NULL, NULL) == CORRAL_OK;
         }
-        CU_ASSERT_EQUAL(live, st.curr_items);
+        CU_ASSERT(live <= st.curr_items &&
+                  live + 1 + st.curr_items / 100 >= st.curr_items);
     }
     corral_destroy(c);
 }
