@@ -280,6 +280,10 @@ metrics_server(struct mbuf *b, struct server *srv,
                "1 while new connections are accepted", ss->accepting);
     metric_u64(b, "corral_idle_kicks_total", "counter",
                "connections closed by the idle timeout", ss->idle_kicks);
+    metric_u64(b, "corral_auth_commands_total", "counter",
+               "authentication attempts (-Y)", ss->auth_cmds);
+    metric_u64(b, "corral_auth_errors_total", "counter",
+               "authentication attempts refused (-Y)", ss->auth_errors);
     metric_u64(b, "corral_conn_yields_total", "counter",
                "batches cut short to let other connections run",
                ss->conn_yields);

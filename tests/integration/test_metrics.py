@@ -18,8 +18,10 @@ traffic (tags, prefixes, watchers, a replay and a gap) and agree with
 import math
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -498,6 +500,33 @@ def t_no_history(res):
         res.eq(srv.stop(), 0, "corrald exits 0")
 
 
+def t_auth(res):
+    """-Y: authentication attempts and refusals, as stats counts them."""
+    mport = harness.free_port()
+    tmp = tempfile.mkdtemp(prefix="corral-metrics-")
+    try:
+        authfile = os.path.join(tmp, "auth")
+        with open(authfile, "w") as f:
+            f.write("alice:secret\n")
+        with harness.corrald(["-Y", authfile, "--metrics-port",
+                              str(mport)]) as srv:
+            wait_metrics(mport)
+            with Client(srv.port) as c:
+                res.eq(c.request(b"set a 0 0 9\r\nalice bad\r\n"),
+                       b"CLIENT_ERROR authentication failure\r\n",
+                       "a wrong password is refused")
+                res.eq(c.request(b"set a 0 0 12\r\nalice secret\r\n"),
+                       b"STORED\r\n", "the right one is accepted")
+            _, fams = scrape(mport)
+            res.eq(value(fams, "corral_auth_commands_total"), 2.0,
+                   "two authentication attempts")
+            res.eq(value(fams, "corral_auth_errors_total"), 1.0,
+                   "one refused")
+            res.eq(srv.stop(), 0, "corrald exits 0")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def peer_value(fams, fam, peer, **labels):
     return value(fams, fam, peer=peer, **labels)
 
@@ -713,6 +742,7 @@ def main():
         res.eq(srv.stop(), 0, "corrald exits 0")
     res.run(t_bind)
     res.run(t_no_history)
+    res.run(t_auth)
     res.run(t_peers)
     res.finish()
 
