@@ -264,20 +264,7 @@ parse_tstore(struct proto_cmd *cmd, const struct proto_line *ln,
     }
     cmd->tags = ln->tok[tagi].p;
     cmd->tags_len = ln->tok[tagi].len;
-    switch (cmd->type) {
-    case PROTO_CMD_TADD:
-        cmd->store_mode = PROTO_STORE_ADD;
-        break;
-    case PROTO_CMD_TREPLACE:
-        cmd->store_mode = PROTO_STORE_REPLACE;
-        break;
-    case PROTO_CMD_TCAS:
-        cmd->store_mode = PROTO_STORE_CAS;
-        break;
-    default:
-        cmd->store_mode = PROTO_STORE_SET;
-        break;
-    }
+    cmd->store_mode = proto_store_mode(cmd->type);
     return proto_take_block(cmd, buf, len, ln->size, (size_t)vlen, lim,
                             out_consumed);
 }

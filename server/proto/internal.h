@@ -57,6 +57,9 @@ proto_status_t proto_take_block(struct proto_cmd *cmd, const char *buf,
                                 const struct proto_limits *lim,
                                 size_t *out_consumed);
 
+/* The store mode of a storage command, classic or tagged (tset...). */
+proto_store_mode_t proto_store_mode(proto_cmd_type_t type);
+
 /* Set cmd up for a PROTO_EINVAL reply consuming @consumed bytes. */
 proto_status_t proto_fail(struct proto_cmd *cmd, proto_err_t err,
                           size_t consumed, size_t swallow,

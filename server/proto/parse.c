@@ -396,28 +396,31 @@ parse_store(struct proto_cmd *cmd, const struct proto_line *ln,
         return proto_fail(cmd, PROTO_ERR_BAD_FORMAT, ln->size, 0,
                           out_consumed);
     }
-    switch (cmd->type) {
-    case PROTO_CMD_ADD:
-        cmd->store_mode = PROTO_STORE_ADD;
-        break;
-    case PROTO_CMD_REPLACE:
-        cmd->store_mode = PROTO_STORE_REPLACE;
-        break;
-    case PROTO_CMD_APPEND:
-        cmd->store_mode = PROTO_STORE_APPEND;
-        break;
-    case PROTO_CMD_PREPEND:
-        cmd->store_mode = PROTO_STORE_PREPEND;
-        break;
-    case PROTO_CMD_CAS:
-        cmd->store_mode = PROTO_STORE_CAS;
-        break;
-    default:
-        cmd->store_mode = PROTO_STORE_SET;
-        break;
-    }
+    cmd->store_mode = proto_store_mode(cmd->type);
     return proto_take_block(cmd, buf, len, ln->size, (size_t)vlen, lim,
                             out_consumed);
+}
+
+proto_store_mode_t
+proto_store_mode(proto_cmd_type_t type)
+{
+    switch (type) {
+    case PROTO_CMD_ADD:
+    case PROTO_CMD_TADD:
+        return PROTO_STORE_ADD;
+    case PROTO_CMD_REPLACE:
+    case PROTO_CMD_TREPLACE:
+        return PROTO_STORE_REPLACE;
+    case PROTO_CMD_APPEND:
+        return PROTO_STORE_APPEND;
+    case PROTO_CMD_PREPEND:
+        return PROTO_STORE_PREPEND;
+    case PROTO_CMD_CAS:
+    case PROTO_CMD_TCAS:
+        return PROTO_STORE_CAS;
+    default:
+        return PROTO_STORE_SET;
+    }
 }
 
 static proto_status_t
