@@ -483,6 +483,23 @@ early_table(struct corral *c, struct shard *s)
     return t;
 }
 
+/* Key h's slot, if the shard has a table and the slot is h's; NULL
+ * otherwise.  Reads only. */
+static struct early_slot *
+early_find(struct shard *s, uint64_t h)
+{
+    struct early_slot *t = atomic_load_explicit(&s->early,
+                                                memory_order_acquire);
+    struct early_slot *e;
+
+    if (t == NULL) {
+        return NULL;
+    }
+    e = &t[h % EARLY_SLOTS];
+    return atomic_load_explicit(&e->hash, memory_order_relaxed) == h ? e
+                                                                     : NULL;
+}
+
 /* A token was handed out for key h, whose item expires at @exp: remember
  * when. */
 static void
@@ -502,17 +519,14 @@ early_won(struct corral *c, struct shard *s, uint64_t h, uint32_t exp)
 static void
 early_stored(struct corral *c, struct shard *s, uint64_t h)
 {
-    struct early_slot *t = atomic_load_explicit(&s->early,
-                                                memory_order_acquire);
-    struct early_slot *e;
+    struct early_slot *e = early_find(s, h);
     uint64_t won;
 
-    if (t == NULL) {
+    if (e == NULL) {
         return;
     }
-    e = &t[h % EARLY_SLOTS];
     won = atomic_load_explicit(&e->won_at_ms, memory_order_relaxed);
-    if (won != 0 && atomic_load_explicit(&e->hash, memory_order_relaxed) == h) {
+    if (won != 0) {
         uint64_t now = cache_now_ns(c) / 1000000u;
         /* a store within the millisecond of its win took under 1 ms,
          * not 0 (which would mean "nothing learned") */
@@ -530,7 +544,7 @@ static uint32_t
 early_delta(struct shard *s, uint64_t h, const item_t *it)
 {
     const char *fb = item_fetch_block(it);
-    struct early_slot *t;
+    struct early_slot *e;
     uint32_t d = 0;
 
     if (fb != NULL) {
@@ -539,14 +553,10 @@ early_delta(struct shard *s, uint64_t h, const item_t *it)
             return d;
         }
     }
-    t = atomic_load_explicit(&s->early, memory_order_acquire);
-    if (t != NULL &&
-        atomic_load_explicit(&t[h % EARLY_SLOTS].hash,
-                             memory_order_relaxed) == h) {
-        d = atomic_load_explicit(&t[h % EARLY_SLOTS].delta_ms,
-                                 memory_order_relaxed);
-    }
-    return d;
+    e = early_find(s, h);
+    return e != NULL ? atomic_load_explicit(&e->delta_ms,
+                                            memory_order_relaxed)
+                     : 0;
 }
 
 /* A uniform double in (0, 1]. */
@@ -571,6 +581,7 @@ early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
           const corral_get_opts_t *o)
 {
     uint32_t e = item_exptime(it);
+    struct early_slot *slot = early_find(s, h);
     uint32_t delta;
     double beta = o->beta > 0 ? o->beta : 1.0;
     double now_ms;
@@ -578,19 +589,12 @@ early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
     if (e == 0 || (delta = early_delta(s, h, it)) == 0) {
         return false;
     }
-    {
-        /* One early refresh per expiry: a value stored again within the
-         * same expiry second (a refresh in the last second of a short
-         * TTL) is not due again at once. */
-        struct early_slot *t = atomic_load_explicit(&s->early,
-                                                    memory_order_acquire);
-        if (t != NULL &&
-            atomic_load_explicit(&t[h % EARLY_SLOTS].hash,
-                                 memory_order_relaxed) == h &&
-            atomic_load_explicit(&t[h % EARLY_SLOTS].won_exp,
-                                 memory_order_relaxed) == e) {
-            return false;
-        }
+    /* One early refresh per expiry: a value stored again within the same
+     * expiry second (a refresh in the last second of a short TTL) is not
+     * due again at once. */
+    if (slot != NULL &&
+        atomic_load_explicit(&slot->won_exp, memory_order_relaxed) == e) {
+        return false;
     }
     now_ms = (double)(cache_now_ns(c) / 1000000u);
     return now_ms - (double)delta * beta * log(unit_random()) >=
