@@ -57,11 +57,11 @@
  *
  * Streams.  After "watch" a connection becomes a stream: conn_process()
  * discards its input (read only to notice EOF), and its producer queues
- * output with conn_stream_send() from the worker's own callbacks; the
- * producer hears when the queue has been written (ops->writable, which
- * may queue more), when the server drains (ops->drain) and when the
- * connection closes (ops->closed, before it is freed).  Producers that
- * queue from their own callbacks (conn_out_copy) then call conn_send().
+ * output with conn_out_copy(), then sends it with conn_send() when it
+ * queued from its own callbacks on the worker's thread; the producer
+ * hears when the queue has been written (ops->writable, which may queue
+ * more), when the server drains (ops->drain) and when the connection
+ * closes (ops->closed, before it is freed).
  *
  * Threads: a connection is used only by its worker's thread.  `state`,
  * `last_cmd`, `peer` and `fd` are also read by "stats conns" from other
@@ -1148,15 +1148,6 @@ conn_drain(struct conn *c)
     }
     c->drain_reading = c->rlen > 0;
     conn_after_io(c);
-}
-
-bool
-conn_stream_send(struct conn *c, const void *p, size_t n)
-{
-    if (!conn_out_copy(c, p, n)) {
-        c->killed = true;
-    }
-    return conn_send(c);
 }
 
 bool

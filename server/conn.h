@@ -127,8 +127,8 @@ size_t conn_out_pending(const struct conn *c);
 /*
  * A stream connection no longer executes requests: what it sends is
  * read only to notice the peer closing, and it receives whatever its
- * producer queues with conn_stream_send().  It is exempt from the idle
- * timeout, and closes on SIGTERM once its output is written.
+ * producer queues (conn_out_copy, then conn_send).  It is exempt from
+ * the idle timeout, and closes on SIGTERM once its output is written.
  */
 struct conn_stream_ops {
     /* Everything queued so far has been written: queue more now if there
@@ -147,14 +147,6 @@ struct conn_stream_ops {
  */
 void conn_stream_begin(struct conn *c, const struct conn_stream_ops *ops,
                        void *ud);
-
-/*
- * conn_stream_send - queue @n bytes on a stream and write what the
- * socket takes now.  Not from inside exec_process().  The connection may
- * close here (a write error): ops->closed has then run and @c is gone.
- * Returns false in that case.
- */
-bool conn_stream_send(struct conn *c, const void *p, size_t n);
 
 /*
  * conn_send - write what is queued now (on a stream, asking its producer

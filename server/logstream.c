@@ -17,8 +17,8 @@
  *       was empty? ev_async_send ──────►  wake: if the connection's output
  *   unlock(ls->lock)                        is written, swap fill and spare
  *                                           under w->lock, then queue the
- *                                           spare bytes with
- *                                           conn_stream_send()
+ *                                           spare bytes and send
+ *                                           them (conn_send)
  *
  * A watcher's connection that still has a buffer's worth of output
  * queued is not given more: the worker drains fill again once that
