@@ -378,6 +378,7 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
         size_t nkeys[EXEC_GET_BATCH];
         corral_item_t *items[EXEC_GET_BATCH];
         unsigned why[EXEC_GET_BATCH];
+        bool logging;
         size_t n = 0;
 
         while (n < EXEC_GET_BATCH && proto_iter_next(&it, &k, &nk)) {
@@ -389,15 +390,15 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
             break;
         }
         /* a lookup refused for memory (pins saturated and no copy) is
-         * answered as a miss here */
-        if (exec_logging(x, LOGSTREAM_FETCHERS)) {
-            corral_get_multi_ex(x->cache, n, keys, nkeys, items, why);
-        } else {
-            corral_get_multi(x->cache, n, keys, nkeys, items);
-            memset(why, 0, n * sizeof(why[0]));
-        }
+         * answered as a miss here; why a key missed is asked for only
+         * while fetchers are watched */
+        logging = exec_logging(x, LOGSTREAM_FETCHERS);
+        corral_get_multi_ex(x->cache, n, keys, nkeys, items,
+                            logging ? why : NULL);
         for (size_t i = 0; i < n; i++) {
-            log_get(x, keys[i], nkeys[i], items[i], why[i]);
+            if (logging) {
+                log_get(x, keys[i], nkeys[i], items[i], why[i]);
+            }
             if (items[i] != NULL) {
                 out_value_item(x, keys[i], nkeys[i], items[i], with_cas);
             }
