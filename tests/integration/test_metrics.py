@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Client, Results  # noqa: E402
 from test_invalidation import Watcher  # noqa: E402
+from test_peers import inv_stats, wait_for  # noqa: E402
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 LABEL = r"[a-zA-Z_][a-zA-Z0-9_]*"
@@ -369,25 +370,6 @@ def t_traffic(res, srv, mport):
     res.eq(delta(b, cc, "corral_meta_commands_total"), 2.0,
            "meta commands +2")
     res.check(value(cc, "corral_items") >= 2, "items gauge")
-
-
-def inv_stats(port):
-    """"stats invalidations" as a dict of strings."""
-    with Client(port) as c:
-        c.send(b"stats invalidations\r\n")
-        r = c.read_until(b"END\r\n")
-    return dict((m.group(1).decode(), m.group(2).decode())
-                for m in re.finditer(rb"STAT (\S+) (\S+)\r\n", r))
-
-
-def wait_for(cond, what, timeout=15.0):
-    end = time.time() + timeout * harness.SLOW
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 WATCH_FAMILIES = (("corral_watch_history_events", "gauge"),
