@@ -22,14 +22,47 @@ struct sysclock {
     int64_t ns_offset;     /* the same, in nanoseconds */
 };
 
+/*
+ * Whole monotonic seconds, read on every lookup, so they must cost next to
+ * nothing.  Each thread keeps the second it last read and the span of
+ * time-stamp-counter ticks, from that read, within which the second
+ * certainly has not ended: a lookup inside the span costs one rdtsc and a
+ * compare; the first one past it reads the clock again.  The span comes
+ * from the counter's rate (measured against CLOCK_MONOTONIC, then lowered
+ * by 1/64 so that it ends early rather than late), and exists only where
+ * the kernel itself keeps time with the counter (its clocksource is "tsc",
+ * so the counter is constant-rate and synchronized across CPUs).
+ * Elsewhere, and until the rate is known, every call reads the clock.
+ */
+struct clock_tls {
+    uint64_t tsc_from;     /* the counter at the last read */
+    uint64_t tsc_span;     /* ticks from there that stay in `sec`; 0 none */
+    int64_t sec;           /* monotonic seconds at the last read */
+};
+
+extern _Thread_local struct clock_tls clock_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* Read the clock and renew the calling thread's span. */
+int64_t mono_seconds_read(void);
+
+static inline int64_t
+mono_seconds(void)
+{
+#if defined(__x86_64__)
+    uint64_t t = __builtin_ia32_rdtsc();
+    if (__builtin_expect(t - clock_tls.tsc_from < clock_tls.tsc_span, 1)) {
+        return clock_tls.sec;
+    }
+#endif
+    return mono_seconds_read();
+}
+
 /* Unix seconds by the default clock, without nanosecond arithmetic. */
 static inline uint32_t
 sysclock_seconds(const struct sysclock *sc)
 {
-    struct timespec ts;
-    int64_t s;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    s = (int64_t)ts.tv_sec + sc->sec_offset;
+    int64_t s = mono_seconds() + sc->sec_offset;
     return s > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 

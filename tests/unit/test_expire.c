@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "cu_main.h"
+#include "expire.h"
 
 #define NS 1000000000ull
 #define T0 1700000000ull
@@ -581,6 +582,41 @@ test_default_clock(void)
     corral_destroy(c);
 }
 
+/* The default clock's whole seconds (read through the thread's cached
+ * second and time-stamp-counter span where the kernel keeps time with the
+ * counter) must always be the monotonic clock's: never behind a reading
+ * taken just before, never ahead of one taken just after.  Checked over
+ * two second boundaries, after the counter's rate is known, in a loop that
+ * also sleeps at random points so that spans start anywhere in a second. */
+static void
+test_mono_seconds_exact(void)
+{
+    struct timespec a, b;
+    int64_t start, m;
+    unsigned wrong = 0, reads = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    start = a.tv_sec;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        m = mono_seconds();
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        reads++;
+        if (m < a.tv_sec || m > b.tv_sec) {
+            wrong++;
+        }
+        if (b.tv_sec >= start + 3) {
+            break;
+        }
+        if (reads % 4096 == 0) {
+            struct timespec d = {0, (long)(reads % 7919) * 1000};
+            nanosleep(&d, NULL);
+        }
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(reads > 1000);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Reclamation                                                            */
 
@@ -843,6 +879,7 @@ static const struct cu_test visibility_tests[] = {
     CU_TEST(test_expires_while_pinned),
     CU_TEST(test_ttl_counts_down),
     CU_TEST(test_default_clock),
+    CU_TEST(test_mono_seconds_exact),
     CU_TEST(test_miss_reasons),
     CU_TEST(test_oldest_item_age),
     CU_END,
