@@ -8,7 +8,6 @@
 
 _Thread_local struct stats_tls stats_tls[STATS_TLS_SLOTS]
     __attribute__((tls_model("initial-exec")));
-static _Thread_local unsigned stats_tls_next;
 
 /* Cache ids: process-wide and never reused, so that a thread-local entry
  * for a destroyed cache can never match a new one at the same address. */
@@ -73,11 +72,14 @@ stats_reg_deinit(struct stats_reg *r)
     pthread_mutex_destroy(&r->lock);
 }
 
-struct stats_block *
-stats_block_slow(struct stats_reg *r)
+/* A map entry for a block shared by threads past STATS_BLOCKS_MAX: the
+ * cache id with this bit, so that count_add()'s fast test fails. */
+#define TLS_SHARED (UINT64_C(1) << 63)
+
+static struct stats_block *
+block_register(struct stats_reg *r)
 {
     struct stats_block *b = NULL;
-    unsigned slot;
 
     pthread_mutex_lock(&r->lock);
     if (r->nblocks < STATS_BLOCKS_MAX &&
@@ -90,10 +92,34 @@ stats_block_slow(struct stats_reg *r)
         b = &r->shared;
     }
     pthread_mutex_unlock(&r->lock);
-    slot = stats_tls_next++ % STATS_TLS_SLOTS;
-    stats_tls[slot].id = r->id;
-    stats_tls[slot].block = b;
     return b;
+}
+
+void
+count_add_slow(struct stats_reg *r, enum stat_id id, uint64_t n)
+{
+    struct stats_tls e = {0};
+    unsigned i;
+
+    for (i = 0; i < STATS_TLS_SLOTS; i++) {
+        if ((stats_tls[i].id & ~TLS_SHARED) == r->id) {
+            e = stats_tls[i];
+            break;
+        }
+    }
+    if (e.block == NULL) {
+        e.block = block_register(r);
+        e.id = r->id | (e.block == &r->shared ? TLS_SHARED : 0);
+        i = STATS_TLS_SLOTS - 1; /* the least recent entry goes */
+    }
+    /* move to the front */
+    memmove(&stats_tls[1], &stats_tls[0], i * sizeof(stats_tls[0]));
+    stats_tls[0] = e;
+    if (e.id & TLS_SHARED) {
+        add_relaxed(&e.block->v[id], n);
+    } else {
+        st_relaxed(&e.block->v[id], ld_relaxed(&e.block->v[id]) + n);
+    }
 }
 
 static void

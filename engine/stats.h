@@ -97,27 +97,22 @@ extern _Thread_local struct stats_tls stats_tls[STATS_TLS_SLOTS]
 bool stats_reg_init(struct stats_reg *r);
 void stats_reg_deinit(struct stats_reg *r);
 
-/* The calling thread's block (slow path: register one). */
-struct stats_block *stats_block_slow(struct stats_reg *r);
+/* count_add() when the cache is not the thread's most recent one: find
+ * or register the thread's block and move it to the front of the map. */
+void count_add_slow(struct stats_reg *r, enum stat_id id, uint64_t n);
 
+/* Count n events.  The thread's block for the cache it used last is the
+ * map's first entry, and only this thread writes it: a compare and a plain
+ * add.  (Threads past STATS_BLOCKS_MAX share a block; their entries never
+ * match here, so their adds take the slow, atomic path.) */
 static inline void
 count_add(struct stats_reg *r, enum stat_id id, uint64_t n)
 {
-    struct stats_block *b = NULL;
-    for (unsigned i = 0; i < STATS_TLS_SLOTS; i++) {
-        if (stats_tls[i].id == r->id) {
-            b = stats_tls[i].block;
-            break;
-        }
-    }
-    if (unlikely(b == NULL)) {
-        b = stats_block_slow(r);
-    }
-    if (unlikely(b == &r->shared)) {
-        add_relaxed(&b->v[id], n);
-    } else {
-        /* this thread alone writes the block */
+    if (likely(stats_tls[0].id == r->id)) {
+        struct stats_block *b = stats_tls[0].block;
         st_relaxed(&b->v[id], ld_relaxed(&b->v[id]) + n);
+    } else {
+        count_add_slow(r, id, n);
     }
 }
 

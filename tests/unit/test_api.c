@@ -2628,6 +2628,47 @@ test_stats_reset(void)
     corral_destroy(c);
 }
 
+/* A thread counts into a per-cache block that it finds through a small
+ * map with room for four caches, the last used first: counting in turn
+ * into more caches than that moves and replaces entries, and no count may
+ * go to the wrong cache or get lost. */
+static void
+test_stats_many_caches(void)
+{
+    enum { NCACHES = 7, ROUNDS = 50 };
+    corral_t *c[NCACHES];
+    corral_stats_t s;
+
+    for (int i = 0; i < NCACHES; i++) {
+        c[i] = new_cache();
+        CU_ASSERT_EQUAL(put(c[i], "a", "1"), CORRAL_OK);
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < NCACHES; i++) {
+            /* cache i: i + 1 hits and one miss per round */
+            for (int k = 0; k <= i; k++) {
+                CU_ASSERT(value_is(c[i], "a", "1"));
+            }
+            CU_ASSERT(absent(c[i], "z"));
+        }
+        /* and now and then the same cache many times in a row */
+        for (int k = 0; k < 3; k++) {
+            CU_ASSERT(value_is(c[r % NCACHES], "a", "1"));
+        }
+    }
+    for (int i = 0; i < NCACHES; i++) {
+        unsigned extra = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+            extra += r % NCACHES == i ? 3 : 0;
+        }
+        s = stats_of(c[i]);
+        CU_ASSERT_EQUAL(s.get_hits, (uint64_t)ROUNDS * (i + 1) + extra);
+        CU_ASSERT_EQUAL(s.get_misses, ROUNDS);
+        CU_ASSERT_EQUAL(s.cmd_set, 1);
+        corral_destroy(c[i]);
+    }
+}
+
 /* Fields past the caller's size are not written. */
 static void
 test_stats_size(void)
@@ -2927,6 +2968,7 @@ static const struct cu_test stats_tests[] = {
     CU_TEST(test_stats_each_counter),
     CU_TEST(test_stats_gauges),
     CU_TEST(test_stats_reset),
+    CU_TEST(test_stats_many_caches),
     CU_TEST(test_stats_size),
     CU_END,
 };
