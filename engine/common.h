@@ -25,6 +25,9 @@
 #define CR_CACHELINE 64
 #define CR_ALIGNED(n) __attribute__((aligned(n)))
 #define CR_UNUSED __attribute__((unused))
+/* For the few helpers of the lookup path that the compiler would
+ * otherwise call out of line. */
+#define CR_INLINE inline __attribute__((always_inline))
 
 #define CR_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CR_MAX(a, b) ((a) > (b) ? (a) : (b))

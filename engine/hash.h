@@ -22,9 +22,20 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+/* Keys of up to 16 bytes (most keys) go straight to XXH3's short-input
+ * function, inlined: the public entry point is a call that first
+ * dispatches on the length.  The result is the same.  That function is
+ * xxHash's own, unexported but defined by the header under
+ * XXH_INLINE_ALL in the 0.8 series; other versions take the public path. */
 static inline uint64_t
 hash_key(uint64_t seed, const void *key, size_t nkey)
 {
+#if XXH_VERSION_MAJOR == 0 && XXH_VERSION_MINOR == 8
+    if (__builtin_expect(nkey <= 16, 1)) {
+        return XXH3_len_0to16_64b((const xxh_u8 *)key, nkey, XXH3_kSecret,
+                                  seed);
+    }
+#endif
     return XXH3_64bits_withSeed(key, nkey, seed);
 }
 
@@ -32,7 +43,7 @@ hash_key(uint64_t seed, const void *key, size_t nkey)
 static inline unsigned
 hash_shard(uint64_t h, unsigned bits)
 {
-    return bits == 0 ? 0 : (unsigned)(h >> (64 - bits));
+    return (unsigned)((h >> 1) >> (63 - bits)); /* no shift by 64 at 0 */
 }
 
 /* A position in [0, n) from the bits below the shard bits. */

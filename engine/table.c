@@ -13,10 +13,6 @@
 
 #include "hash.h"
 
-#define SLOT_EMPTY 0u
-#define SLOT_TOMB 1u
-#define SLOT_PTR_MASK ((UINT64_C(1) << 48) - 1)
-
 #define TABLE_MIN_CAP 16u
 #define TABLE_MIGRATE_STEP 8u
 
@@ -34,18 +30,6 @@ slot_make(const item_t *it, uint64_t h)
     uintptr_t p = (uintptr_t)it;
     CR_ASSERT((p & ~SLOT_PTR_MASK) == 0);
     return ((uint64_t)hash_tag(h) << 48) | (uint64_t)p;
-}
-
-static inline item_t *
-slot_item(uint64_t s)
-{
-    return (item_t *)(uintptr_t)(s & SLOT_PTR_MASK);
-}
-
-static inline bool
-slot_used(uint64_t s)
-{
-    return s > SLOT_TOMB;
 }
 
 static inline size_t
@@ -102,52 +86,6 @@ table_hash_item(const struct table *t, const item_t *it)
     return hash_key(t->seed, item_key(it), it->nkey);
 }
 
-/* Key equality without a call: eight bytes at a time. */
-static inline bool
-key_eq(const char *a, const char *b, size_t n)
-{
-    while (n >= 8) {
-        uint64_t x, y;
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
-        if (x != y) {
-            return false;
-        }
-        a += 8;
-        b += 8;
-        n -= 8;
-    }
-    while (n-- > 0) {
-        if (*a++ != *b++) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Index of the slot holding a matching key, or SIZE_MAX. */
-static size_t
-probe_key(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
-          const void *key, size_t nkey)
-{
-    uint64_t tag = hash_tag(h);
-    size_t i = hash_range(h, bits, cap);
-
-    for (;;) {
-        uint64_t s = slots[i];
-        if (s == SLOT_EMPTY) {
-            return SIZE_MAX;
-        }
-        if (slot_used(s) && (s >> 48) == tag) {
-            const item_t *it = slot_item(s);
-            if (it->nkey == nkey && key_eq(it->data, key, nkey)) {
-                return i;
-            }
-        }
-        i = slot_next(i, cap);
-    }
-}
-
 /* Index of the slot holding exactly this item, or SIZE_MAX. */
 static size_t
 probe_item(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
@@ -165,22 +103,6 @@ probe_item(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
         }
         i = slot_next(i, cap);
     }
-}
-
-item_t *
-table_find(const struct table *t, uint64_t h, const void *key, size_t nkey)
-{
-    size_t i = probe_key(t->slots, t->cap, t->shard_bits, h, key, nkey);
-    if (i != SIZE_MAX) {
-        return slot_item(t->slots[i]);
-    }
-    if (t->old != NULL) {
-        i = probe_key(t->old, t->old_cap, t->shard_bits, h, key, nkey);
-        if (i != SIZE_MAX) {
-            return slot_item(t->old[i]);
-        }
-    }
-    return NULL;
 }
 
 void

@@ -23,7 +23,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "hash.h"
 #include "item.h"
 #include "mem.h"
 
@@ -45,9 +47,92 @@ bool table_init(struct table *t, struct mem *m, size_t cap,
                 unsigned shard_bits, uint64_t seed);
 void table_deinit(struct table *t);
 
+#define SLOT_EMPTY 0u
+#define SLOT_TOMB 1u
+#define SLOT_PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+static inline item_t *
+slot_item(uint64_t s)
+{
+    return (item_t *)(uintptr_t)(s & SLOT_PTR_MASK);
+}
+
+static inline bool
+slot_used(uint64_t s)
+{
+    return s > SLOT_TOMB;
+}
+
+/* Key equality without a call.  Keys of 8 to 16 bytes (the common case)
+ * take two overlapping 8-byte compares. */
+static CR_INLINE bool
+key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y, u, v;
+
+    if (n >= 8) {
+        while (n > 16) {
+            memcpy(&x, a, 8);
+            memcpy(&y, b, 8);
+            if (x != y) {
+                return false;
+            }
+            a += 8;
+            b += 8;
+            n -= 8;
+        }
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8);
+        memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+    while (n-- > 0) {
+        if (*a++ != *b++) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The item with this key in one slot array, or NULL.  A slot whose tag
+ * bits match is compared by key; a tombstone's tag bits are 0, and so are
+ * an empty slot's, so both fail the pointer test that follows a tag
+ * match. */
+static CR_INLINE item_t *
+table_probe(const uint64_t *slots, size_t cap, unsigned bits, uint64_t h,
+            const void *key, size_t nkey)
+{
+    uint64_t tag = (uint64_t)hash_tag(h) << 48;
+    size_t i = hash_range(h, bits, cap);
+
+    for (;;) {
+        uint64_t s = slots[i];
+        if ((s & ~SLOT_PTR_MASK) == tag && slot_used(s)) {
+            const item_t *it = slot_item(s);
+            if (it->nkey == nkey && key_eq(it->data, key, nkey)) {
+                return (item_t *)it;
+            }
+        }
+        if (s == SLOT_EMPTY) {
+            return NULL;
+        }
+        if (++i == cap) {
+            i = 0;
+        }
+    }
+}
+
 /* The item with this key, or NULL.  Shared lock. */
-item_t *table_find(const struct table *t, uint64_t h, const void *key,
-                   size_t nkey);
+static CR_INLINE item_t *
+table_find(const struct table *t, uint64_t h, const void *key, size_t nkey)
+{
+    item_t *it = table_probe(t->slots, t->cap, t->shard_bits, h, key, nkey);
+    if (it == NULL && t->old != NULL) {
+        it = table_probe(t->old, t->old_cap, t->shard_bits, h, key, nkey);
+    }
+    return it;
+}
 
 /* Prefetch the slot a lookup of h starts at, or the item its first tag
  * match points to (for batched lookups: several misses in flight at once).

@@ -216,6 +216,31 @@ test_alloc_failure_on_growth(void)
     }
 }
 
+/* hash_key() takes a shortcut for short keys; it must be XXH3 all the
+ * same, at every length around the shortcut's bounds, for any seed; and
+ * hash_shard() must use exactly the top bits, none at 0 bits. */
+static void
+test_hash_is_xxh3(void)
+{
+    unsigned char buf[80];
+    const uint64_t seeds[] = {0, 1, SEED, UINT64_MAX};
+
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        buf[i] = (unsigned char)(i * 37 + 11);
+    }
+    for (size_t k = 0; k < sizeof(seeds) / sizeof(seeds[0]); k++) {
+        for (size_t n = 0; n <= sizeof(buf); n++) {
+            CU_ASSERT_EQUAL(hash_key(seeds[k], buf, n),
+                            XXH3_64bits_withSeed(buf, n, seeds[k]));
+        }
+    }
+    CU_ASSERT_EQUAL(hash_shard(UINT64_MAX, 0), 0);
+    CU_ASSERT_EQUAL(hash_shard(UINT64_MAX, 1), 1);
+    CU_ASSERT_EQUAL(hash_shard(UINT64_C(0x8000000000000000), 3), 4);
+    CU_ASSERT_EQUAL(hash_shard(UINT64_C(0x7fffffffffffffff), 10), 511);
+    CU_ASSERT_EQUAL(hash_shard(UINT64_MAX, 10), 1023);
+}
+
 static const struct cu_test table_tests[] = {
     CU_TEST(test_insert_find_remove),
     CU_TEST(test_replace),
@@ -223,6 +248,7 @@ static const struct cu_test table_tests[] = {
     CU_TEST(test_model_shard_bits),
     CU_TEST(test_load_stays_bounded),
     CU_TEST(test_alloc_failure_on_growth),
+    CU_TEST(test_hash_is_xxh3),
     CU_END,
 };
 
