@@ -185,6 +185,24 @@ cache_shard(struct corral *c, uint64_t h)
     return &c->shards[hash_shard(h, c->shard_bits)];
 }
 
+/* True when nothing can make the item anything but live: no expiry
+ * passed, no flush or prefix rule of its shard or delayed flush pending,
+ * no extension (tags, negative mark).  The lookups' first test; item_state()
+ * decides the rest.  Any shard lock. */
+static inline bool
+item_plainly_live(const struct corral *c, const struct shard *s,
+                  const item_t *it, uint32_t now)
+{
+    uint32_t e = item_exptime(it);
+    /* The CAS is read only after a flush: it is the one header field
+     * outside the 16 bytes before the key, so an item is more often
+     * read from one cache line. */
+    return (e == 0 || e > now) &&
+           (s->flush_cas == 0 || item_cas(it) > s->flush_cas) &&
+           (item_bits(it) & ITEM_EXT) == 0 && s->nrules == 0 &&
+           ld_relaxed(&((struct corral *)c)->oldest_live) == 0;
+}
+
 /* Whether an item is live.  Any shard lock. */
 static inline enum item_state
 item_state(const struct corral *c, const struct shard *s, const item_t *it,
@@ -302,12 +320,20 @@ item_t *shard_find_live(struct corral *c, struct shard *s, uint64_t h,
 static inline void
 item_touch_access(item_t *it, uint32_t now)
 {
-    unsigned b = item_bits(it);
-    /* a hot item is saturated and fetched already: nothing to write */
-    if ((b & (ITEM_FREQ_MASK | ITEM_FETCHED)) !=
-        (ITEM_FREQ_MASK | ITEM_FETCHED)) {
-        item_freq_bump(it);
-        item_set(it, ITEM_FETCHED);
+    uint8_t b = (uint8_t)item_bits(it);
+    const uint8_t full = ITEM_FREQ_MASK | ITEM_FETCHED;
+
+    /* A hot item is saturated and fetched already: nothing to write.
+     * Otherwise one compare-and-swap counts the access and marks the item
+     * fetched (the counter is the low bits: +1 cannot carry out of it). */
+    while ((b & full) != full) {
+        uint8_t nb = (uint8_t)((b | ITEM_FETCHED) +
+                               ((b & ITEM_FREQ_MASK) != ITEM_FREQ_MASK));
+        if (atomic_compare_exchange_weak_explicit(
+                &it->bits, &b, nb, memory_order_relaxed,
+                memory_order_relaxed)) {
+            break;
+        }
     }
     if (item_atime(it) != now) {
         atomic_store_explicit(&it->atime, now, memory_order_relaxed);

@@ -819,7 +819,16 @@ corral_get(corral_t *c, const void *key, size_t nkey,
 
     shard_rdlock(s);
     it = table_find(&s->table, h, key, nkey);
-    if (likely(it != NULL)) {
+    if (likely(it != NULL) && likely(item_plainly_live(c, s, it, now)) &&
+        likely(item_pin(it))) {
+        /* the common hit, kept short */
+        item_touch_access(it, now);
+        shard_unlock(s);
+        COUNT(s, get_hits);
+        *out_item = it;
+        return CORRAL_OK;
+    }
+    if (it != NULL) {
         seen = item_state(c, s, it, now);
         if (likely(seen == ITEM_LIVE)) {
             pinned = likely(item_pin(it)) ? it : item_clone(&c->mem, it);
