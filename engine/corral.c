@@ -1219,6 +1219,13 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         }
     }
 
+    /* Bring the key's slot and current item into this CPU's cache under
+     * the shared lock, so that the exclusive section does not wait for
+     * those misses while other writers of the shard wait for it. */
+    shard_rdlock(s);
+    table_prefetch_item(&s->table, h);
+    shard_unlock(s);
+
     shard_wrlock(s);
     old = shard_find_live(c, s, h, key, nkey, now, NULL);
     if (old != NULL) {

@@ -303,6 +303,14 @@ policy_sweep(struct policy *p, size_t n, policy_dead_fn dead,
         fifo_sweep_step(&p->small, dead, drop, ud);
         fifo_sweep_step(&p->main, dead, drop, ud);
     }
+    /* The next step's item is usually a cache miss: start it now, to be
+     * there when a later write sweeps on. */
+    if (p->main.cursor != NULL && p->main.cursor->next != NULL) {
+        __builtin_prefetch(p->main.cursor->next);
+    }
+    if (p->small.cursor != NULL && p->small.cursor->next != NULL) {
+        __builtin_prefetch(p->small.cursor->next);
+    }
 }
 
 void
