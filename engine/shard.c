@@ -208,11 +208,14 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
                 report_eviction(x, it, fetched);
             }
             /* Memory freed by eviction goes back to the system in steps
-             * of a 32nd of the budget (cache_deliver purges), so that
+             * of a 128th of the budget (cache_deliver purges), so that
              * the pages of evicted values are not kept beside those of
-             * the values that replaced them. */
+             * the values that replaced them: at most a 128th of the
+             * limit waits in freed pages, over all shards.  (A 32nd left
+             * mixed sizes at 1.09-1.10 x the limit in resident memory, a
+             * 128th at 1.08, at no measurable cost in time.) */
             s->evicted_bytes += item_real_size(it);
-            if (s->evicted_bytes >= s->budget / 32) {
+            if (s->evicted_bytes >= s->budget / 128) {
                 s->evicted_bytes = 0;
                 atomic_store_explicit(&x->c->purge_due, true,
                                       memory_order_relaxed);

@@ -153,7 +153,10 @@ typedef struct corral_config {
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
                             * Default 1 MiB; 1 KiB .. max_memory / 2. */
     unsigned shards;       /* a power of two up to 1024; 0 (default) picks
-                            * one from the CPU count and the limits */
+                            * 32 per CPU, at most 256, fewer when a shard
+                            * would hold less than 8 items of
+                            * max_item_size or (with max_items) less than
+                            * 4096 items */
     corral_policy_t policy;   /* default CORRAL_POLICY_S3FIFO */
     corral_clock_fn clock;    /* default NULL: the system clock */
     void *clock_ud;
