@@ -266,16 +266,28 @@ spawn_stop(struct target *t)
 bool
 spawn_stat(const struct target *t, const char *name, uint64_t *out)
 {
+    return spawn_stat_group(t, NULL, name, out);
+}
+
+bool
+spawn_stat_group(const struct target *t, const char *group,
+                 const char *name, uint64_t *out)
+{
     char buf[16384];
+    char cmd[64];
     size_t len = 0, nlen = strlen(name);
     int fd = spawn_connect(t->host, t->port);
     bool found = false;
     const char *p;
+    int ncmd;
 
     if (fd < 0) {
         return false;
     }
-    if (write(fd, "stats\r\n", 7) != 7) {
+    ncmd = group != NULL ? snprintf(cmd, sizeof(cmd), "stats %s\r\n", group)
+                         : snprintf(cmd, sizeof(cmd), "stats\r\n");
+    if (ncmd < 0 || (size_t)ncmd >= sizeof(cmd) ||
+        write(fd, cmd, (size_t)ncmd) != ncmd) {
         close(fd);
         return false;
     }

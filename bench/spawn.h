@@ -56,4 +56,8 @@ int spawn_connect(const char *host, int port);
 /* Read one "STAT name value" of the server's "stats"; false if absent. */
 bool spawn_stat(const struct target *t, const char *name, uint64_t *out);
 
+/* The same from "stats <group>" (e.g. "invalidations"). */
+bool spawn_stat_group(const struct target *t, const char *group,
+                      const char *name, uint64_t *out);
+
 #endif /* CORRAL_BENCH_SPAWN_H */

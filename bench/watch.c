@@ -497,34 +497,8 @@ prefill(const struct target *t, unsigned keys)
 static uint64_t
 inval_stat(const struct target *t, const char *name)
 {
-    char buf[16384];
-    size_t len = 0, nlen = strlen(name);
-    int fd = spawn_connect(t->host, t->port);
     uint64_t v = 0;
-
-    if (fd < 0) {
-        return 0;
-    }
-    write_all(fd, "stats invalidations\r\n", 21);
-    while (len < sizeof(buf) - 1) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-        if (n <= 0) {
-            break;
-        }
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (len >= 5 && strcmp(buf + len - 5, "END\r\n") == 0) {
-            break;
-        }
-    }
-    close(fd);
-    buf[len] = '\0';
-    for (const char *p = buf; (p = strstr(p, "STAT ")) != NULL; p += 5) {
-        if (strncmp(p + 5, name, nlen) == 0 && p[5 + nlen] == ' ') {
-            v = strtoull(p + 6 + nlen, NULL, 10);
-            break;
-        }
-    }
+    spawn_stat_group(t, "invalidations", name, &v);
     return v;
 }
 
