@@ -30,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "keyhash.h"
+
 struct hk_entry {
     uint64_t hash;
     uint64_t count;
@@ -57,20 +59,6 @@ struct hotkeys {
     unsigned sample;
     struct hk_worker *w;
 };
-
-/* FNV-1a: only sampled keys are hashed, and only to compare them. */
-static uint64_t
-hk_hash(const void *key, size_t n)
-{
-    const unsigned char *p = key;
-    uint64_t h = UINT64_C(14695981039346656037);
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= UINT64_C(1099511628211);
-    }
-    return h;
-}
 
 /* xorshift64*: the gap to the next sample, uniform in 1..2*sample-1. */
 static unsigned
@@ -192,7 +180,7 @@ hotkeys_note(struct hotkeys *h, unsigned wid, const void *key, size_t nkey)
     if (nkey == 0 || nkey > sizeof(w->tab[0].e[0].key)) {
         return;
     }
-    hash = hk_hash(key, nkey);
+    hash = key_hash(key, nkey);
     epoch = hk_epoch(hk_now());
     pthread_mutex_lock(&w->lock);
     t = w->tab[0].epoch >= w->tab[1].epoch ? &w->tab[0] : &w->tab[1];

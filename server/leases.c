@@ -15,21 +15,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "keyhash.h"
+
 struct leases {
     _Atomic uint64_t slot[LEASES_SLOTS];
 };
 
+/* A key's hash, odd so that a waiting slot is never 0. */
 static uint64_t
 leases_hash(const void *key, size_t nkey)
 {
-    const unsigned char *p = key;
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-    for (size_t i = 0; i < nkey; i++) {
-        h ^= p[i];
-        h *= UINT64_C(0x100000001b3);
-    }
-    return h | 1;
+    return key_hash(key, nkey) | 1;
 }
 
 struct leases *

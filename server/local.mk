@@ -16,6 +16,7 @@ server_corrald_SOURCES = \
 	server/histogram.h \
 	server/hotkeys.c \
 	server/hotkeys.h \
+	server/keyhash.h \
 	server/leases.c \
 	server/leases.h \
 	server/fault.c \
