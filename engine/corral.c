@@ -543,12 +543,12 @@ early_stored(struct corral *c, struct shard *s, uint64_t h)
 }
 
 /* The recompute time to assume for an item: its fetch load time, else
- * what stores after wins taught us, else 0 (no early refresh). */
+ * what stores after wins taught us (@e: the key's slot, or NULL), else 0
+ * (no early refresh). */
 static uint32_t
-early_delta(struct shard *s, uint64_t h, const item_t *it)
+early_delta(const struct early_slot *e, const item_t *it)
 {
     const char *fb = item_fetch_block(it);
-    struct early_slot *e;
     uint32_t d = 0;
 
     if (fb != NULL) {
@@ -557,7 +557,6 @@ early_delta(struct shard *s, uint64_t h, const item_t *it)
             return d;
         }
     }
-    e = early_find(s, h);
     return e != NULL ? atomic_load_explicit(&e->delta_ms,
                                             memory_order_relaxed)
                      : 0;
@@ -590,7 +589,7 @@ early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
     double beta = o->beta > 0 ? o->beta : 1.0;
     double now_ms;
 
-    if (e == 0 || (delta = early_delta(s, h, it)) == 0) {
+    if (e == 0 || (delta = early_delta(slot, it)) == 0) {
         return false;
     }
     /* One early refresh per expiry: a value stored again within the same
