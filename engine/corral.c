@@ -562,22 +562,6 @@ early_delta(const struct early_slot *e, const item_t *it)
                      : 0;
 }
 
-/* A uniform double in (0, 1]. */
-static double
-unit_random(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0) {
-        x = (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15u ^
-            (uint64_t)time(NULL);
-    }
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    return ((double)((x * 0x2545f4914f6cdd1du) >> 11) + 1.0) /
-           9007199254740992.0;
-}
-
 /* XFetch on the server's side: time to hand out the token early? */
 static bool
 early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
@@ -600,7 +584,7 @@ early_due(struct corral *c, struct shard *s, uint64_t h, const item_t *it,
         return false;
     }
     now_ms = (double)(cache_now_ns(c) / 1000000u);
-    return now_ms - (double)delta * beta * log(unit_random()) >=
+    return now_ms - (double)delta * beta * log(rand_unit()) >=
            (double)e * 1000.0;
 }
 

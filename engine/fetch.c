@@ -90,8 +90,7 @@ now_ms(const struct corral *c)
     return cache_now_ns(c) / 1000000u;
 }
 
-/* A uniform double in (0, 1] from a per-thread xorshift64* generator. */
-static double
+double
 rand_unit(void)
 {
     static _Thread_local uint64_t x;

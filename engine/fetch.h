@@ -109,6 +109,10 @@ void keyrecs_deinit(struct keyrecs *t);
 void keyrecs_break(struct keyrecs *t, uint64_t h, const void *key,
                    size_t nkey);
 
+/* A uniform double in (0, 1] from a per-thread xorshift64* generator
+ * (XFetch's draws, backoff jitter). */
+double rand_unit(void);
+
 /* Record a flush for the leases. */
 static inline void
 fetch_flushed(struct fetch_state *f)
