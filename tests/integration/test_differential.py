@@ -137,6 +137,16 @@ class Gen:
             n = self.r.randrange(0, 40)
         return bytes(self.r.choice(ALNUM) for _ in range(n))
 
+    def refused_data(self):
+        """Data for a command that is refused before its data is read:
+        both servers read it as a command line, so it is short (a line
+        past 2048 bytes is cut by memcached's read timing, and either
+        server may hang up) and starts with a digit, so that it is never
+        a command (an "mn" would be taken for the test's own
+        separator)."""
+        return b"0" + bytes(self.r.choice(ALNUM)
+                            for _ in range(self.r.randrange(40)))
+
     def exptime(self):
         return str(self.r.choice([0, 0, 0, 0, 1000, 5000, 86400, 2592000,
                                   -1, -100, NOW + 5000, NOW - 100])).encode()
@@ -162,7 +172,10 @@ class Gen:
         key = self.key()
         if key in self.unsettled and cmd in (b"append", b"prepend"):
             cmd = b"set"
-        val = self.value(numeric=key in NUM_KEYS)
+        if key == LONG_KEY:
+            val = self.refused_data()
+        else:
+            val = self.value(numeric=key in NUM_KEYS)
         parts = [cmd + b" " + key + b" " + self.flags() + b" " +
                  self.exptime() + b" %d" % len(val)]
         if cmd == b"cas":
@@ -172,12 +185,7 @@ class Gen:
 
     def storage_bad(self):
         key = self.key()
-        # Refused data may be read as a command line: short (lines past
-        # 2048 bytes are cut by memcached's read timing), and starting
-        # with a digit so that it is never a command (an "mn" would be
-        # taken for the test's own separator).
-        val = b"0" + bytes(self.r.choice(ALNUM)
-                           for _ in range(self.r.randrange(40)))
+        val = self.refused_data()
         r = self.r.random()
         if r < 0.2:     # data longer than announced: bad data chunk
             return [b"set " + key + b" 0 0 %d\r\n" % max(0, len(val) - 2) +
@@ -345,7 +353,8 @@ class Gen:
         dkey = base64.b64decode(key) if b64 else key
         parts = [cmd + b" " + key]
         if cmd == b"ms":
-            val = self.value(numeric=key in NUM_KEYS)
+            val = (self.refused_data() if key == LONG_KEY
+                   else self.value(numeric=key in NUM_KEYS))
             parts.append(b" %d" % len(val))
         for flag in self.meta_flags(pool, modes, dkey, b64, cmd == b"mg"):
             parts.append(b" ")
