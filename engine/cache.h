@@ -3,17 +3,19 @@
  * installed).
  *
  * Locks.  Each shard has one rwlock; it guards the shard's table, queues,
- * budgets, CAS sequence and flush mark.  Lookups take it shared (a hit only
- * touches atomics in the item: refs, bits, atime); everything that links,
- * unlinks, moves or frees items takes it exclusive.  No code path holds two
- * shard locks at once, and no user callback runs under a shard lock.
- * Statistics are relaxed atomics read without locks.
+ * budgets, CAS sequence, flush mark and retired list.  Lookups take it
+ * shared (a hit only touches atomics in the item, bits and atime, and the
+ * thread's own pin slot); everything that links, unlinks, moves or frees
+ * items takes it exclusive.  No code path holds two shard locks at once,
+ * and no user callback runs under a shard lock.  Statistics are relaxed
+ * atomics read without locks.
  *
- * Reference counts.  A queued item holds one reference for the cache; each
- * reader pin adds one.  Unlinking from the table clears ITEM_LINKED but
- * leaves the item queued (and its memory counted) until eviction or the
- * sweep dequeues it; that drops the cache's reference, and the last
- * reference frees the memory.
+ * Reference counts.  A queued item holds one reference for the cache;
+ * engine operations and counted handles add their own (pin.h).  Unlinking
+ * from the table clears ITEM_LINKED but leaves the item queued (and its
+ * memory counted) until eviction or the sweep dequeues it; that drops the
+ * cache's reference.  The last reference retires the item, under the
+ * exclusive lock, and it is freed once no reader's pin slot holds it.
  */
 #ifndef CORRAL_CACHE_H
 #define CORRAL_CACHE_H
@@ -32,6 +34,7 @@
 #include "item.h"
 #include "lock.h"
 #include "mem.h"
+#include "pin.h"
 #include "stats.h"
 #include "table.h"
 #include "tag.h"
@@ -73,6 +76,11 @@ struct shard {
     unsigned nrules;
     uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
     uint64_t retired_seq;  /* highest sequence of a retired rule */
+    item_t *retired;       /* unreferenced items to free once no pin
+                            * slot holds them, linked through next */
+    unsigned nretired;
+    unsigned reap_at;      /* scan the slots at this many retired */
+    size_t retired_bytes;
     struct keyrecs keyrecs; /* loads in flight and failing keys */
     _Atomic(struct early_slot *) early; /* allocated on first use */
     struct stats stats;
@@ -261,22 +269,41 @@ uint64_t shard_next_cas(struct corral *c, struct shard *s);
 bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
                 item_t *old_it);
 
+/* Whether nothing but `refs` engine references holds the item: no counted
+ * handle and no pin slot, so that it may be written in place.  Exclusive
+ * lock.  O(pin blocks). */
+static inline bool
+item_unshared(const item_t *it, unsigned refs)
+{
+    /* acquire: the last counted reader's release happens before our writes
+     * into the memory it was reading (pin_held orders the slots') */
+    return atomic_load_explicit(&((item_t *)it)->refs,
+                                memory_order_acquire) == refs &&
+           !pin_held(it);
+}
+
 /* Whether a store can copy `it` into `old` instead of linking it: it
- * fits in old's allocation and counts the same real size, and no
- * reference on old goes beyond the queue's and the caller's (so no reader
+ * fits in old's allocation and counts the same real size, and nothing
+ * holds old beyond the queue's and the caller's references (no reader
  * has it pinned).  Exclusive lock. */
 static inline bool
 shard_can_overwrite(const item_t *old, const item_t *it)
 {
     return item_has(old, ITEM_LINKED) &&
-           /* acquire: the last reader's release happens before our
-            * writes into the memory it was reading */
-           atomic_load_explicit(&((item_t *)old)->refs,
-                                memory_order_acquire) == 2 &&
            it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
            item_req_size(it) <= item_req_size(old) &&
-           item_real_size(old) == item_real_size(it);
+           item_real_size(old) == item_real_size(it) &&
+           item_unshared(old, 2);
 }
+
+/* Drop an engine reference to an item that may have been shared (linked,
+ * or handed to readers); the last one retires it.  Exclusive lock (else
+ * pin_unref). */
+void shard_unref(struct shard *s, item_t *it);
+
+/* Free the retired items no pin slot holds.  Exclusive lock. */
+void shard_reap(struct shard *s);
+
 
 /* Copy `it` (same key) into `old` in place, with a new CAS; old keeps its
  * queue position, table slot and eviction credit.  it is left intact (the
@@ -362,8 +389,10 @@ corral_status_t cache_install(struct corral *c, struct shard *s, uint64_t h,
 /* Deliver recorded events; no engine lock held. */
 void cache_deliver(struct corral *c);
 
-/* Pin for a caller, or a private copy when pins are saturated. */
-item_t *pin_for_caller(struct corral *c, item_t *it);
+/* Pin an item for a caller (see pin.h for when this may be called): a
+ * slot, else a counted reference, else (the count saturated) a private
+ * copy.  NULL without memory for the copy. */
+corral_item_t *pin_for_caller(struct corral *c, item_t *it);
 
 /* writer.c: flush queued writes and free the writer (destroy). */
 void writer_close(struct corral *c);

@@ -269,17 +269,28 @@ corral_config_get(const corral_t *c, corral_config_t *out_cfg)
 /* Items                                                                  */
 
 CORRAL_API void
-corral_item_release(corral_item_t *it)
+corral_item_release(corral_item_t *h)
 {
-    if (it != NULL) {
-        item_unref(it);
+    switch (pin_tag(h)) {
+    case PIN_TAG_SLOT:
+        pin_clear(h);
+        break;
+    case PIN_TAG_REF:
+        pin_unref(pin_item(h));
+        break;
+    default:
+        if (h != NULL) {
+            item_unref(pin_item(h)); /* a private copy */
+        }
+        break;
     }
 }
 
 CORRAL_API const void *
-corral_item_key(const corral_item_t *it, size_t *out_len)
+corral_item_key(const corral_item_t *h, size_t *out_len)
 {
-    assert(it != NULL);
+    const item_t *it = pin_item(h);
+    assert(h != NULL);
     if (out_len != NULL) {
         *out_len = it->nkey;
     }
@@ -287,9 +298,10 @@ corral_item_key(const corral_item_t *it, size_t *out_len)
 }
 
 CORRAL_API const void *
-corral_item_value(const corral_item_t *it, size_t *out_len)
+corral_item_value(const corral_item_t *h, size_t *out_len)
 {
-    assert(it != NULL);
+    const item_t *it = pin_item(h);
+    assert(h != NULL);
     if (out_len != NULL) {
         *out_len = it->nvalue;
     }
@@ -297,25 +309,26 @@ corral_item_value(const corral_item_t *it, size_t *out_len)
 }
 
 CORRAL_API uint32_t
-corral_item_flags(const corral_item_t *it)
+corral_item_flags(const corral_item_t *h)
 {
-    assert(it != NULL);
-    return item_flags(it);
+    assert(h != NULL);
+    return item_flags(pin_item(h));
 }
 
 CORRAL_API uint64_t
-corral_item_cas(const corral_item_t *it)
+corral_item_cas(const corral_item_t *h)
 {
-    assert(it != NULL);
-    return item_cas(it);
+    assert(h != NULL);
+    return item_cas(pin_item(h));
 }
 
 CORRAL_API size_t
-corral_item_tags(const corral_item_t *it, const char **out_tags, size_t max)
+corral_item_tags(const corral_item_t *h, const char **out_tags, size_t max)
 {
+    const item_t *it = pin_item(h);
     size_t n;
 
-    assert(it != NULL);
+    assert(h != NULL);
     n = item_ntags(it);
     for (size_t i = 0; out_tags != NULL && i < n && i < max; i++) {
         out_tags[i] = item_tag(it, i)->name;
@@ -324,26 +337,27 @@ corral_item_tags(const corral_item_t *it, const char **out_tags, size_t max)
 }
 
 CORRAL_API int
-corral_item_key_binary(const corral_item_t *it)
+corral_item_key_binary(const corral_item_t *h)
 {
-    assert(it != NULL);
-    return item_binkey(it);
+    assert(h != NULL);
+    return item_binkey(pin_item(h));
 }
 
 CORRAL_API int64_t
-corral_item_ttl(const corral_t *c, const corral_item_t *it)
+corral_item_ttl(const corral_t *c, const corral_item_t *h)
 {
-    assert(c != NULL && it != NULL);
-    return exptime_ttl(item_exptime(it), cache_now(c));
+    assert(c != NULL && h != NULL);
+    return exptime_ttl(item_exptime(pin_item(h)), cache_now(c));
 }
 
 CORRAL_API void
-corral_item_info(const corral_t *c, const corral_item_t *it,
+corral_item_info(const corral_t *c, const corral_item_t *h,
                  corral_item_info_t *out)
 {
+    const item_t *it = pin_item(h);
     uint32_t now;
 
-    assert(c != NULL && it != NULL && out != NULL);
+    assert(c != NULL && h != NULL && out != NULL);
     now = cache_now(c);
     memset(out, 0, sizeof(*out));
     out->flags = item_flags(it);
@@ -445,12 +459,18 @@ count_dead(struct shard *s, enum item_state seen)
     }
 }
 
-/* Pin an item for the caller, or hand out a private copy when the pin
- * count is saturated. */
-item_t *
+corral_item_t *
 pin_for_caller(struct corral *c, item_t *it)
 {
-    return item_pin(it) ? it : item_clone(&c->mem, it);
+    _Atomic(item_t *) *slot = pin_slot();
+
+    if (likely(slot != NULL)) {
+        return pin_fill(slot, it);
+    }
+    if (likely(item_pin(it))) {
+        return pin_counted(it);
+    }
+    return (corral_item_t *)item_clone(&c->mem, it);
 }
 
 /* Count a lookup that found a dead item, and unlink it. */
@@ -637,7 +657,7 @@ hit(struct corral *c, struct shard *s, uint64_t h, item_t *it,
     corral_get_result_t *out_res)
 {
     unsigned f = o != NULL ? o->flags : 0;
-    item_t *pinned = pin_for_caller(c, it);
+    corral_item_t *pinned = pin_for_caller(c, it);
 
     /* Pin first: a lookup that fails must not have taken the token. */
     if (pinned == NULL) {
@@ -669,23 +689,29 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
 {
     unsigned extras = (o->flags & CORRAL_GET_BINARY_KEY) ? EXT_BINKEY : 0;
     item_t *it = item_create_ext(&c->mem, key, nkey, 0, 0, 0, extras, NULL);
+    _Atomic(item_t *) *slot = pin_slot();
+    bool linked = false;
+
     if (it == NULL) {
         return CORRAL_ENOMEM;
     }
     atomic_store(&it->exptime, exptime_abs(o->vivify_exptime, now));
     atomic_store(&it->atime, now);
     item_set(it, ITEM_TOKEN);
-    if (!shard_make_room(c, s, item_real_size(it), 1)) {
+    if (shard_make_room(c, s, item_real_size(it), 1)) {
+        atomic_store(&it->cas, shard_next_cas(c, s));
+        linked = shard_link(c, s, h, it, NULL);
+    }
+    if (!linked) {
         item_unref(it);
         return CORRAL_ENOMEM;
     }
-    atomic_store(&it->cas, shard_next_cas(c, s));
-    if (!shard_link(c, s, h, it, NULL)) {
-        item_unref(it);
-        return CORRAL_ENOMEM;
+    if (slot != NULL) {
+        *out_item = pin_fill(slot, it);
+    } else {
+        item_ref(it);
+        *out_item = pin_counted(it);
     }
-    item_ref(it);
-    *out_item = it;
     COUNT(s, recache_wins);
     early_won(c, s, h, item_exptime(it));
     if (out_res != NULL) {
@@ -788,7 +814,8 @@ corral_get(corral_t *c, const void *key, size_t nkey,
            corral_item_t **out_item)
 {
     enum item_state seen = ITEM_LIVE;
-    item_t *pinned = NULL;
+    corral_item_t *pinned = NULL;
+    _Atomic(item_t *) *slot;
     bool growing;
     struct shard *s;
     uint32_t now;
@@ -803,22 +830,23 @@ corral_get(corral_t *c, const void *key, size_t nkey,
     h = hash_key(c->seed, key, nkey);
     s = cache_shard(c, h);
     now = cache_now(c);
+    slot = pin_slot();
 
     shard_rdlock(s);
     it = table_find(&s->table, h, key, nkey);
     if (likely(it != NULL) && likely(item_plainly_live(c, s, it, now)) &&
-        likely(item_pin(it))) {
+        likely(slot != NULL)) {
         /* the common hit, kept short */
+        *out_item = pin_fill(slot, it);
         item_touch_access(it, now);
         shard_unlock(s);
         COUNT(s, get_hits);
-        *out_item = it;
         return CORRAL_OK;
     }
     if (it != NULL) {
         seen = item_state(c, s, it, now);
         if (likely(seen == ITEM_LIVE)) {
-            pinned = likely(item_pin(it)) ? it : item_clone(&c->mem, it);
+            pinned = pin_for_caller(c, it);
             if (likely(pinned != NULL)) {
                 item_touch_access(it, now);
             }
@@ -833,7 +861,7 @@ corral_get(corral_t *c, const void *key, size_t nkey,
         return CORRAL_OK;
     }
     if (unlikely(it != NULL && seen == ITEM_LIVE)) {
-        return CORRAL_ENOMEM; /* pins saturated and no memory to copy */
+        return CORRAL_ENOMEM; /* no slot, count saturated, no memory to copy */
     }
     if (it != NULL && item_state_dead(seen)) {
         reclaim_dead(c, s, h, key, nkey, seen);
@@ -874,10 +902,10 @@ corral_get_copy(corral_t *c, const void *key, size_t nkey, void *buf,
         *out_len = len;
     }
     if (out_flags != NULL) {
-        *out_flags = item_flags(it);
+        *out_flags = corral_item_flags(it);
     }
     if (out_cas != NULL) {
-        *out_cas = item_cas(it);
+        *out_cas = corral_item_cas(it);
     }
     if (len > cap) {
         st = CORRAL_ERANGE;
@@ -1275,15 +1303,15 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         mode == CORRAL_SET && !cas_mode) {
         drop_key_locked(c, s, h, key, nkey, now);
     }
+    if (old != NULL) {
+        shard_unref(s, old);
+    }
     shard_write_done(c, s);
     shard_unlock(s);
     cache_deliver(c);
 
-    if (old != NULL) {
-        item_unref(old);
-    }
     if (it != NULL) {
-        item_unref(it);
+        item_unref(it); /* refused: never linked */
     }
     return st;
 }
@@ -1379,7 +1407,7 @@ stale_copy(struct corral *c, struct shard *s, uint64_t h, item_t **itp)
         *itp = copy;
         copy = NULL;
     }
-    item_unref(old);
+    shard_unref(s, old);
     if (copy != NULL) {
         item_unref(copy);
     }
@@ -1421,7 +1449,7 @@ delete_key(struct corral *c, const void *key, size_t nkey,
     } else if (o != NULL && o->cas != 0 && o->cas != item_cas(it)) {
         st = CORRAL_EEXISTS;
     } else if (o != NULL && (o->options & CORRAL_DELETE_STALE) &&
-               atomic_load(&it->refs) > 1 &&
+               !item_unshared(it, 1) &&
                (st = stale_copy(c, s, h, &it)) != CORRAL_OK) {
         /* pinned, and no memory for the copy that must take its place */
     } else if (o != NULL && (o->options & CORRAL_DELETE_STALE)) {
@@ -1641,7 +1669,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
         COUNT_ID(s, decr ? ST_decr_hits : ST_incr_hits);
         v = decr ? (v < o->delta ? 0 : v - o->delta) : v + o->delta;
         n = format_u64(digits, v);
-        if (n <= it->nvalue && atomic_load(&it->refs) == 1) {
+        if (n <= it->nvalue && item_unshared(it, 1)) {
             /* Nobody can be reading it: rewrite in place, padded with
              * spaces as memcached does. */
             uint64_t cas = shard_next_cas(c, s);
@@ -1658,7 +1686,7 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             } else {
                 item_ref(it);
                 st = cache_install(c, s, h, &fresh, it, NULL);
-                item_unref(it);
+                shard_unref(s, it);
                 if (st == CORRAL_OK) {
                     it = fresh;
                     fresh = NULL;
@@ -1913,6 +1941,9 @@ corral_sweep(corral_t *c, size_t budget)
         struct shard *s = &c->shards[i];
         shard_wrlock(s);
         freed += shard_sweep(c, s, per);
+        if (s->retired != NULL) {
+            shard_reap(s); /* what an idle shard would keep otherwise */
+        }
         shard_unlock(s);
     }
     return freed;

@@ -156,7 +156,7 @@ attempt_unref(struct attempt *a)
 {
     if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
         if (a->item != NULL) {
-            item_unref(a->item);
+            pin_unref(a->item);
         }
         pthread_cond_destroy(&a->cond);
         free(a);
@@ -630,10 +630,10 @@ lead(struct leader *L)
                 stored = cache_install(c, s, L->h, &linked, old, NULL) ==
                          CORRAL_OK;
                 if (!stored) {
-                    item_unref(it);
+                    item_unref(it); /* never linked */
                 }
                 if (old != NULL) {
-                    item_unref(old);
+                    shard_unref(s, old);
                 }
             } else {
                 COUNT(s, lease_rejects);
@@ -643,7 +643,7 @@ lead(struct leader *L)
         at->status = st;
         at->item = it != NULL && !item_negative(it) ? it : NULL;
         if (it != NULL && item_negative(it)) {
-            item_unref(it);
+            shard_unref(s, it);
         }
         keyrec_remove(&s->keyrecs, kr);
         breaker_report(c, s, true, L->trial, t1 / 1000000u);
@@ -925,7 +925,7 @@ freshness(const item_t *it, const struct fopts *o, uint64_t now_ns)
 /* A live value that is stale or due early: refresh it unless someone is,
  * and answer with it (or with the new value after an inline refresh). */
 static corral_status_t
-refresh(struct leader *L, item_t *cur, enum freshness why,
+refresh(struct leader *L, corral_item_t *cur, enum freshness why,
         corral_item_t **out_item)
 {
     struct corral *c = L->c;
@@ -963,9 +963,9 @@ refresh(struct leader *L, item_t *cur, enum freshness why,
     }
     lead(L);
     if (L->at->status == CORRAL_OK) {
-        item_t *fresh = pin_for_caller(c, L->at->item);
+        corral_item_t *fresh = pin_for_caller(c, L->at->item);
         if (fresh != NULL) {
-            item_unref(cur);
+            corral_item_release(cur);
             cur = fresh;
         }
     }
@@ -1083,7 +1083,7 @@ corral_fetch(corral_t *c, const void *key, size_t nkey,
         }
         if (st == ITEM_LIVE) {
             enum freshness f = freshness(it, &L.o, now_ns);
-            item_t *cur;
+            corral_item_t *cur;
             item_touch_access(it, now);
             cur = pin_for_caller(c, it);
             shard_unlock(L.s);

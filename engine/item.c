@@ -84,15 +84,21 @@ item_unref(item_t *it)
                                              memory_order_acq_rel);
     CR_ASSERT(old > 0);
     if (old == 1) {
-        size_t n = item_ntags(it);
-        for (size_t i = 0; i < n; i++) {
-            struct tag_rec *r = item_tag(it, i);
-            if (r != NULL) {
-                tag_release(r);
-            }
-        }
-        mem_free(it);
+        item_free(it);
     }
+}
+
+void
+item_free(item_t *it)
+{
+    size_t n = item_ntags(it);
+    for (size_t i = 0; i < n; i++) {
+        struct tag_rec *r = item_tag(it, i);
+        if (r != NULL) {
+            tag_release(r);
+        }
+    }
+    mem_free(it);
 }
 
 item_t *

@@ -8,14 +8,18 @@
  *   +--------+--------+--------+--------+--------+-----+---+---+------...
  *   ...| value bytes (nvalue) | ext (if ITEM_EXT): mask byte, fields |
  *
- * - next: the eviction FIFO link, toward the newer neighbour.  Touched only
- *   under the shard's exclusive lock.
+ * - next: the eviction FIFO link, toward the newer neighbour; once the item
+ *   is retired, the shard's retired list.  Touched only under the shard's
+ *   exclusive lock.
  * - cas: (per-shard sequence << shard bits) | shard index; unique in the
  *   cache, increasing within a shard.
  * - exptime, atime: absolute Unix seconds; exptime 0 = never.
  * - refs: one reference for the cache while the item is queued (linked in
- *   the table or waiting to be reclaimed), plus one per reader pin.  The
- *   holder that drops it to zero frees the item.
+ *   the table or waiting to be reclaimed), plus one per engine operation
+ *   or counted handle holding it (pin.h).  Readers' slot pins do not count
+ *   here.  An item that was ever shared is retired when the count drops
+ *   to zero (shard_unref) and freed once no pin slot holds it; a private
+ *   item (a copy, or one not yet linked) is freed at once (item_unref).
  * - bits: eviction frequency, queue, state flags (ITEM_*).
  * - ext: optional fields, in mask-bit order: client flags (u32, only when
  *   nonzero, as memcached does); tags (u8 count, u64 tag epoch at store,
@@ -26,8 +30,9 @@
  *
  * A linked item's key, value, nkey and nvalue never change; exptime and cas
  * may (touch, mark-stale), so they are atomics.  The value bytes may change
- * in place only while refs == 1 under the exclusive lock (no reader can pin
- * then), which is how incr/decr avoid an allocation.
+ * in place only under the exclusive lock while no engine reference but the
+ * cache's and the writer's and no pin slot holds the item (shard.c), which
+ * is how incr/decr avoid an allocation.
  */
 #ifndef CORRAL_ITEM_H
 #define CORRAL_ITEM_H
@@ -41,8 +46,8 @@
 #include "corral.h"
 #include "mem.h"
 
-struct corral_item {
-    struct corral_item *next;
+struct item {
+    struct item *next;
     _Atomic uint64_t cas;
     _Atomic uint32_t exptime;
     _Atomic uint32_t atime;
@@ -53,7 +58,7 @@ struct corral_item {
     char data[];
 };
 
-typedef struct corral_item item_t;
+typedef struct item item_t;
 
 /* bits */
 #define ITEM_FREQ_MASK 0x03u /* S3-FIFO access counter, 0..3 */
@@ -75,10 +80,11 @@ typedef struct corral_item item_t;
 
 struct tag_rec;
 
-/* A pin fails past this count; the caller falls back to a private copy. */
+/* A counted pin (pin.h) fails past this count; the caller falls back to
+ * a private copy. */
 #define ITEM_REFS_MAX 0xff00u
 
-#define ITEM_HEADER_SIZE offsetof(struct corral_item, data)
+#define ITEM_HEADER_SIZE offsetof(struct item, data)
 
 /* Bytes of the extension block for these optional fields; extras is
  * EXT_FETCH and/or EXT_NEGATIVE. */
@@ -353,7 +359,8 @@ void item_copy_tags(item_t *to, const item_t *from);
 /* The real allocation size of an existing item. */
 size_t item_real_size(const item_t *it);
 
-/* Pin: add a reference.  False when the count is saturated. */
+/* Add a reference for a counted handle.  False when the count is
+ * saturated. */
 static inline bool
 item_pin(item_t *it)
 {
@@ -367,16 +374,19 @@ item_pin(item_t *it)
 }
 
 /* A reference for the engine itself, under the shard's exclusive lock:
- * never fails (ITEM_REFS_MAX leaves room for these above readers' pins). */
+ * never fails (ITEM_REFS_MAX leaves room for these above counted pins). */
 static inline void
 item_ref(item_t *it)
 {
     atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
 }
 
-/* Drop a reference; frees the item (and releases its tag records) when it
- * was the last. */
+/* Drop a reference to a private item (one no other thread can have seen:
+ * see pin.h); frees it when it was the last. */
 void item_unref(item_t *it);
+
+/* Free an item and release its tag records. */
+void item_free(item_t *it);
 
 /* A private (never linked) copy of a live item, refs = 1; NULL on ENOMEM. */
 item_t *item_clone(struct mem *m, const item_t *it);

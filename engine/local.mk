@@ -24,6 +24,8 @@ ENGINE_SOURCES = \
 	engine/lock.h \
 	engine/mem.c \
 	engine/mem.h \
+	engine/pin.c \
+	engine/pin.h \
 	engine/shard.c \
 	engine/stats.c \
 	engine/stats.h \

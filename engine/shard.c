@@ -5,9 +5,15 @@
  * Memory accounting.  s->mem_used counts the real size of every queued
  * item (live or waiting to be reclaimed) plus the table and ghost arrays.
  * It changes only under the exclusive lock; the gauges in s->stats mirror
- * it for lock-free reading.  Items still pinned by readers after the
- * engine dropped them are no longer counted: their memory goes back when
- * the last reader releases them.
+ * it for lock-free reading.  Items still held by readers after the engine
+ * dropped them are no longer counted: their memory goes back when the
+ * last reader releases them.
+ *
+ * Retired items.  An item whose last reference went may still be in a
+ * reader's pin slot (pin.h).  It waits in s->retired; once RETIRE_BATCH
+ * more have gathered (or RETIRE_BYTES_MAX of them), one scan of every
+ * slot tells which can be freed.  The scan costs a cache line per pin
+ * block, so batching keeps it off the cost of each eviction.
  */
 #include "cache.h"
 
@@ -19,6 +25,12 @@
  * one a write can add: removed items stay near an eighth of memory. */
 #define SWEEP_PER_WRITE 2u
 #define SWEEP_PER_WRITE_BEHIND 16u
+
+/* Retired items scanned for at once, and the bytes that start a scan
+ * sooner (this, or a 256th of the shard's budget if less), so that large
+ * items do not wait for a batch beyond the memory limit. */
+#define RETIRE_BATCH 32u
+#define RETIRE_BYTES_MAX (64u * 1024u)
 
 
 /* Refresh the gauges that depend on table and ghost sizes. */
@@ -43,6 +55,7 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
     memset(s, 0, sizeof(*s));
     s->index = index;
     s->cache = c;
+    s->reap_at = RETIRE_BATCH;
     s->budget = c->cfg.max_memory / c->nshards;
     /* an exact split: the shards' budgets add up to max_items */
     s->item_budget = c->cfg.max_items / c->nshards +
@@ -61,18 +74,55 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
     return true;
 }
 
+void
+shard_reap(struct shard *s)
+{
+    s->nretired = (unsigned)pin_free_unheld(&s->retired, &s->retired_bytes);
+    s->reap_at = s->nretired + RETIRE_BATCH;
+    if (ld_relaxed(&pin_orphans_waiting)) {
+        pin_collect();
+    }
+}
+
+static void
+shard_retire(struct shard *s, item_t *it)
+{
+    it->next = s->retired;
+    s->retired = it;
+    s->retired_bytes += item_req_size(it);
+    if (++s->nretired >= s->reap_at ||
+        s->retired_bytes >= CR_MIN(RETIRE_BYTES_MAX, s->budget / 256)) {
+        shard_reap(s);
+    }
+}
+
+void
+shard_unref(struct shard *s, item_t *it)
+{
+    if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) ==
+        1) {
+        shard_retire(s, it);
+    }
+}
+
 static void
 drop_ref(item_t *it, void *ud)
 {
-    (void)ud;
-    item_unref(it);
+    shard_unref(ud, it);
 }
 
 void
 shard_deinit(struct shard *s)
 {
-    /* Every linked item is also queued: releasing the queues frees all. */
-    policy_foreach(&s->policy, drop_ref, NULL);
+    /* Every linked item is also queued: releasing the queues frees all
+     * but those that readers still hold. */
+    policy_foreach(&s->policy, drop_ref, s);
+    shard_reap(s);
+    while (s->retired != NULL) { /* still held by their readers */
+        item_t *it = s->retired;
+        s->retired = it->next;
+        pin_orphan(it);
+    }
     policy_deinit(&s->policy);
     mem_free(s->rules);
     mem_free(atomic_load(&s->early));
@@ -232,7 +282,7 @@ ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
     s->mem_used -= item_real_size(it);
     stat_set(&s->stats, ST_mem_used, s->mem_used);
     x->freed++;
-    item_unref(it);
+    shard_unref(s, it);
 }
 
 static void

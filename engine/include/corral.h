@@ -242,7 +242,15 @@ CORRAL_API void corral_config_get(const corral_t *cache,
 /*
  * corral_item_release - unpin an item returned by the get family.
  * NULL is a no-op.  After the call the item and its pointers are invalid.
+ * Any thread may release an item, not only the one that got it.
  * Thread-safe; O(1).
+ *
+ * Cost of a pin: a thread pins the first 24 items it holds at once by
+ * storing into a slot of its own, which writes nothing that other threads
+ * read.  Each item it holds beyond those takes a small allocation and a
+ * reference count.  Memory of an evicted or deleted item that a reader
+ * still held goes back after the release, when the shard next frees a
+ * batch of such items or corral_sweep() runs.
  */
 CORRAL_API void corral_item_release(corral_item_t *item);
 
@@ -668,8 +676,10 @@ CORRAL_API corral_status_t corral_set_max_memory(corral_t *cache,
  *
  * Writes already do a little of this work each; an idle cache with expired
  * items frees their memory only when this runs.  Examines about @budget
- * items across the shards and frees the expired, flushed and deleted ones.
- * Returns the number of items freed.  Thread-safe; O(budget).
+ * items across the shards and frees the expired, flushed and deleted ones,
+ * and the removed items that readers held and have released since.
+ * Returns the number of expired, flushed and deleted items freed.
+ * Thread-safe; O(budget + shards x threads).
  */
 CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
 

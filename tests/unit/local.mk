@@ -11,6 +11,7 @@ UNIT_TESTS = \
 	tests/unit/test_expire \
 	tests/unit/test_evict \
 	tests/unit/test_mem \
+	tests/unit/test_pin \
 	tests/unit/test_stress
 
 check_PROGRAMS += $(UNIT_TESTS)
@@ -40,6 +41,11 @@ tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h
 tests_unit_test_mem_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_mem_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mem_LDADD = $(UNIT_LDADD)
+
+tests_unit_test_pin_SOURCES = tests/unit/test_pin.c tests/unit/cu_main.h
+tests_unit_test_pin_CPPFLAGS = $(UNIT_CPPFLAGS)
+tests_unit_test_pin_CFLAGS = $(UNIT_CFLAGS) -pthread
+tests_unit_test_pin_LDADD = $(UNIT_LDADD) -lpthread
 
 # The stress test runs threads.
 tests_unit_test_stress_SOURCES = tests/unit/test_stress.c tests/unit/cu_main.h

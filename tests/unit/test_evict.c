@@ -352,7 +352,7 @@ in_main(corral_t *c, const char *key)
     if (corral_get_ex(c, key, strlen(key), &o, &it, NULL) != CORRAL_OK) {
         return false;
     }
-    main = item_has(it, ITEM_MAIN);
+    main = item_has(pin_item(it), ITEM_MAIN);
     corral_item_release(it);
     return main;
 }

@@ -230,13 +230,13 @@ setup_k_number_pinned(corral_t *c)
     CU_ASSERT_EQUAL(corral_get(c, K("k"), &held), CORRAL_OK);
 }
 
-/* k pinned as often as the reference count allows: the next lookup needs
- * a private copy. */
+/* k pinned in every slot of this thread and then as often as the
+ * reference count allows: the next lookup needs a private copy. */
 static void
 setup_k_saturated(corral_t *c)
 {
     setup_k(c);
-    nmany = 0xff00;
+    nmany = ITEM_REFS_MAX + PIN_SLOTS * PIN_BLOCKS_MAX;
     many = calloc(nmany, sizeof(*many));
     CU_ASSERT_PTR_NOT_NULL_FATAL(many);
     for (size_t i = 0; i < nmany; i++) {
@@ -981,9 +981,9 @@ test_each_allocation_sharded(void)
 }
 
 /*
- * A lookup that cannot get a private copy (pins saturated, no memory)
- * must not have handed out the recache token: the next caller, with
- * memory, wins it.
+ * A lookup that cannot get a private copy (slots taken, count saturated,
+ * no memory) must not have handed out the recache token: the next caller,
+ * with memory, wins it.
  */
 static void
 test_failed_lookup_keeps_token(void)
@@ -998,7 +998,7 @@ test_failed_lookup_keeps_token(void)
     CU_ASSERT_EQUAL(corral_set(c, K("k"), K("old"), 0, 0), CORRAL_OK);
     d.options = CORRAL_DELETE_STALE;
     CU_ASSERT_EQUAL(corral_delete_ex(c, K("k"), &d), CORRAL_OK);
-    nmany = 0xff00;
+    nmany = ITEM_REFS_MAX + PIN_SLOTS * PIN_BLOCKS_MAX;
     many = calloc(nmany, sizeof(*many));
     CU_ASSERT_PTR_NOT_NULL_FATAL(many);
     /* plain lookups: they do not ask for the token */

@@ -1,0 +1,157 @@
+/*
+ * pin.h - how a lookup hands an item to its caller: pins that, on the
+ * common path, write nothing shared.
+ *
+ * A handle (corral_item_t *) is one of three things, told apart by its
+ * low two bits (items and slots are at least 8-byte aligned):
+ *
+ *   ...00  a private item: a copy nobody else can reach, freed when its
+ *          reference count drops to zero (item_unref);
+ *   ...01  a pin slot: a word of the pinning thread's pin block that holds
+ *          the item.  Pinning is a plain store into the slot, releasing a
+ *          plain store of NULL: no atomic read-modify-write on the item,
+ *          whose cache line the lookup has only read;
+ *   ...10  a counted item: one reference on the item, for a thread whose
+ *          slots are all in use (or whose count is saturated: then the
+ *          caller gets a private copy instead).
+ *
+ * The slots are hazard pointers whose ordering comes from the shard lock.
+ * A slot is filled only while the item cannot be retired: under its
+ * shard's lock (shared or exclusive), or while the caller holds a
+ * reference that it drops later.  An item is retired when its last
+ * reference goes, after it left the table and the queues; so every slot
+ * filled before then is visible to whoever frees it, and none can be
+ * filled after.  A retired item is freed once no slot holds it.
+ *
+ * Retired items wait in two kinds of list.  The engine drops its
+ * references under the shard lock, into the shard's list, which is
+ * scanned every RETIRE_BATCH items (shard.c).  A reference dropped
+ * without a shard lock (a counted handle's release, a finished load), and
+ * what a destroyed cache leaves held, go to one process-wide list of
+ * orphans under its own mutex, scanned then and whenever a shard scans
+ * or a slot is released while orphans wait.  So items stay valid after
+ * corral_destroy() until released, as corral.h promises.
+ *
+ * Each thread has up to PIN_BLOCKS_MAX blocks of PIN_SLOTS slots, made on
+ * first use.  A thread that exits leaves its blocks to the next thread
+ * that starts pinning; slots it still held (handles it passed to other
+ * threads) stay valid, and any thread may release them.  Blocks are never
+ * freed: the scan walks them without a lock.
+ */
+#ifndef CORRAL_PIN_H
+#define CORRAL_PIN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "corral.h"
+#include "item.h"
+
+#define PIN_SLOTS 6
+#define PIN_BLOCKS_MAX 4
+
+#define PIN_TAG_MASK 3u
+#define PIN_TAG_SLOT 1u
+#define PIN_TAG_REF 2u
+
+struct pin_block {
+    _Atomic(item_t *) slot[PIN_SLOTS];
+    struct pin_block *all; /* the next block of every thread (set once) */
+    struct pin_owner *owner;
+} CR_ALIGNED(CR_CACHELINE);
+
+/* This thread's first block (NULL until its first pin). */
+extern _Thread_local struct pin_block *pin_first
+    __attribute__((tls_model("initial-exec")));
+
+_Atomic(item_t *) *pin_slot_slow(void);
+
+/*
+ * A free slot of this thread, or NULL when its blocks are all in use (or
+ * there is no memory for one).  The slot stays free until pin_fill: only
+ * this thread fills its slots.  Needs no lock.
+ */
+static CR_INLINE _Atomic(item_t *) *
+pin_slot(void)
+{
+    struct pin_block *b = pin_first;
+    if (likely(b != NULL)) {
+        for (unsigned i = 0; i < PIN_SLOTS; i++) {
+            if (ld_relaxed(&b->slot[i]) == NULL) {
+                return &b->slot[i];
+            }
+        }
+    }
+    return pin_slot_slow();
+}
+
+/* Pin it in slot (see the rules above) and return the handle. */
+static CR_INLINE corral_item_t *
+pin_fill(_Atomic(item_t *) *slot, item_t *it)
+{
+    st_relaxed(slot, it);
+    return (corral_item_t *)((uintptr_t)slot | PIN_TAG_SLOT);
+}
+
+static inline unsigned
+pin_tag(const corral_item_t *h)
+{
+    return (unsigned)((uintptr_t)h & PIN_TAG_MASK);
+}
+
+/* The item a handle stands for. */
+static CR_INLINE item_t *
+pin_item(const corral_item_t *h)
+{
+    uintptr_t p = (uintptr_t)h & ~(uintptr_t)PIN_TAG_MASK;
+    if (pin_tag(h) == PIN_TAG_SLOT) {
+        return ld_relaxed((_Atomic(item_t *) *)p);
+    }
+    return (item_t *)p;
+}
+
+/* A counted handle for it (the caller took the reference). */
+static inline corral_item_t *
+pin_counted(item_t *it)
+{
+    return (corral_item_t *)((uintptr_t)it | PIN_TAG_REF);
+}
+
+/* Orphans wait (see above): a released slot should look at them. */
+extern _Atomic bool pin_orphans_waiting;
+
+void pin_collect(void);
+
+/* Release a slot handle: the caller's reads of the item are over.  An
+ * item without references is retired: if orphans wait, it may be one. */
+static CR_INLINE void
+pin_clear(const corral_item_t *h)
+{
+    _Atomic(item_t *) *slot =
+        (_Atomic(item_t *) *)((uintptr_t)h & ~(uintptr_t)PIN_TAG_MASK);
+    bool retired = ld_relaxed(&ld_relaxed(slot)->refs) == 0;
+    atomic_store_explicit(slot, NULL, memory_order_release);
+    if (unlikely(retired) && ld_relaxed(&pin_orphans_waiting)) {
+        pin_collect();
+    }
+}
+
+/* Drop a reference taken on a shared item without a shard lock; the last
+ * one makes it an orphan, freed once no slot holds it. */
+void pin_unref(item_t *it);
+
+/* Make an unreferenced item an orphan (corral_destroy). */
+void pin_orphan(item_t *it);
+
+/* Free the items of *list (linked through next) that no slot holds; the
+ * rest stay in *list.  Returns how many stayed, and their bytes in
+ * *out_bytes. */
+size_t pin_free_unheld(item_t **list, size_t *out_bytes);
+
+/* True if some slot holds it.  O(blocks). */
+bool pin_held(const item_t *it);
+
+
+#endif /* CORRAL_PIN_H */
