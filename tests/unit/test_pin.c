@@ -272,7 +272,7 @@ struct churn {
 static size_t
 make_value(char *buf, unsigned k, unsigned salt)
 {
-    size_t n = 16 + (salt * 37 + k) % 300;
+    size_t n = 16 + (salt * 37 + k) % 600;
     memset(buf, 'a' + (int)(n % 26), n);
     memcpy(buf, &k, sizeof(k));
     return n;
@@ -344,7 +344,7 @@ test_readers_against_writers(void)
 {
     struct churn x;
     pthread_t t[READERS];
-    char buf[400], key[16];
+    char buf[700], key[16];
     uint64_t v;
 
     x.c = mk(4, 1u << 20); /* the keys take more: writes evict */
