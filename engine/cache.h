@@ -58,22 +58,28 @@ struct early_slot {
 };
 
 struct shard {
+    /* The first cache line holds what every operation touches besides the
+     * table: a lookup takes the lock and reads the flush and rule marks, a
+     * write also takes a CAS and counts itself.  Two threads using the
+     * shard in turn then pass two lines between them (this and the
+     * table's), not five. */
     struct rwlock lock;
-    struct table table;
-    struct policy policy;
+    struct corral *cache;  /* the owner, for its counters */
     uint64_t cas_seq;      /* last CAS sequence number handed out */
     uint64_t flush_cas;    /* items with a CAS <= this are flushed */
-    size_t mem_used;       /* real bytes: queued items, table, ghost */
-    unsigned writes;       /* writes so far, for the sweep's pace */
     size_t dead;           /* queued items no longer linked (removed,
                             * replaced, expired) awaiting reclamation */
+    _Atomic(struct early_slot *) early; /* allocated on first use */
+    unsigned writes;       /* writes so far, for the sweep's pace */
+    unsigned nrules;
+    unsigned index;
+    struct table table;
+    size_t mem_used;       /* real bytes: queued items, table, ghost */
+    struct policy policy;
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
     size_t evicted_bytes;  /* since this shard last asked for a purge */
-    unsigned index;
-    struct corral *cache;  /* the owner, for its counters */
     struct prefix_rule *rules; /* pending prefix rules, oldest first */
-    unsigned nrules;
     uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
     uint64_t retired_seq;  /* highest sequence of a retired rule */
     item_t *retired;       /* unreferenced items to free once no pin
@@ -82,7 +88,6 @@ struct shard {
     unsigned reap_at;      /* scan the slots at this many retired */
     size_t retired_bytes;
     struct keyrecs keyrecs; /* loads in flight and failing keys */
-    _Atomic(struct early_slot *) early; /* allocated on first use */
     struct stats stats;
 } CR_ALIGNED(CR_CACHELINE);
 
@@ -289,10 +294,13 @@ item_unshared(const item_t *it, unsigned refs)
 static inline bool
 shard_can_overwrite(const item_t *old, const item_t *it)
 {
+    size_t want = item_req_size(it), have = item_req_size(old);
+    /* (equal requests need no size-class lookup, a call into the
+     * allocator, under the lock: the common case of a same-size value) */
     return item_has(old, ITEM_LINKED) &&
            it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
-           item_req_size(it) <= item_req_size(old) &&
-           item_real_size(old) == item_real_size(it) &&
+           want <= have &&
+           (want == have || mem_real_size(have) == mem_real_size(want)) &&
            item_unshared(old, 2);
 }
 
@@ -380,9 +388,11 @@ bool shard_init(struct corral *c, struct shard *s, unsigned index);
 
 /* Link *itp in place of `old` (referenced by the caller, or NULL) or as
  * a new key, evicting to make room; breaks leases, records the overwrite
- * event.  On success the cache owns the caller's reference to *itp, and
- * *itp is the item now linked: old itself when *itp was copied into it
- * (then the caller's *itp reference was dropped).  Exclusive lock. */
+ * event.  On success *itp is the item now linked.  Either that is the
+ * caller's item, and the cache owns the caller's reference; or *itp was
+ * copied into old, *itp is now old, and the caller still holds its
+ * reference to its own item (never linked: free it after the lock is
+ * released, off the critical section).  Exclusive lock. */
 corral_status_t cache_install(struct corral *c, struct shard *s, uint64_t h,
                               item_t **itp, item_t *old, uint64_t *out_cas);
 

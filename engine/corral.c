@@ -1147,8 +1147,7 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
         lease_break(s, h, item_key(it), it->nkey);
         cas = shard_next_cas(c, s);
         shard_overwrite(s, old, it, cas);
-        item_unref(it); /* the caller's reference passed to the cache */
-        *itp = old;
+        *itp = old; /* the caller frees `it` */
         emit(c, s, CORRAL_EVENT_OVERWRITE, item_key(old), old->nkey, cas, 0,
              0);
         if (out_cas != NULL) {
@@ -1287,8 +1286,9 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
         item_set_tag_epoch(it, tags_epoch(&c->tags));
     }
     if (st == CORRAL_OK) {
-        st = cache_install(c, s, h, &it, old, out_cas);
-        if (st == CORRAL_OK) {
+        item_t *linked = it;
+        st = cache_install(c, s, h, &linked, old, out_cas);
+        if (st == CORRAL_OK && linked == it) {
             it = NULL; /* the cache owns it now */
         }
         counted_nomem = true; /* cache_install counts its own refusals */
@@ -1311,7 +1311,7 @@ corral_store(corral_t *c, const void *key, size_t nkey, const void *value,
     cache_deliver(c);
 
     if (it != NULL) {
-        item_unref(it); /* refused: never linked */
+        item_unref(it); /* refused, or copied in place: never linked */
     }
     return st;
 }
@@ -1684,12 +1684,15 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
             if (fresh == NULL) {
                 st = CORRAL_ENOMEM;
             } else {
+                item_t *linked = fresh;
                 item_ref(it);
-                st = cache_install(c, s, h, &fresh, it, NULL);
+                st = cache_install(c, s, h, &linked, it, NULL);
                 shard_unref(s, it);
                 if (st == CORRAL_OK) {
-                    it = fresh;
-                    fresh = NULL;
+                    it = linked;
+                    if (linked == fresh) {
+                        fresh = NULL; /* else freed below */
+                    }
                 } else {
                     it = NULL;
                 }

@@ -629,8 +629,8 @@ lead(struct leader *L)
                 item_ref(it); /* one reference for the cache, one kept */
                 stored = cache_install(c, s, L->h, &linked, old, NULL) ==
                          CORRAL_OK;
-                if (!stored) {
-                    item_unref(it); /* never linked */
+                if (!stored || linked != it) {
+                    item_unref(it); /* never linked: ours is kept */
                 }
                 if (old != NULL) {
                     shard_unref(s, old);

@@ -57,9 +57,7 @@ item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
 size_t
 item_real_size(const item_t *it)
 {
-    return mem_real_size(item_size_ext(it->nkey, it->nvalue, item_flags(it),
-                                       item_ntags(it),
-                                       item_ext_mask(it) & EXT_FETCH));
+    return mem_real_size(item_req_size(it));
 }
 
 void

@@ -477,7 +477,6 @@ shard_find_live(struct corral *c, struct shard *s, uint64_t h,
 void
 shard_write_done(struct corral *c, struct shard *s)
 {
-    size_t queued = s->policy.small.count + s->policy.main.count;
     size_t steps;
 
     if (s->table.old != NULL) {
@@ -486,8 +485,10 @@ shard_write_done(struct corral *c, struct shard *s)
     /* Each step reads an item (often a cache miss): sweep hard while
      * removed items pile up, steadily while there is known work (removed
      * items, prefix rules), and otherwise just enough to find expired
-     * items in time: one node every fourth write. */
-    if (s->dead * 8 > queued) {
+     * items in time: one node every fourth write.  (The queue lengths are
+     * read only when some items are removed.) */
+    if (s->dead > 0 &&
+        s->dead * 8 > s->policy.small.count + s->policy.main.count) {
         steps = SWEEP_PER_WRITE_BEHIND;
     } else if (s->dead > 0 || s->nrules > 0) {
         steps = SWEEP_PER_WRITE;
