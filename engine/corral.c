@@ -807,42 +807,18 @@ corral_get_ex(corral_t *c, const void *key, size_t nkey,
     return st;
 }
 
-/* corral_get_ex without options, kept short: the hot path of every
- * lookup. */
-CORRAL_API corral_status_t
-corral_get(corral_t *c, const void *key, size_t nkey,
-           corral_item_t **out_item)
+/* The rest of corral_get, entered with the shared lock held: an item that
+ * needs the full state check (or finds the thread's slots all taken), or
+ * a miss.  Out of line, so that the common hit saves and restores few
+ * registers. */
+static __attribute__((noinline)) corral_status_t
+get_rest(struct corral *c, struct shard *s, uint64_t h, const void *key,
+         size_t nkey, item_t *it, uint32_t now, corral_item_t **out_item)
 {
     enum item_state seen = ITEM_LIVE;
     corral_item_t *pinned = NULL;
-    _Atomic(item_t *) *slot;
     bool growing;
-    struct shard *s;
-    uint32_t now;
-    uint64_t h;
-    item_t *it;
 
-    assert(c != NULL && out_item != NULL);
-    *out_item = NULL;
-    if (unlikely(!key_ok(key, nkey))) {
-        return CORRAL_EINVAL;
-    }
-    h = hash_key(c->seed, key, nkey);
-    s = cache_shard(c, h);
-    now = cache_now(c);
-    slot = pin_slot();
-
-    shard_rdlock(s);
-    it = table_find(&s->table, h, key, nkey);
-    if (likely(it != NULL) && likely(item_plainly_live(c, s, it, now)) &&
-        likely(slot != NULL)) {
-        /* the common hit, kept short */
-        *out_item = pin_fill(slot, it);
-        item_touch_access(it, now);
-        shard_unlock(s);
-        COUNT(s, get_hits);
-        return CORRAL_OK;
-    }
     if (it != NULL) {
         seen = item_state(c, s, it, now);
         if (likely(seen == ITEM_LIVE)) {
@@ -872,6 +848,42 @@ corral_get(corral_t *c, const void *key, size_t nkey,
         shard_unlock(s);
     }
     return CORRAL_ENOTFOUND;
+}
+
+/* corral_get_ex without options, kept short: the hot path of every
+ * lookup. */
+CORRAL_API corral_status_t
+corral_get(corral_t *c, const void *key, size_t nkey,
+           corral_item_t **out_item)
+{
+    _Atomic(item_t *) *slot;
+    struct shard *s;
+    uint32_t now;
+    uint64_t h;
+    item_t *it;
+
+    assert(c != NULL && out_item != NULL);
+    *out_item = NULL;
+    if (unlikely(!key_ok(key, nkey))) {
+        return CORRAL_EINVAL;
+    }
+    h = hash_key(c->seed, key, nkey);
+    s = cache_shard(c, h);
+    now = cache_now(c);
+    slot = pin_slot();
+
+    shard_rdlock(s);
+    it = table_find(&s->table, h, key, nkey);
+    if (likely(it != NULL) && likely(item_plainly_live(c, s, it, now)) &&
+        likely(slot != NULL)) {
+        /* the common hit, kept short */
+        *out_item = pin_fill(slot, it);
+        item_touch_access(it, now);
+        shard_unlock(s);
+        COUNT(s, get_hits);
+        return CORRAL_OK;
+    }
+    return get_rest(c, s, h, key, nkey, it, now, out_item);
 }
 
 CORRAL_API corral_status_t
