@@ -171,7 +171,8 @@ test_held_through_eviction(void)
 }
 
 /* Handles of both kinds stay valid after corral_destroy(), until
- * released, whether their items were evicted before or not. */
+ * released, whether their items were deleted before or not, and so do
+ * the names of their tags. */
 static void
 test_held_past_destroy(void)
 {
@@ -180,10 +181,14 @@ test_held_past_destroy(void)
     char key[16], val[16];
 
     for (int i = 0; i < HELD; i++) {
+        const char *tags[2] = {i % 2 ? "odd" : "even", "all"};
+        corral_store_opts_t o = {0};
+        o.tags = tags;
+        o.ntags = 2;
         snprintf(key, sizeof(key), "k%d", i);
         snprintf(val, sizeof(val), "v%d", i);
-        CU_ASSERT(corral_set(c, key, strlen(key), val, strlen(val), 0, 0) ==
-                  CORRAL_OK);
+        CU_ASSERT(corral_store(c, key, strlen(key), val, strlen(val), &o,
+                               NULL) == CORRAL_OK);
         CU_ASSERT_FATAL(corral_get(c, key, strlen(key), &h[i]) == CORRAL_OK);
         if (i % 3 == 0) {
             CU_ASSERT(corral_delete(c, key, strlen(key)) == CORRAL_OK);
@@ -192,8 +197,12 @@ test_held_past_destroy(void)
     corral_sweep(c, 0);
     corral_destroy(c);
     for (int i = 0; i < HELD; i++) {
+        const char *names[2] = {NULL, NULL};
         snprintf(val, sizeof(val), "v%d", i);
         CU_ASSERT(value_is(h[i], val));
+        CU_ASSERT_EQUAL_FATAL(corral_item_tags(h[i], names, 2), 2);
+        CU_ASSERT_STRING_EQUAL(names[0], i % 2 ? "odd" : "even");
+        CU_ASSERT_STRING_EQUAL(names[1], "all");
         corral_item_release(h[i]);
     }
     /* the orphans went with their last release */
