@@ -86,7 +86,7 @@ struct shard {
                             * slot holds them, linked through next */
     unsigned nretired;
     unsigned reap_at;      /* scan the slots at this many retired */
-    size_t retired_bytes;
+    size_t retired_bytes;  /* retired since the last scan */
     struct keyrecs keyrecs; /* loads in flight and failing keys */
     struct stats stats;
 } CR_ALIGNED(CR_CACHELINE);

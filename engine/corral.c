@@ -247,7 +247,11 @@ corral_destroy(corral_t *c)
     fetch_deinit(c);
     events_deinit(&c->evictions);
     events_deinit(&c->events);
-    tags_deinit(&c->tags); /* after the items, which hold tag records */
+    /* after the items, which hold tag records; no orphan of this cache
+     * is freed while its records are detached */
+    pin_orphans_lock();
+    tags_deinit(&c->tags);
+    pin_orphans_unlock();
     stats_reg_deinit(&c->counters);
     free(c);
 }
@@ -1960,6 +1964,9 @@ corral_sweep(corral_t *c, size_t budget)
             shard_reap(s); /* what an idle shard would keep otherwise */
         }
         shard_unlock(s);
+    }
+    if (ld_relaxed(&pin_orphans_waiting)) {
+        pin_collect();
     }
     return freed;
 }

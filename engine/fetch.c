@@ -629,8 +629,14 @@ lead(struct leader *L)
                 item_ref(it); /* one reference for the cache, one kept */
                 stored = cache_install(c, s, L->h, &linked, old, NULL) ==
                          CORRAL_OK;
-                if (!stored || linked != it) {
+                if (!stored) {
                     item_unref(it); /* never linked: ours is kept */
+                } else if (linked != it) {
+                    /* copied into old, which is now the value (with its
+                     * CAS): it keeps our reference; ours is not needed */
+                    item_free(it);
+                    it = linked;
+                    old = NULL;
                 }
                 if (old != NULL) {
                     shard_unref(s, old);

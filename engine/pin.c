@@ -5,8 +5,11 @@
  */
 #include "pin.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* A thread's blocks.  Kept for reuse when the thread exits. */
 struct pin_owner {
@@ -41,6 +44,8 @@ owner_exit(void *p)
     pthread_mutex_unlock(&pin_lock);
 }
 
+bool pin_fenced = true;
+
 static void
 key_init(void)
 {
@@ -48,6 +53,20 @@ key_init(void)
      * in use by nobody, which wastes a line each and nothing else. */
     if (pthread_key_create(&pin_key, owner_exit) != 0) {
         pin_key = (pthread_key_t)-1;
+    }
+    /* Decided before any thread has a slot, so before any release. */
+    pin_fenced = syscall(SYS_membarrier,
+                         MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0;
+}
+
+/* A full barrier in every running thread of the process (pin_clear). */
+static void
+barrier_everywhere(void)
+{
+    if (pin_fenced ||
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) !=
+            0) {
+        atomic_thread_fence(memory_order_seq_cst);
     }
 }
 
@@ -165,10 +184,10 @@ mark_held(item_t *const *v, size_t n, bool *held)
 #define SCAN_AT_ONCE 64
 
 size_t
-pin_free_unheld(item_t **list, size_t *out_bytes)
+pin_free_unheld(item_t **list)
 {
     item_t *rest = *list, *keep = NULL;
-    size_t kept = 0, bytes = 0;
+    size_t kept = 0;
 
     while (rest != NULL) {
         item_t *v[SCAN_AT_ONCE];
@@ -185,16 +204,12 @@ pin_free_unheld(item_t **list, size_t *out_bytes)
                 v[i]->next = keep;
                 keep = v[i];
                 kept++;
-                bytes += item_req_size(v[i]);
             } else {
                 item_free(v[i]);
             }
         }
     }
     *list = keep;
-    if (out_bytes != NULL) {
-        *out_bytes = bytes;
-    }
     return kept;
 }
 
@@ -203,11 +218,25 @@ static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
 static item_t *orphans; /* orphan_lock */
 _Atomic bool pin_orphans_waiting;
 
+/* Set the flag, put a barrier in every thread, then scan: a release that
+ * the scan does not see sees the flag (pin_clear).  While the flag stays
+ * set, every release after that barrier sees it: one barrier serves every
+ * scan until the flag is cleared. */
 static void
 collect_locked(void)
 {
-    pin_free_unheld(&orphans, NULL);
-    st_relaxed(&pin_orphans_waiting, orphans != NULL);
+    if (orphans == NULL) {
+        return;
+    }
+    if (!ld_relaxed(&pin_orphans_waiting)) {
+        atomic_store_explicit(&pin_orphans_waiting, true,
+                              memory_order_seq_cst);
+        barrier_everywhere();
+    }
+    pin_free_unheld(&orphans);
+    if (orphans == NULL) {
+        st_relaxed(&pin_orphans_waiting, false);
+    }
 }
 
 void
@@ -225,6 +254,18 @@ pin_orphan(item_t *it)
     it->next = orphans;
     orphans = it;
     collect_locked();
+    pthread_mutex_unlock(&orphan_lock);
+}
+
+void
+pin_orphans_lock(void)
+{
+    pthread_mutex_lock(&orphan_lock);
+}
+
+void
+pin_orphans_unlock(void)
+{
     pthread_mutex_unlock(&orphan_lock);
 }
 

@@ -28,9 +28,10 @@
  * scanned every RETIRE_BATCH items (shard.c).  A reference dropped
  * without a shard lock (a counted handle's release, a finished load), and
  * what a destroyed cache leaves held, go to one process-wide list of
- * orphans under its own mutex, scanned then and whenever a shard scans
- * or a slot is released while orphans wait.  So items stay valid after
- * corral_destroy() until released, as corral.h promises.
+ * orphans under its own mutex, scanned then, whenever a shard scans or
+ * corral_sweep() runs, and at every slot release while orphans wait (see
+ * pin_clear).  So items stay valid after corral_destroy() until released,
+ * as corral.h promises.
  *
  * Each thread has up to PIN_BLOCKS_MAX blocks of PIN_SLOTS slots, made on
  * first use.  A thread that exits leaves its blocks to the next thread
@@ -122,21 +123,43 @@ pin_counted(item_t *it)
 /* Orphans wait (see above): a released slot should look at them. */
 extern _Atomic bool pin_orphans_waiting;
 
+/* Without membarrier(2), releases order themselves with a full fence. */
+extern bool pin_fenced;
+
 void pin_collect(void);
 
-/* Release a slot handle: the caller's reads of the item are over.  An
- * item without references is retired: if orphans wait, it may be one. */
+/*
+ * Release a slot handle: the caller's reads of the item are over.
+ *
+ * The item may be an orphan that the scan which made it so saw held.
+ * Then either that scan sees the slot cleared, or this release sees the
+ * orphans flag and collects: the orphaning side sets the flag, then runs
+ * membarrier(2), which puts a full barrier into every running thread of
+ * the process, then scans; so this side needs only a compiler barrier
+ * between its store and its load (or a full fence where membarrier is
+ * not available).
+ */
 static CR_INLINE void
 pin_clear(const corral_item_t *h)
 {
-    _Atomic(item_t *) *slot =
-        (_Atomic(item_t *) *)((uintptr_t)h & ~(uintptr_t)PIN_TAG_MASK);
-    bool retired = ld_relaxed(&ld_relaxed(slot)->refs) == 0;
-    atomic_store_explicit(slot, NULL, memory_order_release);
-    if (unlikely(retired) && ld_relaxed(&pin_orphans_waiting)) {
+    atomic_store_explicit(
+        (_Atomic(item_t *) *)((uintptr_t)h & ~(uintptr_t)PIN_TAG_MASK),
+        NULL, memory_order_release);
+    if (unlikely(pin_fenced)) {
+        atomic_thread_fence(memory_order_seq_cst);
+    } else {
+        atomic_signal_fence(memory_order_seq_cst);
+    }
+    if (unlikely(ld_relaxed(&pin_orphans_waiting))) {
         pin_collect();
     }
 }
+
+/* Hold off orphan frees (corral_destroy, while it detaches its tag
+ * records: an orphan of the cache freed meanwhile would release into
+ * them). */
+void pin_orphans_lock(void);
+void pin_orphans_unlock(void);
 
 /* Drop a reference taken on a shared item without a shard lock; the last
  * one makes it an orphan, freed once no slot holds it. */
@@ -146,9 +169,8 @@ void pin_unref(item_t *it);
 void pin_orphan(item_t *it);
 
 /* Free the items of *list (linked through next) that no slot holds; the
- * rest stay in *list.  Returns how many stayed, and their bytes in
- * *out_bytes. */
-size_t pin_free_unheld(item_t **list, size_t *out_bytes);
+ * rest stay in *list.  Returns how many stayed. */
+size_t pin_free_unheld(item_t **list);
 
 /* True if some slot holds it.  O(blocks). */
 bool pin_held(const item_t *it);

@@ -77,8 +77,10 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
 void
 shard_reap(struct shard *s)
 {
-    s->nretired = (unsigned)pin_free_unheld(&s->retired, &s->retired_bytes);
+    s->nretired = (unsigned)pin_free_unheld(&s->retired);
     s->reap_at = s->nretired + RETIRE_BATCH;
+    s->retired_bytes = 0; /* since this scan: what is still held waits
+                           * for the next batch */
     if (ld_relaxed(&pin_orphans_waiting)) {
         pin_collect();
     }

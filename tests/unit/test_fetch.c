@@ -492,6 +492,39 @@ test_stale_while_revalidate(void)
     corral_destroy(c);
 }
 
+/* The item an inline refresh hands back is the one the cache now holds,
+ * with its CAS (the caller's pin on the stale value keeps the new value
+ * from being copied into it). */
+static void
+test_refresh_cas(void)
+{
+    corral_t *c = mk();
+    struct fixed f = {0};
+    corral_fetch_opts_t o = {0};
+    corral_item_t *it = NULL, *again = NULL;
+
+    o.ttl = 10;
+    o.stale_ttl = 20;
+    o.options = CORRAL_FETCH_NO_EARLY;
+    f.value = "v1";
+    CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it, NULL) ==
+              CORRAL_OK);
+    corral_item_release(it);
+    advance(15); /* stale: the next fetch refreshes inline */
+    f.value = "v2";
+    CU_ASSERT_FATAL(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it,
+                                 NULL) == CORRAL_OK);
+    CU_ASSERT(value_is(it, "v2"));
+    CU_ASSERT_EQUAL(STAT(c, refreshes), 1);
+    CU_ASSERT_FATAL(corral_get(c, "k", 1, &again) == CORRAL_OK);
+    CU_ASSERT(value_is(again, "v2"));
+    CU_ASSERT_NOT_EQUAL(corral_item_cas(it), 0);
+    CU_ASSERT_EQUAL(corral_item_cas(it), corral_item_cas(again));
+    corral_item_release(again);
+    corral_item_release(it);
+    corral_destroy(c);
+}
+
 static void
 test_background_refresh(void)
 {
@@ -791,6 +824,7 @@ static const struct cu_test failure_tests[] = {
 
 static const struct cu_test fresh_tests[] = {
     CU_TEST(test_stale_while_revalidate),
+    CU_TEST(test_refresh_cas),
     CU_TEST(test_background_refresh),
     CU_TEST(test_early_refresh),
     CU_TEST(test_stale_if_error),

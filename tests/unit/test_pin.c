@@ -209,6 +209,44 @@ test_held_past_destroy(void)
     CU_ASSERT_FALSE(atomic_load(&pin_orphans_waiting));
 }
 
+/* An item held by a slot and by a counted handle, deleted: the counted
+ * release makes it an orphan that the slot still holds; the slot's
+ * release frees it. */
+static void
+test_orphan_freed_by_slot_release(void)
+{
+    corral_t *c = mk(1, 64u << 20);
+    corral_item_t *other[PIN_SLOTS * PIN_BLOCKS_MAX + 1];
+    corral_item_t *counted, *slotted;
+    size_t n = 0;
+
+    CU_ASSERT(corral_set(c, K("k"), K("v"), 0, 0) == CORRAL_OK);
+    CU_ASSERT(corral_set(c, K("o"), K("w"), 0, 0) == CORRAL_OK);
+    /* take this thread's free slots, then one more: counted */
+    do {
+        CU_ASSERT_FATAL(n < PIN_SLOTS * PIN_BLOCKS_MAX + 1);
+        CU_ASSERT_FATAL(corral_get(c, K("o"), &other[n]) == CORRAL_OK);
+    } while (pin_tag(other[n++]) == PIN_TAG_SLOT);
+    corral_item_release(other[--n]); /* the counted one */
+    CU_ASSERT_FATAL(corral_get(c, K("k"), &counted) == CORRAL_OK);
+    CU_ASSERT_EQUAL(pin_tag(counted), PIN_TAG_REF);
+    corral_item_release(other[--n]); /* frees a slot */
+    CU_ASSERT_FATAL(corral_get(c, K("k"), &slotted) == CORRAL_OK);
+    CU_ASSERT_EQUAL(pin_tag(slotted), PIN_TAG_SLOT);
+
+    CU_ASSERT(corral_delete(c, K("k")) == CORRAL_OK);
+    corral_sweep(c, 0); /* dequeued: only the two handles hold it */
+    corral_item_release(counted);
+    CU_ASSERT_TRUE(atomic_load(&pin_orphans_waiting)); /* held by a slot */
+    CU_ASSERT(value_is(slotted, "v"));
+    corral_item_release(slotted);
+    CU_ASSERT_FALSE(atomic_load(&pin_orphans_waiting));
+    while (n > 0) {
+        corral_item_release(other[--n]);
+    }
+    corral_destroy(c);
+}
+
 struct handoff {
     corral_t *c;
     corral_item_t *h;
@@ -407,6 +445,7 @@ static const struct cu_test pin_tests[] = {
     CU_TEST(test_no_write_in_place_while_pinned),
     CU_TEST(test_held_through_eviction),
     CU_TEST(test_held_past_destroy),
+    CU_TEST(test_orphan_freed_by_slot_release),
     CU_TEST(test_release_elsewhere),
     CU_TEST(test_readers_against_writers),
     CU_END,
