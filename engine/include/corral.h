@@ -207,7 +207,8 @@ CORRAL_API corral_status_t corral_create(const corral_config_t *cfg,
 /*
  * corral_destroy - free a cache and every item in it.  NULL is a no-op.
  *
- * Items still pinned by the caller stay valid until released.
+ * Items still pinned by the caller stay valid until released (after
+ * this returns, not while it runs).
  * Not thread-safe: no other call on this cache may run or follow.
  * O(items).
  */
