@@ -98,6 +98,30 @@ fixed_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
                : -1;
 }
 
+/* Options with a 10 s TTL and 20 s of stale serving after it. */
+static corral_fetch_opts_t
+stale_opts(unsigned options)
+{
+    corral_fetch_opts_t o = {0};
+    o.ttl = 10;
+    o.stale_ttl = 20;
+    o.options = options;
+    return o;
+}
+
+/* Load `value` for "k", then let `later` seconds pass. */
+static void
+load_then_age(corral_t *c, struct fixed *f, const char *value,
+              const corral_fetch_opts_t *o, double later)
+{
+    corral_item_t *it = NULL;
+    f->value = value;
+    CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, f, o, &it, NULL) ==
+              CORRAL_OK);
+    corral_item_release(it);
+    advance(later);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Single flight                                                          */
 
@@ -444,17 +468,10 @@ test_stale_while_revalidate(void)
     struct gate g;
     struct fetcher bg;
     pthread_t th;
-    corral_fetch_opts_t o = {0};
+    corral_fetch_opts_t o = stale_opts(CORRAL_FETCH_NO_EARLY);
     corral_item_t *it = NULL;
 
-    o.ttl = 10;
-    o.stale_ttl = 20;
-    o.options = CORRAL_FETCH_NO_EARLY;
-    first.value = "v1";
-    CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, &first, &o, &it, NULL) ==
-              CORRAL_OK);
-    corral_item_release(it);
-    advance(15); /* stale, still servable */
+    load_then_age(c, &first, "v1", &o, 15); /* stale, still servable */
 
     /* the first caller refreshes in its own thread ... */
     gate_init(&g, "v2");
@@ -500,17 +517,10 @@ test_refresh_cas(void)
 {
     corral_t *c = mk();
     struct fixed f = {0};
-    corral_fetch_opts_t o = {0};
+    corral_fetch_opts_t o = stale_opts(CORRAL_FETCH_NO_EARLY);
     corral_item_t *it = NULL, *again = NULL;
 
-    o.ttl = 10;
-    o.stale_ttl = 20;
-    o.options = CORRAL_FETCH_NO_EARLY;
-    f.value = "v1";
-    CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it, NULL) ==
-              CORRAL_OK);
-    corral_item_release(it);
-    advance(15); /* stale: the next fetch refreshes inline */
+    load_then_age(c, &f, "v1", &o, 15); /* the next fetch refreshes */
     f.value = "v2";
     CU_ASSERT_FATAL(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it,
                                  NULL) == CORRAL_OK);
@@ -530,19 +540,13 @@ test_background_refresh(void)
 {
     corral_t *c = mk();
     struct fixed f = {0};
-    corral_fetch_opts_t o = {0};
+    corral_fetch_opts_t o =
+        stale_opts(CORRAL_FETCH_BACKGROUND | CORRAL_FETCH_NO_EARLY);
     corral_item_t *it = NULL;
     struct timespec t0, t1;
     bool updated = false;
 
-    o.ttl = 10;
-    o.stale_ttl = 20;
-    o.options = CORRAL_FETCH_BACKGROUND | CORRAL_FETCH_NO_EARLY;
-    f.value = "old";
-    CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it, NULL) ==
-              CORRAL_OK);
-    corral_item_release(it);
-    advance(12);
+    load_then_age(c, &f, "old", &o, 12);
     f.value = "new";
     CU_ASSERT(corral_fetch(c, "k", 1, fixed_loader, &f, &o, &it, NULL) ==
               CORRAL_OK);
