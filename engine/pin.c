@@ -81,7 +81,6 @@ block_new(struct pin_owner *o)
     for (unsigned i = 0; i < PIN_SLOTS; i++) {
         atomic_init(&b->slot[i], NULL);
     }
-    b->owner = o;
     b->all = atomic_load_explicit(&pin_all, memory_order_relaxed);
     atomic_store_explicit(&pin_all, b, memory_order_release);
     o->blocks[o->nblocks++] = b;
@@ -143,22 +142,6 @@ pin_slot_slow(void)
     return b != NULL ? &b->slot[0] : NULL;
 }
 
-bool
-pin_held(const item_t *it)
-{
-    for (struct pin_block *b =
-             atomic_load_explicit(&pin_all, memory_order_acquire);
-         b != NULL; b = b->all) {
-        for (unsigned i = 0; i < PIN_SLOTS; i++) {
-            if (atomic_load_explicit(&b->slot[i], memory_order_acquire) ==
-                it) {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
 /* Set held[i] for every v[i] that some slot holds.  O(blocks x n). */
 static void
 mark_held(item_t *const *v, size_t n, bool *held)
@@ -179,6 +162,15 @@ mark_held(item_t *const *v, size_t n, bool *held)
             }
         }
     }
+}
+
+bool
+pin_held(const item_t *it)
+{
+    item_t *v = (item_t *)it;
+    bool held = false;
+    mark_held(&v, 1, &held);
+    return held;
 }
 
 #define SCAN_AT_ONCE 64

@@ -60,7 +60,6 @@
 struct pin_block {
     _Atomic(item_t *) slot[PIN_SLOTS];
     struct pin_block *all; /* the next block of every thread (set once) */
-    struct pin_owner *owner;
 } CR_ALIGNED(CR_CACHELINE);
 
 /* This thread's first block (NULL until its first pin). */
@@ -174,6 +173,5 @@ size_t pin_free_unheld(item_t **list);
 
 /* True if some slot holds it.  O(blocks). */
 bool pin_held(const item_t *it);
-
 
 #endif /* CORRAL_PIN_H */
