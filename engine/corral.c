@@ -693,7 +693,6 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
 {
     unsigned extras = (o->flags & CORRAL_GET_BINARY_KEY) ? EXT_BINKEY : 0;
     item_t *it = item_create_ext(&c->mem, key, nkey, 0, 0, 0, extras, NULL);
-    _Atomic(item_t *) *slot = pin_slot();
     bool linked = false;
 
     if (it == NULL) {
@@ -710,12 +709,9 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
         item_unref(it);
         return CORRAL_ENOMEM;
     }
-    if (slot != NULL) {
-        *out_item = pin_fill(slot, it);
-    } else {
-        item_ref(it);
-        *out_item = pin_counted(it);
-    }
+    /* cannot fail: a new item's count is far from saturated, so this is
+     * a slot or a counted reference, never a copy */
+    *out_item = pin_for_caller(c, it);
     COUNT(s, recache_wins);
     early_won(c, s, h, item_exptime(it));
     if (out_res != NULL) {
