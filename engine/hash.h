@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common.h"
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -27,7 +29,7 @@
  * dispatches on the length.  The result is the same.  That function is
  * xxHash's own, unexported but defined by the header under
  * XXH_INLINE_ALL in the 0.8 series; other versions take the public path. */
-static inline __attribute__((always_inline)) uint64_t
+static CR_INLINE uint64_t
 hash_key(uint64_t seed, const void *key, size_t nkey)
 {
 #if XXH_VERSION_MAJOR == 0 && XXH_VERSION_MINOR == 8
