@@ -8,7 +8,10 @@
 #include "hash.h"
 
 #define GHOST_WAYS 8u
-#define GHOST_EPOCHS 16u
+#define GHOST_EPOCHS 16u   /* an entry is live for this many epochs */
+#define GHOST_EPOCH_BITS 5 /* so that 16 more epochs read as dead */
+#define GHOST_EPOCH_MASK ((1u << GHOST_EPOCH_BITS) - 1)
+#define GHOST_FP_MAX 0x7ffu /* 16 - GHOST_EPOCH_BITS bits of fingerprint */
 #define GHOST_MIN_CAPACITY 64u
 
 /* Hits an item needs while in the small queue to move to main, and the
@@ -58,29 +61,37 @@ fifo_pop(struct fifo *q)
 /* ---------------------------------------------------------------------- */
 /* Ghost                                                                  */
 
-static uint32_t
+static unsigned
 ghost_epoch(const struct ghost *g)
 {
-    return g->epoch & 0xff;
+    return g->epoch & GHOST_EPOCH_MASK;
 }
 
-static uint32_t
+/* 1 .. GHOST_FP_MAX, from hash bits the bucket index does not use; an
+ * entry is never 0 (empty). */
+static unsigned
 ghost_fp(uint64_t h)
 {
-    return (uint32_t)((h >> 16) & 0xffffff) | 1u;
+    return (unsigned)((h >> 16) % GHOST_FP_MAX) + 1;
 }
 
-static uint32_t *
+static unsigned
+entry_fp(uint16_t e)
+{
+    return e >> GHOST_EPOCH_BITS;
+}
+
+static uint16_t *
 ghost_bucket(const struct ghost *g, uint64_t h, unsigned shard_bits)
 {
     return g->slots + hash_range(h, shard_bits, g->nbuckets) * GHOST_WAYS;
 }
 
-/* Age of an entry in epochs (0 = current). */
-static uint32_t
-ghost_age(const struct ghost *g, uint32_t e)
+/* Age of an entry in epochs (0 = current), modulo 2^GHOST_EPOCH_BITS. */
+static unsigned
+ghost_age(const struct ghost *g, uint16_t e)
 {
-    return (ghost_epoch(g) - (e & 0xff)) & 0xff;
+    return (ghost_epoch(g) - e) & GHOST_EPOCH_MASK;
 }
 
 /* Reallocate the table for `room` entries; forgets everything.  Keeps the
@@ -90,7 +101,7 @@ ghost_resize(struct ghost *g, struct mem *m, size_t room)
 {
     size_t nbuckets = (room + GHOST_WAYS - 1) / GHOST_WAYS;
     size_t real;
-    uint32_t *slots = mem_zalloc(m, nbuckets * GHOST_WAYS * sizeof(uint32_t),
+    uint16_t *slots = mem_zalloc(m, nbuckets * GHOST_WAYS * sizeof(uint16_t),
                                  &real);
     if (slots == NULL) {
         return;
@@ -99,25 +110,25 @@ ghost_resize(struct ghost *g, struct mem *m, size_t room)
     g->slots = slots;
     g->nbuckets = nbuckets;
     g->room = room;
-    g->bytes = mem_real_size(nbuckets * GHOST_WAYS * sizeof(uint32_t));
+    g->bytes = mem_real_size(nbuckets * GHOST_WAYS * sizeof(uint16_t));
     (void)real;
 }
 
 static void
 ghost_put(struct ghost *g, uint64_t h, unsigned shard_bits)
 {
-    uint32_t fp = ghost_fp(h);
-    uint32_t *b;
+    unsigned fp = ghost_fp(h);
+    uint16_t *b;
     unsigned victim = 0;
-    uint32_t oldest = 0;
+    unsigned oldest = 0;
 
     if (g->slots == NULL) {
         return;
     }
     b = ghost_bucket(g, h, shard_bits);
     for (unsigned i = 0; i < GHOST_WAYS; i++) {
-        uint32_t age;
-        if (b[i] == 0 || (b[i] >> 8) == fp) {
+        unsigned age;
+        if (b[i] == 0 || entry_fp(b[i]) == fp) {
             victim = i;
             break;
         }
@@ -127,7 +138,7 @@ ghost_put(struct ghost *g, uint64_t h, unsigned shard_bits)
             victim = i;
         }
     }
-    b[victim] = (fp << 8) | ghost_epoch(g);
+    b[victim] = (uint16_t)(fp << GHOST_EPOCH_BITS | ghost_epoch(g));
     /* an epoch is a sixteenth of the window: entries live 16 epochs */
     if (++g->inserts >= g->capacity / GHOST_EPOCHS) {
         g->inserts = 0;
@@ -139,15 +150,15 @@ bool
 policy_ghost_take(struct policy *p, uint64_t h)
 {
     struct ghost *g = &p->ghost;
-    uint32_t fp = ghost_fp(h);
-    uint32_t *b;
+    unsigned fp = ghost_fp(h);
+    uint16_t *b;
 
     if (g->slots == NULL) {
         return false;
     }
     b = ghost_bucket(g, h, p->shard_bits);
     for (unsigned i = 0; i < GHOST_WAYS; i++) {
-        if (b[i] != 0 && (b[i] >> 8) == fp) {
+        if (b[i] != 0 && entry_fp(b[i]) == fp) {
             bool live = ghost_age(g, b[i]) < GHOST_EPOCHS;
             b[i] = 0;
             return live;

@@ -23,11 +23,13 @@
  * freed within a bounded amount of work.
  *
  * An item moves from small to main after two hits there.  The ghost is a
- * table of 24-bit key fingerprints in 8-slot buckets, each with an 8-bit
- * epoch; an entry counts as present for the last `capacity` insertions
- * (16 epochs), and capacity follows the number of items the shard holds.
- * The table has room for 1.25 times the window, one slot per key: about
- * 5 bytes per item.
+ * table of 16-bit entries in 8-slot buckets: an 11-bit key fingerprint
+ * and a 5-bit epoch.  An entry counts as present for the last `capacity`
+ * insertions (16 epochs; the next 16 read as dead), and capacity follows
+ * the number of items the shard holds.  The table has room for 1.25 times
+ * the window, one slot per key: about 2.5 bytes per item.  A fingerprint
+ * matches a key it was not made from with odds of about 8 in 2047 per
+ * lookup (then a new key starts in main instead of small).
  */
 #ifndef CORRAL_EVICT_H
 #define CORRAL_EVICT_H
@@ -49,7 +51,7 @@ struct fifo {
 };
 
 struct ghost {
-    uint32_t *slots;       /* nbuckets * GHOST_WAYS entries, 0 = empty */
+    uint16_t *slots;       /* nbuckets * GHOST_WAYS entries, 0 = empty */
     size_t nbuckets;
     size_t capacity;       /* entries remembered (the window) */
     size_t room;           /* entries the table was sized for */

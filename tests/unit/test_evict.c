@@ -274,9 +274,10 @@ test_evictions_counted(void)
     CU_ASSERT_EQUAL(st.curr_items + st.evictions, n);
     CU_ASSERT_EQUAL(st.evicted_unfetched, st.evictions);
     CU_ASSERT_EQUAL(st.reclaimed, 0);
-    /* The survivors are the newest keys, but for the odd one: a new key
-     * whose fingerprint matches a remembered evicted one (a chance that
-     * depends on the hash seed) goes straight to the main queue and
+    /* The survivors are the newest keys, but for a few: a new key whose
+     * 11-bit fingerprint matches a remembered evicted one (odds of about
+     * 8 in 2047 per key: 26 to 71 of these 20000 in 30 runs, each cache
+     * drawing its own hash seed) goes straight to the main queue and
      * outlives newer keys in the small one. */
     {
         char buf[600];
@@ -286,8 +287,7 @@ test_evictions_counted(void)
             live += corral_get_copy(c, key, strlen(key), buf, sizeof(buf),
                                     NULL, NULL, NULL) == CORRAL_OK;
         }
-        CU_ASSERT(live <= st.curr_items &&
-                  live + 1 + st.curr_items / 100 >= st.curr_items);
+        CU_ASSERT(live <= st.curr_items && live + n / 100 >= st.curr_items);
     }
     corral_destroy(c);
 }
