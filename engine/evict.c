@@ -67,12 +67,13 @@ ghost_epoch(const struct ghost *g)
     return g->epoch & GHOST_EPOCH_MASK;
 }
 
-/* 1 .. GHOST_FP_MAX, from hash bits the bucket index does not use; an
- * entry is never 0 (empty). */
+/* 1 .. GHOST_FP_MAX (an entry is never 0, empty), from hash bits 16-39:
+ * not the table's tag (0-15), nor the shard and bucket index (the top
+ * bits). */
 static unsigned
 ghost_fp(uint64_t h)
 {
-    return (unsigned)((h >> 16) % GHOST_FP_MAX) + 1;
+    return (unsigned)(((h >> 16) & 0xffffff) % GHOST_FP_MAX) + 1;
 }
 
 static unsigned
