@@ -293,12 +293,32 @@ ctx_drop(item_t *it, void *ud)
     ctx_release(ud, it, false);
 }
 
+/* How many entries the shard's table should expect to hold: near the
+ * byte budget, the count it levels off at if items keep their present
+ * size; the item budget, if lower; 0 (unknown) while under half full. */
+static size_t
+shard_expect(const struct shard *s)
+{
+    size_t n = table_count(&s->table);
+    size_t expect = 0;
+
+    if (n != 0 && s->mem_used != 0 && s->mem_used >= s->budget / 2) {
+        expect = (size_t)((unsigned __int128)n * s->budget / s->mem_used);
+    }
+    if (s->item_budget != 0 && (expect == 0 || s->item_budget < expect)) {
+        expect = s->item_budget;
+    }
+    return expect;
+}
+
 bool
 shard_make_room(struct corral *c, struct shard *s, size_t bytes,
                 size_t items)
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
 
+    /* fixed for this store: the growth counted here is the one made */
+    s->table.expect = shard_expect(s);
     for (;;) {
         /* a new key may make the table grow: that memory counts too */
         size_t grow = items != 0 ? table_insert_growth(&s->table) : 0;

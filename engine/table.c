@@ -170,6 +170,25 @@ table_migrate(struct table *t, size_t n)
     return true;
 }
 
+/* The next growth's slot count: 1.5 times; or, when that is more, room
+ * for `expect` entries at 75 % load, but never under 1.125 times.  Then
+ * every slot the allocation really holds (its size class may be larger
+ * than asked). */
+static size_t
+grown_cap(const struct table *t)
+{
+    size_t cap = t->cap + t->cap / 2;
+    size_t least = t->cap + t->cap / 8;
+
+    if (t->expect != 0 && t->expect <= SIZE_MAX / 64) {
+        size_t fit = t->expect / 3 * 4 + 4;
+        if (fit < cap) {
+            cap = fit < least ? least : fit;
+        }
+    }
+    return slots_bytes(cap) / sizeof(uint64_t);
+}
+
 /* Begin growth: the current table becomes the old one. */
 static bool
 table_grow(struct table *t, struct mem *m)
@@ -180,7 +199,7 @@ table_grow(struct table *t, struct mem *m)
     if (t->old != NULL) {
         table_migrate(t, SIZE_MAX);
     }
-    cap = t->cap + t->cap / 2;
+    cap = grown_cap(t);
     slots = slots_alloc(m, cap);
     if (slots == NULL) {
         return false;
@@ -213,7 +232,7 @@ table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it)
 size_t
 table_insert_growth(const struct table *t)
 {
-    size_t cap = t->cap + t->cap / 2;
+    size_t cap = grown_cap(t);
 
     if (!table_over_load(table_count(t) + 1, t->cap)) {
         return 0;

@@ -8,7 +8,13 @@
  *
  * Growth is incremental (redis's rehashidx): when the live count passes
  * 75 % of the slots, a table 1.5 times larger is allocated and every later
- * insert moves TABLE_MIGRATE_STEP old slots into it.  While both exist,
+ * insert moves TABLE_MIGRATE_STEP old slots into it.  When the owner
+ * expects the count to level off soon (a shard near its memory budget
+ * sets `expect`), the new table is sized for that count at 75 % load
+ * instead, but at least 1.125 times larger; either way it takes every
+ * slot its allocation holds.  A full cache's table then sits at 60-75 %
+ * load (the allocator's size classes decide where) rather than anywhere
+ * from 50 to 75 %.  While both exist,
  * lookups probe the new table, then the old one; inserts go to the new one;
  * a slot moved out of or deleted from the old table becomes a tombstone (1)
  * so that probe sequences through it stay intact.  In the current table a
@@ -37,6 +43,7 @@ struct table {
     size_t old_cap;
     size_t old_count;      /* live entries left in it */
     size_t migrate_pos;    /* next old slot to move */
+    size_t expect;         /* entries expected at most, 0 = unknown */
     unsigned shard_bits;   /* hash bits taken by the shard index */
     uint64_t seed;         /* the cache's hash seed, to rehash keys */
     size_t bytes;          /* real bytes of both slot arrays */

@@ -252,6 +252,43 @@ test_limit_table_growth_when_full(void)
     corral_destroy(c);
 }
 
+/* A cache filled far past its budget with items of one size: its table
+ * was sized, on its last growth, for the count the budget holds, so it is
+ * at least 58 % full (the allocator's size class may add up to a quarter
+ * to the slots asked for; by 1.5-fold growth alone it would stand
+ * anywhere from 50 to 75 %).  Budgets a sixteenth apart put the count at
+ * every point of the growth steps. */
+static void
+test_table_load_when_full(void)
+{
+    char key[32], value[32];
+
+    memset(value, 'v', sizeof(value));
+    for (unsigned k = 0; k < 16; k++) {
+        size_t budget = MIB + k * (MIB / 16);
+        corral_t *c = new_cache(budget, 4096, 1, 0);
+        corral_stats_t st;
+        double load;
+
+        for (unsigned i = 0; i < 3 * budget / 48; i++) {
+            size_t n = (size_t)snprintf(key, sizeof(key), "k%015u", i);
+            CU_ASSERT_EQUAL(corral_set(c, key, n, value, sizeof(value), 0, 0),
+                            CORRAL_OK);
+        }
+        st = stats_of(c);
+        CU_ASSERT(st.evictions > 0);
+        load = (double)st.curr_items * 8 / (double)st.hash_bytes;
+        if (load < 0.58 || load > 0.75) {
+            printf("  budget %zu: %llu items, %llu table bytes, load %.3f\n",
+                   budget, (unsigned long long)st.curr_items,
+                   (unsigned long long)st.hash_bytes, load);
+        }
+        CU_ASSERT(load >= 0.58 && load <= 0.75);
+        CU_ASSERT(accounting_ok(c));
+        corral_destroy(c);
+    }
+}
+
 /* Unique keys, never read: every item leaves by eviction, unfetched. */
 static void
 test_evictions_counted(void)
@@ -746,6 +783,7 @@ static const struct cu_test limit_tests[] = {
     CU_TEST(test_limit_many_shards),
     CU_TEST(test_limit_tiny_items),
     CU_TEST(test_limit_table_growth_when_full),
+    CU_TEST(test_table_load_when_full),
     CU_TEST(test_evictions_counted),
     CU_TEST(test_evicted_fetched),
     CU_TEST(test_mixed_churn_accounting),
