@@ -14,8 +14,8 @@
  * instead, but at least 1.125 times larger; either way it takes every
  * slot its allocation holds.  A full cache's table then sits at 60-75 %
  * load (the allocator's size classes decide where) rather than anywhere
- * from 50 to 75 %.  While both exist,
- * lookups probe the new table, then the old one; inserts go to the new one;
+ * from 50 to 75 %.  While the old and the new table both exist, lookups
+ * probe the new one, then the old one; inserts go to the new one;
  * a slot moved out of or deleted from the old table becomes a tombstone (1)
  * so that probe sequences through it stay intact.  In the current table a
  * deletion shifts the following cluster back, so it never holds tombstones.
