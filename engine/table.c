@@ -170,10 +170,10 @@ table_migrate(struct table *t, size_t n)
     return true;
 }
 
-/* The next growth's slot count: 1.5 times; or, when that is more, room
- * for `expect` entries at 75 % load, but never under 1.125 times.  Then
- * every slot the allocation really holds (its size class may be larger
- * than asked). */
+/* The next growth's slot count: 1.5 times the present one, or room for
+ * `expect` entries at 75 % load when that is smaller, but never under
+ * 1.125 times; then every slot the allocation really holds (its size
+ * class may be larger than asked). */
 static size_t
 grown_cap(const struct table *t)
 {
