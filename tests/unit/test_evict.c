@@ -256,21 +256,21 @@ test_limit_table_growth_when_full(void)
  * was sized, on its last growth, for the count the budget holds, so it is
  * at least 58 % full (the allocator's size class may add up to a quarter
  * to the slots asked for; by 1.5-fold growth alone it would stand
- * anywhere from 50 to 75 %).  Budgets a sixteenth apart put the count at
- * every point of the growth steps. */
+ * anywhere from 50 to 75 %).  Budgets an eighth apart put the count at
+ * points all along one growth step. */
 static void
 test_table_load_when_full(void)
 {
     char key[32], value[32];
 
     memset(value, 'v', sizeof(value));
-    for (unsigned k = 0; k < 16; k++) {
-        size_t budget = MIB + k * (MIB / 16);
+    for (unsigned k = 0; k < 8; k++) {
+        size_t budget = MIB + k * (MIB / 8);
         corral_t *c = new_cache(budget, 4096, 1, 0);
         corral_stats_t st;
         double load;
 
-        for (unsigned i = 0; i < 3 * budget / 48; i++) {
+        for (unsigned i = 0; i < 2 * budget / 48; i++) {
             size_t n = (size_t)snprintf(key, sizeof(key), "k%015u", i);
             CU_ASSERT_EQUAL(corral_set(c, key, n, value, sizeof(value), 0, 0),
                             CORRAL_OK);
