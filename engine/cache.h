@@ -312,7 +312,6 @@ void shard_unref(struct shard *s, item_t *it);
 /* Free the retired items no pin slot holds.  Exclusive lock. */
 void shard_reap(struct shard *s);
 
-
 /* Copy `it` (same key) into `old` in place, with a new CAS; old keeps its
  * queue position, table slot and eviction credit.  it is left intact (the
  * caller drops its reference).  Exclusive lock. */

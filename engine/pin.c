@@ -240,12 +240,20 @@ pin_collect(void)
 }
 
 void
-pin_orphan(item_t *it)
+pin_orphan(item_t *list)
 {
+    item_t *last = list;
+
+    if (list == NULL) {
+        return;
+    }
+    while (last->next != NULL) {
+        last = last->next;
+    }
     pthread_mutex_lock(&orphan_lock);
-    it->next = orphans;
-    orphans = it;
-    collect_locked();
+    last->next = orphans;
+    orphans = list;
+    collect_locked(); /* one scan for the whole list */
     pthread_mutex_unlock(&orphan_lock);
 }
 
@@ -266,6 +274,7 @@ pin_unref(item_t *it)
 {
     if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) ==
         1) {
+        it->next = NULL; /* out of the queues: the link is free */
         pin_orphan(it);
     }
 }

@@ -164,8 +164,9 @@ void pin_orphans_unlock(void);
  * one makes it an orphan, freed once no slot holds it. */
 void pin_unref(item_t *it);
 
-/* Make an unreferenced item an orphan (corral_destroy). */
-void pin_orphan(item_t *it);
+/* Make unreferenced items orphans: a list linked through next, NULL-ended
+ * (corral_destroy). */
+void pin_orphan(item_t *list);
 
 /* Free the items of *list (linked through next) that no slot holds; the
  * rest stay in *list.  Returns how many stayed. */

@@ -120,11 +120,8 @@ shard_deinit(struct shard *s)
      * but those that readers still hold. */
     policy_foreach(&s->policy, drop_ref, s);
     shard_reap(s);
-    while (s->retired != NULL) { /* still held by their readers */
-        item_t *it = s->retired;
-        s->retired = it->next;
-        pin_orphan(it);
-    }
+    pin_orphan(s->retired); /* still held by their readers */
+    s->retired = NULL;
     policy_deinit(&s->policy);
     mem_free(s->rules);
     mem_free(atomic_load(&s->early));
