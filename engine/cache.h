@@ -10,12 +10,13 @@
  * and no user callback runs under a shard lock.  Statistics are relaxed
  * atomics read without locks.
  *
- * Reference counts.  A queued item holds one reference for the cache;
+ * Reference counts.  A linked item holds one reference for the cache;
  * engine operations and counted handles add their own (pin.h).  Unlinking
- * from the table clears ITEM_LINKED but leaves the item queued (and its
- * memory counted) until eviction or the sweep dequeues it; that drops the
- * cache's reference.  The last reference retires the item, under the
- * exclusive lock, and it is freed once no reader's pin slot holds it.
+ * from the table clears ITEM_LINKED and drops the cache's reference; the
+ * item's record stays in its segment (and its memory counted) until the
+ * eviction walk passes it.  The last reference retires the item; its
+ * segment is freed once all its items are retired, its queue has released
+ * it, and no reader's pin slot points into it.
  */
 #ifndef CORRAL_CACHE_H
 #define CORRAL_CACHE_H
@@ -67,14 +68,12 @@ struct shard {
     struct corral *cache;  /* the owner, for its counters */
     uint64_t cas_seq;      /* last CAS sequence number handed out */
     uint64_t flush_cas;    /* items with a CAS <= this are flushed */
-    size_t dead;           /* queued items no longer linked (removed,
-                            * replaced, expired) awaiting reclamation */
     _Atomic(struct early_slot *) early; /* allocated on first use */
     unsigned writes;       /* writes so far, for the sweep's pace */
     unsigned nrules;
     unsigned index;
     struct table table;
-    size_t mem_used;       /* real bytes: queued items, table, ghost */
+    size_t mem_used;       /* real bytes: segments, table, ghost */
     struct policy policy;
     size_t budget;         /* byte budget */
     size_t item_budget;    /* item budget, 0 = none */
@@ -82,8 +81,8 @@ struct shard {
     struct prefix_rule *rules; /* pending prefix rules, oldest first */
     uint64_t inval_seq;    /* prefix rules added so far (leases compare) */
     uint64_t retired_seq;  /* highest sequence of a retired rule */
-    item_t *retired;       /* unreferenced items to free once no pin
-                            * slot holds them, linked through next */
+    struct seg *retired;   /* segments to free once no pin slot points
+                            * into them, linked through next */
     unsigned nretired;
     unsigned reap_at;      /* scan the slots at this many retired */
     size_t retired_bytes;  /* retired since the last scan */
@@ -269,9 +268,12 @@ shard_unlock(struct shard *s)
 /* Next CAS for this shard. */
 uint64_t shard_next_cas(struct corral *c, struct shard *s);
 
-/* Link a new item: table (replacing old_it when given) and queue.  False
- * on ENOMEM (the table could not take it); the caller still owns it. */
-bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+/* Link the private item *itp: queue and table (replacing old_it when
+ * given).  On success *itp is the linked item: *itp itself, whose
+ * reference the cache now owns, or a copy of it in a shared segment
+ * (then the caller still owns the original and frees it).  False on
+ * ENOMEM; the caller still owns *itp. */
+bool shard_link(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
                 item_t *old_it);
 
 /* Whether nothing but `refs` engine references holds the item: no counted
@@ -288,19 +290,15 @@ item_unshared(const item_t *it, unsigned refs)
 }
 
 /* Whether a store can copy `it` into `old` instead of linking it: it
- * fits in old's allocation and counts the same real size, and nothing
- * holds old beyond the queue's and the caller's references (no reader
- * has it pinned).  Exclusive lock. */
+ * takes the same record size (so that old's segment stays walkable), and
+ * nothing holds old beyond the queue's and the caller's references (no
+ * reader has it pinned).  Exclusive lock. */
 static inline bool
 shard_can_overwrite(const item_t *old, const item_t *it)
 {
-    size_t want = item_req_size(it), have = item_req_size(old);
-    /* (equal requests need no size-class lookup, a call into the
-     * allocator, under the lock: the common case of a same-size value) */
     return item_has(old, ITEM_LINKED) &&
            it->nkey + (size_t)it->nvalue <= SHARD_OVERWRITE_MAX &&
-           want <= have &&
-           (want == have || mem_real_size(have) == mem_real_size(want)) &&
+           item_real_size(it) == item_real_size(old) &&
            item_unshared(old, 2);
 }
 
@@ -309,7 +307,7 @@ shard_can_overwrite(const item_t *old, const item_t *it)
  * pin_unref). */
 void shard_unref(struct shard *s, item_t *it);
 
-/* Free the retired items no pin slot holds.  Exclusive lock. */
+/* Free the retired segments no pin slot points into.  Exclusive lock. */
 void shard_reap(struct shard *s);
 
 /* Copy `it` (same key) into `old` in place, with a new CAS; old keeps its
@@ -318,7 +316,8 @@ void shard_reap(struct shard *s);
 void shard_overwrite(struct shard *s, item_t *old, const item_t *it,
                      uint64_t cas);
 
-/* Unlink an item from the table (it stays queued until reclaimed). */
+/* Unlink an item from the table and drop the cache's reference (its
+ * record stays in its segment until the eviction walk passes it). */
 void shard_unlink(struct corral *c, struct shard *s, uint64_t h,
                   item_t *it);
 
@@ -338,11 +337,13 @@ void shard_migrate(struct shard *s, size_t n);
 #define SHARD_MIGRATE_PER_WRITE 32u
 #define SHARD_MIGRATE_BY_READER 1024u
 
-/* Sweep up to n queue nodes; returns items freed. */
+/* Sweep up to n records of each queue; returns items unlinked. */
 size_t shard_sweep(struct corral *c, struct shard *s, size_t n);
 
-/* End of every write: a little sweeping keeps removed items from
- * lingering in the queues. */
+/* Release the open segments that hold nothing linked. */
+void shard_trim(struct corral *c, struct shard *s);
+
+/* End of every write: a little sweeping finds expired items. */
 void shard_write_done(struct corral *c, struct shard *s);
 
 /* Find a live item, unlinking a dead one found on the way.  Exclusive. */

@@ -109,6 +109,7 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
     if (out->max_memory < MIN_MAX_MEMORY ||
         out->max_item_size < MIN_MAX_ITEM_SIZE ||
         out->max_item_size > out->max_memory / 2 ||
+        out->max_item_size > ITEM_VALUE_MAX ||
         out->policy != CORRAL_POLICY_S3FIFO || out->event_ring < 16 ||
         out->refresh_threads > 64 || out->breaker_open_ms < 0 ||
         out->backoff_min_ms < 1 || out->backoff_max_ms < out->backoff_min_ms) {
@@ -693,6 +694,7 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
 {
     unsigned extras = (o->flags & CORRAL_GET_BINARY_KEY) ? EXT_BINKEY : 0;
     item_t *it = item_create_ext(&c->mem, key, nkey, 0, 0, 0, extras, NULL);
+    item_t *rec = it;
     bool linked = false;
 
     if (it == NULL) {
@@ -703,17 +705,19 @@ vivify(struct corral *c, struct shard *s, uint64_t h, const void *key,
     item_set(it, ITEM_TOKEN);
     if (shard_make_room(c, s, item_real_size(it), 1)) {
         atomic_store(&it->cas, shard_next_cas(c, s));
-        linked = shard_link(c, s, h, it, NULL);
+        linked = shard_link(c, s, h, &rec, NULL);
+    }
+    if (!linked || rec != it) {
+        item_unref(it); /* refused, or linked as a copy */
     }
     if (!linked) {
-        item_unref(it);
         return CORRAL_ENOMEM;
     }
     /* cannot fail: a new item's count is far from saturated, so this is
      * a slot or a counted reference, never a copy */
-    *out_item = pin_for_caller(c, it);
+    *out_item = pin_for_caller(c, rec);
     COUNT(s, recache_wins);
-    early_won(c, s, h, item_exptime(it));
+    early_won(c, s, h, item_exptime(rec));
     if (out_res != NULL) {
         out_res->flags |= CORRAL_RES_WIN | CORRAL_RES_VIVIFIED;
     }
@@ -1172,12 +1176,13 @@ cache_install(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
         return CORRAL_ENOMEM;
     }
     if (old != NULL && !item_has(old, ITEM_LINKED)) {
-        old = NULL;
+        /* evicted, or moved within its queue (a copy took its place) */
+        old = table_find(&s->table, h, item_key(it), it->nkey);
     }
     lease_break(s, h, item_key(it), it->nkey);
     cas = shard_next_cas(c, s);
     atomic_store_explicit(&it->cas, cas, memory_order_relaxed);
-    if (!shard_link(c, s, h, it, old)) {
+    if (!shard_link(c, s, h, itp, old)) {
         COUNT(s, store_no_memory);
         return CORRAL_ENOMEM;
     }
@@ -1412,12 +1417,23 @@ stale_copy(struct corral *c, struct shard *s, uint64_t h, item_t **itp)
     item_ref(old); /* eviction must not free it under us */
     if (!shard_make_room(c, s, item_real_size(copy), 0)) {
         st = CORRAL_ENOMEM;
-    } else if (!item_has(old, ITEM_LINKED)) {
-        st = CORRAL_ENOTFOUND;
     } else {
-        shard_link(c, s, h, copy, old); /* a replacement cannot fail */
-        *itp = copy;
-        copy = NULL;
+        /* eviction may have moved it (a copy took its place) */
+        item_t *cur = item_has(old, ITEM_LINKED)
+                          ? old
+                          : table_find(&s->table, h, item_key(old),
+                                       old->nkey);
+        item_t *linked = copy;
+        if (cur == NULL) {
+            st = CORRAL_ENOTFOUND;
+        } else if (!shard_link(c, s, h, &linked, cur)) {
+            st = CORRAL_ENOMEM;
+        } else {
+            *itp = linked;
+            if (linked == copy) {
+                copy = NULL; /* the cache's now; else freed below */
+            }
+        }
     }
     shard_unref(s, old);
     if (copy != NULL) {
@@ -1664,10 +1680,13 @@ corral_arith(corral_t *c, const void *key, size_t nkey,
                 c, key, nkey, v, 0, exptime_abs(o->vivify_exptime, now), now,
                 NULL,
                 (o->options & CORRAL_ARITH_BINARY_KEY) ? EXT_BINKEY : 0);
+            item_t *linked = fresh;
             st = fresh == NULL ? CORRAL_ENOMEM
-                               : cache_install(c, s, h, &fresh, NULL, NULL);
-            it = st == CORRAL_OK ? fresh : NULL;
-            fresh = st == CORRAL_OK ? NULL : fresh;
+                               : cache_install(c, s, h, &linked, NULL, NULL);
+            it = st == CORRAL_OK ? linked : NULL;
+            if (st == CORRAL_OK && linked == fresh) {
+                fresh = NULL; /* the cache's now; else freed below */
+            }
             created = st == CORRAL_OK;
         }
     } else if (o->cas != 0 && o->cas != item_cas(it)) {
@@ -1956,6 +1975,7 @@ corral_sweep(corral_t *c, size_t budget)
         struct shard *s = &c->shards[i];
         shard_wrlock(s);
         freed += shard_sweep(c, s, per);
+        shard_trim(c, s);
         if (s->retired != NULL) {
             shard_reap(s); /* what an idle shard would keep otherwise */
         }
@@ -1981,8 +2001,8 @@ oldest_item_age(struct corral *c)
         const item_t *tails[2];
 
         shard_rdlock(s);
-        tails[0] = s->policy.small.tail;
-        tails[1] = s->policy.main.tail;
+        tails[0] = policy_oldest(&s->policy, false);
+        tails[1] = policy_oldest(&s->policy, true);
         for (int q = 0; q < 2; q++) {
             uint32_t at = tails[q] != NULL ? item_atime(tails[q]) : now;
             if (now > at && now - at > age) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "tag.h"
 
 #define GHOST_WAYS 8u
 #define GHOST_EPOCHS 16u   /* an entry is live for this many epochs */
@@ -22,40 +23,182 @@
 #define GHOST_RETURN_FREQ 1u
 
 /* ---------------------------------------------------------------------- */
-/* FIFO queues                                                            */
+/* FIFO queues of segments                                                */
 
-static void
-fifo_push(struct fifo *q, item_t *it, size_t bytes)
-{
-    it->next = NULL;
-    if (q->head != NULL) {
-        q->head->next = it;
-    } else {
-        q->tail = it;
-    }
-    q->head = it;
-    q->count++;
-    q->bytes += bytes;
-}
+/* Shared segments: SEG_ALIGN bytes, or less for a small budget, so that a
+ * shard holds at least SEG_PER_BUDGET of them; none below SEG_MIN. */
+#define SEG_MIN ((size_t)16 * 1024)
+#define SEG_PER_BUDGET 64u
+/* A record of at least an eighth of a segment goes solo. */
+#define SEG_SOLO_SHARE 8u
 
 static item_t *
-fifo_pop(struct fifo *q)
+seg_rec(const struct seg *g, uint32_t off)
 {
-    item_t *it = q->tail;
-    if (it == NULL) {
+    return (item_t *)((char *)g + off);
+}
+
+/* The segment after g in q's sequence, or NULL after the open one. */
+static struct seg *
+fifo_after(const struct fifo *q, const struct seg *g)
+{
+    if (g == q->open) {
         return NULL;
     }
-    if (q->cursor == it) {
-        q->cursor = NULL;
+    return g->next != NULL ? g->next : q->open;
+}
+
+static struct seg *
+fifo_first(const struct fifo *q)
+{
+    return q->tail != NULL ? q->tail : q->open;
+}
+
+/* The offset after the record at off in g. */
+static uint32_t
+rec_end(const struct seg *g, uint32_t off)
+{
+    const item_t *it = seg_rec(g, off);
+    return it->solo ? g->used : off + (uint32_t)item_real_size(it);
+}
+
+/* Append g to the list (before the open segment). */
+static void
+fifo_link(struct fifo *q, struct seg *g)
+{
+    g->next = NULL;
+    g->prev = q->head;
+    if (q->head != NULL) {
+        q->head->next = g;
+    } else {
+        q->tail = g;
     }
-    q->tail = it->next;
-    if (q->tail == NULL) {
-        q->head = NULL;
+    q->head = g;
+}
+
+/* Take g out of q's sequence (the walk and the sweep go on after it). */
+static void
+fifo_unlink_seg(struct fifo *q, struct seg *g)
+{
+    if (q->cseg == g) {
+        q->cseg = fifo_after(q, g);
+        q->cpos = SEG_HEADER_SIZE;
+        if (q->cseg == NULL) {
+            q->passes++;
+        }
     }
-    it->next = NULL;
-    q->count--;
-    q->bytes -= item_real_size(it);
+    if (g == fifo_first(q)) {
+        q->pos = SEG_HEADER_SIZE;
+    }
+    if (g == q->open) {
+        q->open = NULL;
+    } else {
+        if (g->prev != NULL) {
+            g->prev->next = g->next;
+        } else {
+            q->tail = g->next;
+        }
+        if (g->next != NULL) {
+            g->next->prev = g->prev;
+        } else {
+            q->head = g->prev;
+        }
+    }
+    q->mem -= g->size;
+}
+
+/* Take g out of q and drop the queue's reference on it. */
+static void
+fifo_remove(struct fifo *q, struct seg *g, const struct policy_ops *ops)
+{
+    fifo_unlink_seg(q, g);
+    ops->seg_done(g, g->size, ops->ud);
+}
+
+/* The open segment joins the list (or goes, if nothing in it is linked);
+ * the next small item opens another. */
+static void
+fifo_close_open(struct fifo *q, const struct policy_ops *ops)
+{
+    struct seg *g = q->open;
+
+    if (g == NULL) {
+        return;
+    }
+    if (g->linked == 0) {
+        fifo_remove(q, g, ops);
+        return;
+    }
+    q->open = NULL;
+    fifo_link(q, g);
+}
+
+/* Copy `from` into q's open segment (opening one if needed): a record
+ * with refs 1, its own tag references, the given frequency and queue bit,
+ * not yet linked in the table.  NULL without memory. */
+static item_t *
+fifo_append_copy(struct policy *p, struct fifo *q, struct mem *m,
+                 const item_t *from, unsigned freq, bool in_main,
+                 const struct policy_ops *ops)
+{
+    size_t bytes = item_real_size(from);
+    struct seg *g = q->open;
+    item_t *it;
+    unsigned bits;
+
+    if (g == NULL || g->used + bytes > g->size) {
+        struct seg *n = mem_alloc_aligned(m, p->seg_size, SEG_ALIGN);
+        if (n == NULL) {
+            return NULL;
+        }
+        n->next = n->prev = NULL;
+        n->size = (uint32_t)p->seg_size;
+        n->used = SEG_HEADER_SIZE;
+        atomic_init(&n->live, 1); /* the queue's */
+        n->linked = 0;
+        fifo_close_open(q, ops);
+        q->open = g = n;
+        q->mem += n->size;
+    }
+    it = seg_rec(g, g->used);
+    g->used += (uint32_t)bytes;
+    g->linked++;
+    atomic_fetch_add_explicit(&g->live, 1, memory_order_relaxed);
+    atomic_init(&it->cas, item_cas(from));
+    atomic_init(&it->exptime, item_exptime(from));
+    atomic_init(&it->atime, item_atime(from));
+    it->nvalue = from->nvalue;
+    it->solo = 0;
+    atomic_init(&it->refs, 1);
+    it->nkey = from->nkey;
+    bits = item_bits(from) & ~(ITEM_FREQ_MASK | ITEM_MAIN | ITEM_LINKED);
+    atomic_init(&it->bits, (uint8_t)(bits | freq | (in_main ? ITEM_MAIN : 0)));
+    memcpy(it->data, from->data,
+           (size_t)from->nkey + from->nvalue + item_ext_bytes(from));
+    for (size_t i = 0, n = item_ntags(it); i < n; i++) {
+        tag_ref(item_tag(it, i));
+    }
+    q->count++;
+    q->bytes += bytes;
     return it;
+}
+
+/* Put the solo segment of `it` at the newer end of q. */
+static void
+fifo_push_solo(struct fifo *q, item_t *it, const struct policy_ops *ops)
+{
+    struct seg *g = item_seg(it);
+
+    if (q->tail == NULL && q->open != NULL && q->pos > SEG_HEADER_SIZE) {
+        /* the walk is inside the open segment: keep the order */
+        fifo_close_open(q, ops);
+    }
+    fifo_link(q, g);
+    g->linked = 1;
+    atomic_fetch_add_explicit(&g->live, 1, memory_order_relaxed);
+    q->count++;
+    q->bytes += item_real_size(it);
+    q->mem += g->size;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -171,14 +314,32 @@ policy_ghost_take(struct policy *p, uint64_t h)
 /* ---------------------------------------------------------------------- */
 /* Policy                                                                 */
 
+static void
+fifo_init(struct fifo *q)
+{
+    memset(q, 0, sizeof(*q));
+    q->pos = SEG_HEADER_SIZE;
+}
+
 void
 policy_init(struct policy *p, unsigned shard_bits, size_t budget_bytes,
             size_t budget_items)
 {
     memset(p, 0, sizeof(*p));
+    fifo_init(&p->small);
+    fifo_init(&p->main);
     p->shard_bits = shard_bits;
     p->small_bytes = budget_bytes / 10;
     p->small_items = budget_items / 10;
+    p->seg_size = SEG_ALIGN;
+    while (p->seg_size > SEG_MIN &&
+           p->seg_size * SEG_PER_BUDGET > budget_bytes) {
+        p->seg_size /= 2;
+    }
+    if (p->seg_size * SEG_PER_BUDGET > budget_bytes) {
+        p->seg_size = 0;
+    }
+    p->solo_min = p->seg_size / SEG_SOLO_SHARE;
 }
 
 void
@@ -188,29 +349,75 @@ policy_deinit(struct policy *p)
     memset(&p->ghost, 0, sizeof(p->ghost));
 }
 
-void
-policy_insert_returning(struct policy *p, item_t *it, size_t bytes)
+static bool
+goes_solo(const struct policy *p, size_t bytes)
 {
-    item_freq_set(it, GHOST_RETURN_FREQ);
-    policy_insert(p, it, bytes, true);
+    return bytes >= p->solo_min;
 }
 
-void
-policy_insert(struct policy *p, item_t *it, size_t bytes, bool in_main)
+size_t
+policy_insert_cost(const struct policy *p, size_t bytes)
 {
+    const struct seg *a = p->small.open, *b = p->main.open;
+
+    if (goes_solo(p, bytes)) {
+        return mem_real_size(SEG_HEADER_SIZE + bytes);
+    }
+    if (a != NULL && b != NULL && a->used + bytes <= a->size &&
+        b->used + bytes <= b->size) {
+        return 0;
+    }
+    return p->seg_size;
+}
+
+item_t *
+policy_insert(struct policy *p, struct mem *m, item_t *it, bool in_main,
+              bool returning, const struct policy_ops *ops)
+{
+    struct fifo *q = in_main ? &p->main : &p->small;
+    unsigned freq = returning ? GHOST_RETURN_FREQ : item_freq(it);
+
+    CR_ASSERT(it->solo);
+    if (!goes_solo(p, item_real_size(it))) {
+        return fifo_append_copy(p, q, m, it, freq, in_main, ops);
+    }
+    item_freq_set(it, freq);
     if (in_main) {
         item_set(it, ITEM_MAIN);
-        fifo_push(&p->main, it, bytes);
     } else {
         item_clear(it, ITEM_MAIN);
-        fifo_push(&p->small, it, bytes);
+    }
+    fifo_push_solo(q, it, ops);
+    return it;
+}
+
+/* Forget it in its queue's counts; a closed segment left with nothing
+ * linked leaves the queue. */
+static void
+fifo_removed(struct fifo *q, item_t *it, const struct policy_ops *ops)
+{
+    struct seg *g = item_seg(it);
+
+    q->count--;
+    q->bytes -= item_real_size(it);
+    if (--g->linked == 0 && g != q->open) {
+        fifo_remove(q, g, ops);
     }
 }
 
+void
+policy_removed(struct policy *p, item_t *it, const struct policy_ops *ops)
+{
+    fifo_removed(item_has(it, ITEM_MAIN) ? &p->main : &p->small, it, ops);
+}
+
+/* Whether small holds more than its share: of the memory (its segments,
+ * dead records included, so that walking it is what frees them), or of
+ * the item budget. */
 static bool
 small_over(const struct policy *p)
 {
-    return p->small.bytes > p->small_bytes ||
+    return p->small.mem > p->small_bytes ||
            (p->small_items != 0 && p->small.count > p->small_items);
 }
 
@@ -229,121 +436,220 @@ ghost_fit(struct policy *p, struct mem *m)
     p->ghost.capacity = want;
 }
 
-item_t *
-policy_evict(struct policy *p, struct mem *m, policy_dead_fn dead, void *ud,
-             uint64_t (*hash_fn)(const item_t *, void *))
+/* Move the linked item `it`, just passed by q's walk, to the newer end of
+ * main with this frequency.  False without memory for a copy. */
+static bool
+move_to_main(struct policy *p, struct fifo *q, struct mem *m, item_t *it,
+             unsigned freq, const struct policy_ops *ops)
+{
+    item_t *copy;
+
+    if (it->solo) {
+        /* its segment moves whole, with the queue's reference */
+        struct seg *g = item_seg(it);
+        fifo_unlink_seg(q, g);
+        q->count--;
+        q->bytes -= item_real_size(it);
+        atomic_fetch_sub_explicit(&g->live, 1, memory_order_relaxed);
+        item_freq_set(it, freq);
+        item_set(it, ITEM_MAIN);
+        fifo_push_solo(&p->main, it, ops);
+        return true;
+    }
+    copy = fifo_append_copy(p, &p->main, m, it, freq, true, ops);
+    if (copy == NULL) {
+        return false;
+    }
+    fifo_removed(q, it, ops);
+    ops->moved(it, copy, ops->ud);
+    return true;
+}
+
+/* One step of q's walk: false at the end of q (nothing to do); else
+ * *out is the record passed, or NULL when a segment was released. */
+static bool
+fifo_step(struct fifo *q, const struct policy_ops *ops, item_t **out)
+{
+    struct seg *g = fifo_first(q);
+
+    *out = NULL;
+    if (g == NULL) {
+        return false;
+    }
+    if (q->pos < g->used) {
+        *out = seg_rec(g, q->pos);
+        q->pos = rec_end(g, q->pos);
+        return true;
+    }
+    fifo_remove(q, g, ops);
+    return true;
+}
+
+static bool
+fifo_empty(const struct fifo *q)
+{
+    return q->tail == NULL && q->open == NULL;
+}
+
+bool
+policy_evict(struct policy *p, struct mem *m, const struct policy_ops *ops,
+             item_t **victim)
 {
     for (;;) {
         item_t *it;
 
-        if (p->small.tail != NULL &&
-            (small_over(p) || p->main.tail == NULL)) {
-            it = fifo_pop(&p->small);
-            if (dead(it, ud)) {
-                return it;
+        if (!fifo_empty(&p->small) &&
+            (small_over(p) || fifo_empty(&p->main))) {
+            fifo_step(&p->small, ops, &it);
+            if (it == NULL) {
+                *victim = NULL;
+                return true;
             }
-            if (item_freq(it) >= SMALL_PROMOTE_HITS) {
-                item_freq_set(it, 0);
-                policy_insert(p, it, item_real_size(it), true);
+            if (!item_has(it, ITEM_LINKED)) {
                 continue;
             }
-            ghost_fit(p, m);
-            ghost_put(&p->ghost, hash_fn(it, ud), p->shard_bits);
-            return it;
+            if (!ops->dead(it, ops->ud)) {
+                if (item_freq(it) >= SMALL_PROMOTE_HITS &&
+                    move_to_main(p, &p->small, m, it, 0, ops)) {
+                    continue;
+                }
+                ghost_fit(p, m);
+                ghost_put(&p->ghost, ops->hash(it, ops->ud), p->shard_bits);
+            }
+            *victim = it;
+            return true;
         }
-        it = fifo_pop(&p->main);
+        if (!fifo_step(&p->main, ops, &it)) {
+            *victim = NULL;
+            return false;
+        }
         if (it == NULL) {
-            return NULL;
+            *victim = NULL;
+            return true;
         }
-        if (dead(it, ud)) {
-            return it;
-        }
-        if (item_freq(it) > 0) {
-            item_freq_set(it, item_freq(it) - 1);
-            fifo_push(&p->main, it, item_real_size(it));
+        if (!item_has(it, ITEM_LINKED)) {
             continue;
         }
-        return it;
+        if (!ops->dead(it, ops->ud) && item_freq(it) > 0 &&
+            move_to_main(p, &p->main, m, it, item_freq(it) - 1, ops)) {
+            continue;
+        }
+        *victim = it;
+        return true;
     }
 }
 
-/* One sweep step on a queue; true if it dropped an item. */
-static bool
-fifo_sweep_step(struct fifo *q, policy_dead_fn dead,
-                void (*drop)(item_t *it, void *ud), void *ud)
+/* One sweep step on a queue. */
+static void
+fifo_sweep_step(struct fifo *q, const struct policy_ops *ops,
+                void (*drop)(item_t *it, void *ud))
 {
-    item_t *next;
+    item_t *it;
 
-    if (q->tail == NULL) {
-        q->passes++; /* nothing to visit: a complete pass */
-        return false;
-    }
-    if (q->cursor == NULL) {
-        if (dead(q->tail, ud)) {
-            drop(fifo_pop(q), ud);
-            return true;
+    if (q->cseg == NULL) {
+        q->cseg = fifo_first(q);
+        q->cpos = q->pos;
+        if (q->cseg == NULL) {
+            q->passes++; /* nothing to visit: a complete pass */
+            return;
         }
-        q->cursor = q->tail;
-        return false;
     }
-    next = q->cursor->next;
-    if (next == NULL) {
-        q->cursor = NULL; /* reached the head: start over */
-        q->passes++;
-        return false;
+    if (q->cpos >= q->cseg->used) {
+        /* on to the next segment; after the newer end, start over (the
+         * open segment's later records are for the next pass) */
+        q->cseg = fifo_after(q, q->cseg);
+        q->cpos = SEG_HEADER_SIZE;
+        if (q->cseg == NULL) {
+            q->passes++;
+        }
+        return;
     }
-    if (!dead(next, ud)) {
-        q->cursor = next;
-        return false;
+    it = seg_rec(q->cseg, q->cpos);
+    q->cpos = rec_end(q->cseg, q->cpos);
+    if (item_has(it, ITEM_LINKED) && ops->dead(it, ops->ud)) {
+        drop(it, ops->ud);
     }
-    q->cursor->next = next->next;
-    if (next == q->head) {
-        q->head = q->cursor;
-    }
-    next->next = NULL;
-    q->count--;
-    q->bytes -= item_real_size(next);
-    drop(next, ud);
-    return true;
 }
 
 void
-policy_sweep(struct policy *p, size_t n, policy_dead_fn dead,
-             void (*drop)(item_t *it, void *ud), void *ud)
+policy_sweep(struct policy *p, size_t n, const struct policy_ops *ops,
+             void (*drop)(item_t *it, void *ud))
 {
     for (size_t i = 0; i < n; i++) {
-        fifo_sweep_step(&p->small, dead, drop, ud);
-        fifo_sweep_step(&p->main, dead, drop, ud);
+        fifo_sweep_step(&p->small, ops, drop);
+        fifo_sweep_step(&p->main, ops, drop);
     }
-    /* The next step's item is usually a cache miss: start it now, to be
-     * there when a later write sweeps on. */
-    if (p->main.cursor != NULL && p->main.cursor->next != NULL) {
-        __builtin_prefetch(p->main.cursor->next);
+}
+
+void
+policy_trim(struct policy *p, const struct policy_ops *ops)
+{
+    struct fifo *qs[2] = {&p->small, &p->main};
+
+    for (int i = 0; i < 2; i++) {
+        if (qs[i]->open != NULL && qs[i]->open->linked == 0) {
+            fifo_remove(qs[i], qs[i]->open, ops);
+        }
     }
-    if (p->small.cursor != NULL && p->small.cursor->next != NULL) {
-        __builtin_prefetch(p->small.cursor->next);
+}
+
+#define OLDEST_LOOK 64u
+
+const item_t *
+policy_oldest(const struct policy *p, bool main)
+{
+    const struct fifo *q = main ? &p->main : &p->small;
+    unsigned looked = 0;
+
+    for (const struct seg *g = fifo_first(q); g != NULL;
+         g = fifo_after(q, g)) {
+        uint32_t off = g == fifo_first(q) ? q->pos : SEG_HEADER_SIZE;
+        while (off < g->used) {
+            const item_t *it = seg_rec(g, off);
+            if (item_has(it, ITEM_LINKED)) {
+                return it;
+            }
+            if (++looked == OLDEST_LOOK) {
+                return NULL;
+            }
+            off = rec_end(g, off);
+        }
+    }
+    return NULL;
+}
+
+static void
+fifo_walk(struct fifo *q, void (*fn)(item_t *it, void *ud), void *ud)
+{
+    for (struct seg *g = fifo_first(q); g != NULL; g = fifo_after(q, g)) {
+        uint32_t off = g == fifo_first(q) ? q->pos : SEG_HEADER_SIZE;
+        while (off < g->used) {
+            item_t *it = seg_rec(g, off);
+            off = rec_end(g, off);
+            if (item_has(it, ITEM_LINKED)) {
+                fn(it, ud);
+            }
+        }
     }
 }
 
 void
 policy_walk(struct policy *p, void (*fn)(item_t *it, void *ud), void *ud)
 {
-    for (item_t *it = p->small.tail; it != NULL; it = it->next) {
-        fn(it, ud);
-    }
-    for (item_t *it = p->main.tail; it != NULL; it = it->next) {
-        fn(it, ud);
-    }
+    fifo_walk(&p->small, fn, ud);
+    fifo_walk(&p->main, fn, ud);
 }
 
 void
-policy_foreach(struct policy *p, void (*fn)(item_t *it, void *ud), void *ud)
+policy_foreach(struct policy *p, void (*fn)(item_t *it, void *ud),
+               const struct policy_ops *ops)
 {
-    item_t *it;
-    while ((it = fifo_pop(&p->small)) != NULL) {
-        fn(it, ud);
+    fifo_walk(&p->small, fn, ops->ud);
+    fifo_walk(&p->main, fn, ops->ud);
+    while (!fifo_empty(&p->small)) {
+        fifo_remove(&p->small, fifo_first(&p->small), ops);
     }
-    while ((it = fifo_pop(&p->main)) != NULL) {
-        fn(it, ud);
+    while (!fifo_empty(&p->main)) {
+        fifo_remove(&p->main, fifo_first(&p->main), ops);
     }
 }

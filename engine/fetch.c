@@ -631,12 +631,17 @@ lead(struct leader *L)
                          CORRAL_OK;
                 if (!stored) {
                     item_unref(it); /* never linked: ours is kept */
-                } else if (linked != it) {
+                } else if (linked != it && linked == old) {
                     /* copied into old, which is now the value (with its
                      * CAS): it keeps our reference; ours is not needed */
                     item_free(it);
                     it = linked;
                     old = NULL;
+                } else if (linked != it) {
+                    /* linked as a copy: ours moves to the copy */
+                    item_ref(linked);
+                    item_free(it);
+                    it = linked;
                 }
                 if (old != NULL) {
                     shard_unref(s, old);

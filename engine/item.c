@@ -21,18 +21,29 @@ item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
                 size_t *out_real)
 {
     size_t esize = ext_size(flags, ntags, extras);
-    item_t *it = mem_alloc(m, ITEM_HEADER_SIZE + nkey + nvalue + esize,
-                           out_real);
+    size_t req = ITEM_HEADER_SIZE + nkey + nvalue + esize;
+    size_t real;
+    struct seg *g = mem_alloc(m, SEG_HEADER_SIZE + req, &real);
+    item_t *it;
     char *ext;
 
-    if (it == NULL) {
+    if (g == NULL) {
         return NULL;
     }
-    it->next = NULL;
+    g->next = g->prev = NULL;
+    g->size = (uint32_t)real; /* items are at most ITEM_VALUE_MAX and a bit */
+    g->used = (uint32_t)(SEG_HEADER_SIZE + rec_size(req));
+    atomic_init(&g->live, 1);
+    g->linked = 0;
+    if (out_real != NULL) {
+        *out_real = real;
+    }
+    it = (item_t *)(g + 1);
     atomic_init(&it->cas, 0);
     atomic_init(&it->exptime, 0);
     atomic_init(&it->atime, 0);
     it->nvalue = (uint32_t)nvalue;
+    it->solo = 1;
     atomic_init(&it->refs, 1);
     it->nkey = (uint8_t)nkey;
     atomic_init(&it->bits, esize != 0 ? ITEM_EXT : 0);
@@ -52,12 +63,6 @@ item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
         item_tag_block(it)[0] = (char)ntags;
     }
     return it;
-}
-
-size_t
-item_real_size(const item_t *it)
-{
-    return mem_real_size(item_req_size(it));
 }
 
 void
@@ -86,8 +91,8 @@ item_unref(item_t *it)
     }
 }
 
-void
-item_free(item_t *it)
+static void
+release_tags(const item_t *it)
 {
     size_t n = item_ntags(it);
     for (size_t i = 0; i < n; i++) {
@@ -96,7 +101,34 @@ item_free(item_t *it)
             tag_release(r);
         }
     }
-    mem_free(it);
+}
+
+void
+item_free(item_t *it)
+{
+    CR_ASSERT(it->solo);
+    release_tags(it);
+    mem_free(item_seg(it));
+}
+
+void
+seg_free(struct seg *g)
+{
+    item_t *it = (item_t *)(g + 1);
+
+    CR_ASSERT(atomic_load(&g->live) == 0);
+    if (it->solo) {
+        release_tags(it);
+    } else {
+        for (size_t off = SEG_HEADER_SIZE; off < g->used;
+             off += item_real_size(it)) {
+            it = (item_t *)((char *)g + off);
+            if (item_has(it, ITEM_EXT)) {
+                release_tags(it);
+            }
+        }
+    }
+    mem_free(g);
 }
 
 item_t *

@@ -1,25 +1,24 @@
 /*
- * item.h - the item: one allocation holding header, key, value and an
- * optional extension block.
+ * item.h - the item: header, key, value and an optional extension block,
+ * stored in a segment.
  *
- *   0        8        16       20       24       28    30  31 32
- *   +--------+--------+--------+--------+--------+-----+---+---+------...
- *   | next   | cas    |exptime | atime  | nvalue |refs |key|bit| key bytes
- *   +--------+--------+--------+--------+--------+-----+---+---+------...
+ *   0        8        12       16          20    22  23 24
+ *   +--------+--------+--------+-----------+-----+---+---+------...
+ *   | cas    |exptime | atime  |nvalue|solo|refs |key|bit| key bytes
+ *   +--------+--------+--------+-----------+-----+---+---+------...
  *   ...| value bytes (nvalue) | ext (if ITEM_EXT): mask byte, fields |
  *
- * - next: the eviction FIFO link, toward the newer neighbour; once the item
- *   is retired, the shard's retired list.  Touched only under the shard's
- *   exclusive lock.
  * - cas: (per-shard sequence << shard bits) | shard index; unique in the
  *   cache, increasing within a shard.
  * - exptime, atime: absolute Unix seconds; exptime 0 = never.
- * - refs: one reference for the cache while the item is queued (linked in
- *   the table or waiting to be reclaimed), plus one per engine operation
- *   or counted handle holding it (pin.h).  Readers' slot pins do not count
- *   here.  An item that was ever shared is retired when the count drops
- *   to zero (shard_unref) and freed once no pin slot holds it; a private
- *   item (a copy, or one not yet linked) is freed at once (item_unref).
+ * - nvalue: 31 bits (values are at most ITEM_VALUE_MAX); solo: the item
+ *   has a segment of its own (below).
+ * - refs: one reference for the cache while the item is linked in the
+ *   table, plus one per engine operation or counted handle holding it
+ *   (pin.h).  Readers' slot pins do not count here.  An item that was
+ *   ever shared is retired when the count drops to zero (shard_unref);
+ *   its memory goes when its segment's does.  A private item (a copy, or
+ *   one not yet linked) is freed at once (item_unref).
  * - bits: eviction frequency, queue, state flags (ITEM_*).
  * - ext: optional fields, in mask-bit order: client flags (u32, only when
  *   nonzero, as memcached does); tags (u8 count, u64 tag epoch at store,
@@ -28,11 +27,24 @@
  *   see fetch.c); the negative mark.  Fields are unaligned: read and
  *   written with memcpy.
  *
+ * Segments.  Every item lives in a segment: a header (struct seg) and
+ * records, each an item rounded up to 8 bytes.  A shared segment is a
+ * block of SEG_ALIGN bytes at most, aligned to SEG_ALIGN, that an eviction
+ * queue fills with small items in the order they join it (evict.h), so
+ * the queue needs no link in the item and an item costs no allocator
+ * rounding; its segment is found by rounding the item's address down.  A
+ * solo segment holds one item just after its header: a large item, or a
+ * private one (every item is created solo; linking copies a small one
+ * into its queue's shared segment).  A segment's memory goes back when
+ * its queue has passed it and every item in it has been retired (its
+ * `live` count reaches zero), once no pin slot points into it (pin.h).
+ *
  * A linked item's key, value, nkey and nvalue never change; exptime and cas
  * may (touch, mark-stale), so they are atomics.  The value bytes may change
  * in place only under the exclusive lock while no engine reference but the
  * cache's and the writer's and no pin slot holds the item (shard.c), which
- * is how incr/decr avoid an allocation.
+ * is how incr/decr avoid an allocation; a change of record size never
+ * happens in place.
  */
 #ifndef CORRAL_ITEM_H
 #define CORRAL_ITEM_H
@@ -47,11 +59,11 @@
 #include "mem.h"
 
 struct item {
-    struct item *next;
     _Atomic uint64_t cas;
     _Atomic uint32_t exptime;
     _Atomic uint32_t atime;
-    uint32_t nvalue;
+    uint32_t nvalue : 31;
+    uint32_t solo : 1;
     _Atomic uint16_t refs;
     uint8_t nkey;
     _Atomic uint8_t bits;
@@ -59,6 +71,40 @@ struct item {
 };
 
 typedef struct item item_t;
+
+/* The largest value an item holds (memcached's largest item size). */
+#define ITEM_VALUE_MAX (UINT32_C(1) << 30)
+
+struct seg {
+    struct seg *next;      /* toward the queue's newer end; in a list of
+                            * retired segments, the next one */
+    struct seg *prev;      /* toward the queue's older end */
+    uint32_t size;         /* real bytes of the allocation */
+    uint32_t used;         /* offset of the end of the last record */
+    _Atomic uint32_t live; /* items not yet retired, plus one while a
+                            * queue holds the segment */
+    uint32_t linked;       /* items in it linked in the table */
+};
+
+#define SEG_ALIGN ((size_t)64 * 1024)
+#define SEG_HEADER_SIZE sizeof(struct seg)
+
+/* The segment holding it. */
+static inline struct seg *
+item_seg(const item_t *it)
+{
+    if (it->solo) {
+        return (struct seg *)((uintptr_t)it - SEG_HEADER_SIZE);
+    }
+    return (struct seg *)((uintptr_t)it & ~(uintptr_t)(SEG_ALIGN - 1));
+}
+
+/* Bytes a record of req bytes takes in a shared segment. */
+static inline size_t
+rec_size(size_t req)
+{
+    return (req + 7) & ~(size_t)7;
+}
 
 /* bits */
 #define ITEM_FREQ_MASK 0x03u /* S3-FIFO access counter, 0..3 */
@@ -338,7 +384,7 @@ item_atime(const item_t *it)
     return atomic_load_explicit(&((item_t *)it)->atime, memory_order_relaxed);
 }
 
-/* Allocate an unlinked item with refs = 1, key and flags filled, value
+/* Allocate an unlinked, private item (solo) with refs = 1, key and flags filled, value
  * uninitialised, room for ntags tags (all NULL: the caller sets each with
  * item_set_tag, handing over one reference per record).  *out_real gets
  * the allocation's real size. */
@@ -356,8 +402,12 @@ item_t *item_create_ext(struct mem *m, const void *key, size_t nkey,
  * each with a new reference, and from's tag epoch. */
 void item_copy_tags(item_t *to, const item_t *from);
 
-/* The real allocation size of an existing item. */
-size_t item_real_size(const item_t *it);
+/* The bytes an item counts for: its record's size. */
+static inline size_t
+item_real_size(const item_t *it)
+{
+    return rec_size(item_req_size(it));
+}
 
 /* Add a reference for a counted handle.  False when the count is
  * saturated. */
@@ -385,8 +435,12 @@ item_ref(item_t *it)
  * see pin.h); frees it when it was the last. */
 void item_unref(item_t *it);
 
-/* Free an item and release its tag records. */
+/* Free a private item (solo) and release its tag records. */
 void item_free(item_t *it);
+
+/* Free a segment whose items are all retired, releasing their tag
+ * records. */
+void seg_free(struct seg *g);
 
 /* A private (never linked) copy of a live item, refs = 1; NULL on ENOMEM. */
 item_t *item_clone(struct mem *m, const item_t *it);

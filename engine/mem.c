@@ -101,6 +101,24 @@ mem_zalloc(struct mem *m, size_t size, size_t *out_real)
     return mem_alloc_flags(m, size, out_real, 1);
 }
 
+void *
+mem_alloc_aligned(struct mem *m, size_t size, size_t align)
+{
+    void *p = NULL;
+
+    if (unlikely(mem_injected_failure(m))) {
+        return NULL;
+    }
+#ifdef CORRAL_MEM_LIBC
+    if (posix_memalign(&p, align, size) != 0) {
+        p = NULL;
+    }
+#else
+    p = mallocx(size, MALLOCX_ALIGN(align));
+#endif
+    return p;
+}
+
 void
 mem_free(void *p)
 {

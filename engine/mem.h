@@ -29,7 +29,12 @@ void *mem_alloc(struct mem *m, size_t size, size_t *out_real);
 /* As mem_alloc, zero-filled. */
 void *mem_zalloc(struct mem *m, size_t size, size_t *out_real);
 
-/* Free memory from mem_alloc/mem_zalloc.  NULL is a no-op. */
+/* Allocate size bytes aligned to align (a power of two, at most size),
+ * for a size the caller knows to be a real size (a page multiple).  NULL
+ * on failure. */
+void *mem_alloc_aligned(struct mem *m, size_t size, size_t align);
+
+/* Free memory from mem_alloc/mem_zalloc/mem_alloc_aligned.  NULL is a no-op. */
 void mem_free(void *p);
 
 /* The bytes an allocation of size would really occupy. */

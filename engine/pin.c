@@ -1,6 +1,6 @@
 /*
  * pin.c - the threads' pin blocks: made on a thread's first pin, handed
- * to a later thread when it exits, scanned before a retired item is
+ * to a later thread when it exits, scanned before a retired segment is
  * freed.  The rules are in pin.h.
  */
 #include "pin.h"
@@ -142,21 +142,22 @@ pin_slot_slow(void)
     return b != NULL ? &b->slot[0] : NULL;
 }
 
-/* Set held[i] for every v[i] that some slot holds.  O(blocks x n). */
+/* Set held[i] for every segment v[i] that some slot points into.
+ * O(blocks x n). */
 static void
-mark_held(item_t *const *v, size_t n, bool *held)
+mark_held(struct seg *const *v, size_t n, bool *held)
 {
     for (struct pin_block *b =
              atomic_load_explicit(&pin_all, memory_order_acquire);
          b != NULL; b = b->all) {
         for (unsigned i = 0; i < PIN_SLOTS; i++) {
-            item_t *x =
-                atomic_load_explicit(&b->slot[i], memory_order_acquire);
-            if (x == NULL) {
+            uintptr_t x = (uintptr_t)atomic_load_explicit(
+                &b->slot[i], memory_order_acquire);
+            if (x == 0) {
                 continue;
             }
             for (size_t j = 0; j < n; j++) {
-                if (v[j] == x) {
+                if (x - (uintptr_t)v[j] < v[j]->size) {
                     held[j] = true;
                 }
             }
@@ -167,22 +168,29 @@ mark_held(item_t *const *v, size_t n, bool *held)
 bool
 pin_held(const item_t *it)
 {
-    item_t *v = (item_t *)it;
-    bool held = false;
-    mark_held(&v, 1, &held);
-    return held;
+    for (struct pin_block *b =
+             atomic_load_explicit(&pin_all, memory_order_acquire);
+         b != NULL; b = b->all) {
+        for (unsigned i = 0; i < PIN_SLOTS; i++) {
+            if (atomic_load_explicit(&b->slot[i], memory_order_acquire) ==
+                it) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 #define SCAN_AT_ONCE 64
 
 size_t
-pin_free_unheld(item_t **list)
+pin_free_unheld(struct seg **list)
 {
-    item_t *rest = *list, *keep = NULL;
+    struct seg *rest = *list, *keep = NULL;
     size_t kept = 0;
 
     while (rest != NULL) {
-        item_t *v[SCAN_AT_ONCE];
+        struct seg *v[SCAN_AT_ONCE];
         bool held[SCAN_AT_ONCE] = {false};
         size_t n = 0;
 
@@ -197,7 +205,7 @@ pin_free_unheld(item_t **list)
                 keep = v[i];
                 kept++;
             } else {
-                item_free(v[i]);
+                seg_free(v[i]);
             }
         }
     }
@@ -205,9 +213,9 @@ pin_free_unheld(item_t **list)
     return kept;
 }
 
-/* Orphans: retired items that belong to no shard's list (pin.h). */
+/* Orphans: retired segments that belong to no shard's list (pin.h). */
 static pthread_mutex_t orphan_lock = PTHREAD_MUTEX_INITIALIZER;
-static item_t *orphans; /* orphan_lock */
+static struct seg *orphans; /* orphan_lock */
 _Atomic bool pin_orphans_waiting;
 
 /* Set the flag, put a barrier in every thread, then scan: a release that
@@ -240,9 +248,9 @@ pin_collect(void)
 }
 
 void
-pin_orphan(item_t *list)
+pin_orphan(struct seg *list)
 {
-    item_t *last = list;
+    struct seg *last = list;
 
     if (list == NULL) {
         return;
@@ -272,9 +280,12 @@ pin_orphans_unlock(void)
 void
 pin_unref(item_t *it)
 {
+    struct seg *g = item_seg(it);
+
     if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) ==
-        1) {
-        it->next = NULL; /* out of the queues: the link is free */
-        pin_orphan(it);
+            1 &&
+        atomic_fetch_sub_explicit(&g->live, 1, memory_order_acq_rel) == 1) {
+        g->next = NULL; /* out of its queue: the link is free */
+        pin_orphan(g);
     }
 }

@@ -19,13 +19,15 @@
  * A slot is filled only while the item cannot be retired: under its
  * shard's lock (shared or exclusive), or while the caller holds a
  * reference that it drops later.  An item is retired when its last
- * reference goes, after it left the table and the queues; so every slot
- * filled before then is visible to whoever frees it, and none can be
- * filled after.  A retired item is freed once no slot holds it.
+ * reference goes, after it left the table; its segment (item.h) is
+ * retired when its last item is and its queue has released it.  So every
+ * slot filled before then is visible to whoever frees the segment, and
+ * none can be filled after.  A retired segment is freed once no slot
+ * points into it.
  *
- * Retired items wait in two kinds of list.  The engine drops its
+ * Retired segments wait in two kinds of list.  The engine drops its
  * references under the shard lock, into the shard's list, which is
- * scanned every RETIRE_BATCH items (shard.c).  A reference dropped
+ * scanned every RETIRE_BATCH segments (shard.c).  A reference dropped
  * without a shard lock (a counted handle's release, a finished load), and
  * what a destroyed cache leaves held, go to one process-wide list of
  * orphans under its own mutex, scanned then, whenever a shard scans or
@@ -161,16 +163,18 @@ void pin_orphans_lock(void);
 void pin_orphans_unlock(void);
 
 /* Drop a reference taken on a shared item without a shard lock; the last
- * one makes it an orphan, freed once no slot holds it. */
+ * one retires it, and if it was the last of its segment, which its queue
+ * released, that makes the segment an orphan, freed once no slot points
+ * into it. */
 void pin_unref(item_t *it);
 
-/* Make unreferenced items orphans: a list linked through next, NULL-ended
+/* Make retired segments orphans: a list linked through next, NULL-ended
  * (corral_destroy). */
-void pin_orphan(item_t *list);
+void pin_orphan(struct seg *list);
 
-/* Free the items of *list (linked through next) that no slot holds; the
- * rest stay in *list.  Returns how many stayed. */
-size_t pin_free_unheld(item_t **list);
+/* Free the segments of *list (linked through next) that no slot points
+ * into; the rest stay in *list.  Returns how many stayed. */
+size_t pin_free_unheld(struct seg **list);
 
 /* True if some slot holds it.  O(blocks). */
 bool pin_held(const item_t *it);

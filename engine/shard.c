@@ -2,36 +2,42 @@
  * shard.c - one shard's state changes: linking and unlinking items, making
  * room by eviction, the incremental sweep, and memory accounting.
  *
- * Memory accounting.  s->mem_used counts the real size of every queued
- * item (live or waiting to be reclaimed) plus the table and ghost arrays.
- * It changes only under the exclusive lock; the gauges in s->stats mirror
- * it for lock-free reading.  Items still held by readers after the engine
- * dropped them are no longer counted: their memory goes back when the
- * last reader releases them.
+ * Memory accounting.  s->mem_used counts the real size of the queues'
+ * segments (linked items, dead ones the eviction walk has not passed yet,
+ * the open segments' free space) plus the table and ghost arrays.  It
+ * changes only under the exclusive lock; the gauges in s->stats mirror it
+ * for lock-free reading.  A segment still held by readers after its queue
+ * released it is no longer counted: its memory goes back when the last
+ * reader releases it.
  *
- * Retired items.  An item whose last reference went may still be in a
- * reader's pin slot (pin.h).  It waits in s->retired; once RETIRE_BATCH
- * more have gathered (or RETIRE_BYTES_MAX of them), one scan of every
- * slot tells which can be freed.  The scan costs a cache line per pin
- * block, so batching keeps it off the cost of each eviction.
+ * Retired segments.  A segment whose items are all retired and that its
+ * queue released may still be pointed into by a reader's pin slot
+ * (pin.h).  It waits in s->retired; once RETIRE_BATCH more have gathered
+ * (or RETIRE_BYTES_MAX of them), one scan of every slot tells which can be
+ * freed.  The scan costs a cache line per pin block, so batching keeps it
+ * off the cost of each eviction.
  */
 #include "cache.h"
 
 #include <string.h>
 
-/* Queue nodes each write examines in the sweep: a few, or many more while
- * removed items exceed an eighth of the queued ones.  A full pass then
- * frees at least one removed item per eight nodes visited, more than the
- * one a write can add: removed items stay near an eighth of memory. */
+/* Records each write examines in the sweep while prefix rules wait. */
 #define SWEEP_PER_WRITE 2u
-#define SWEEP_PER_WRITE_BEHIND 16u
 
-/* Retired items scanned for at once, and the bytes that start a scan
+/* Retired segments scanned for at once, and the bytes that start a scan
  * sooner (this, or a 256th of the shard's budget if less), so that large
  * items do not wait for a batch beyond the memory limit. */
-#define RETIRE_BATCH 32u
-#define RETIRE_BYTES_MAX (64u * 1024u)
+#define RETIRE_BATCH 8u
+#define RETIRE_BYTES_MAX (256u * 1024u)
 
+
+/* What the policy's callbacks see. */
+struct shard_ctx {
+    struct corral *c;
+    struct shard *s;
+    uint32_t now;
+    size_t freed;
+};
 
 /* Refresh the gauges that depend on table and ghost sizes. */
 static void
@@ -42,10 +48,14 @@ shard_sync_meta(struct shard *s)
     stat_set(&s->stats, ST_mem_used, s->mem_used);
 }
 
-static size_t
-shard_meta_bytes(const struct shard *s)
+/* Recount s->mem_used after the table, the ghost or the queues'
+ * segments changed. */
+static void
+shard_recount(struct shard *s)
 {
-    return s->table.bytes + policy_bytes(&s->policy);
+    s->mem_used = s->table.bytes + policy_bytes(&s->policy) +
+                  policy_seg_bytes(&s->policy);
+    shard_sync_meta(s);
 }
 
 bool
@@ -69,8 +79,7 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
         return false;
     }
     policy_init(&s->policy, c->shard_bits, s->budget, s->item_budget);
-    s->mem_used = shard_meta_bytes(s);
-    shard_sync_meta(s);
+    shard_recount(s);
     return true;
 }
 
@@ -86,12 +95,17 @@ shard_reap(struct shard *s)
     }
 }
 
+/* Drop a reference on a segment (an item's, or its queue's); the last one
+ * retires it. */
 static void
-shard_retire(struct shard *s, item_t *it)
+shard_seg_put(struct shard *s, struct seg *g)
 {
-    it->next = s->retired;
-    s->retired = it;
-    s->retired_bytes += item_req_size(it);
+    if (atomic_fetch_sub_explicit(&g->live, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    g->next = s->retired;
+    s->retired = g;
+    s->retired_bytes += g->size;
     if (++s->nretired >= s->reap_at ||
         s->retired_bytes >= CR_MIN(RETIRE_BYTES_MAX, s->budget / 256)) {
         shard_reap(s);
@@ -103,22 +117,75 @@ shard_unref(struct shard *s, item_t *it)
 {
     if (atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) ==
         1) {
-        shard_retire(s, it);
+        shard_seg_put(s, item_seg(it));
     }
 }
 
 static void
 drop_ref(item_t *it, void *ud)
 {
-    shard_unref(ud, it);
+    struct shard_ctx *x = ud;
+    shard_unref(x->s, it);
 }
+
+/* policy_ops.seg_done: the queue released g. */
+static void
+ctx_seg_done(struct seg *g, size_t bytes, void *ud)
+{
+    struct shard_ctx *x = ud;
+    struct shard *s = x->s;
+
+    shard_seg_put(s, g);
+    /* Memory freed goes back to the system in steps of a 128th of the
+     * budget (cache_deliver purges), so that the pages of evicted values
+     * are not kept beside those of the values that replaced them: at most
+     * a 128th of the limit waits in freed pages, over all shards.  (A
+     * 32nd left mixed sizes at 1.09-1.10 x the limit in resident memory,
+     * a 128th at 1.08, at no measurable cost in time.) */
+    s->evicted_bytes += bytes;
+    if (s->evicted_bytes >= s->budget / 128) {
+        s->evicted_bytes = 0;
+        atomic_store_explicit(&x->c->purge_due, true, memory_order_relaxed);
+    }
+}
+
+static uint64_t
+ctx_hash(const item_t *it, void *ud)
+{
+    const struct shard_ctx *x = ud;
+    return hash_key(x->c->seed, item_key(it), it->nkey);
+}
+
+/* The policy's "dead" test for a linked item: expired or flushed. */
+static bool
+ctx_dead(item_t *it, void *ud)
+{
+    const struct shard_ctx *x = ud;
+    return item_state_dead(item_state(x->c, x->s, it, x->now));
+}
+
+/* policy_ops.moved: `to` replaces `from` in the table. */
+static void
+ctx_moved(item_t *from, item_t *to, void *ud)
+{
+    struct shard_ctx *x = ud;
+    table_replace(&x->s->table, ctx_hash(from, x), from, to);
+    item_set(to, ITEM_LINKED);
+    item_clear(from, ITEM_LINKED);
+    shard_unref(x->s, from);
+}
+
+#define SHARD_OPS(x) {ctx_dead, ctx_hash, ctx_moved, ctx_seg_done, (x)}
 
 void
 shard_deinit(struct shard *s)
 {
-    /* Every linked item is also queued: releasing the queues frees all
-     * but those that readers still hold. */
-    policy_foreach(&s->policy, drop_ref, s);
+    struct shard_ctx x = {s->cache, s, 0, 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
+
+    /* Every linked item is queued: releasing the queues frees all but
+     * the segments that readers still hold. */
+    policy_foreach(&s->policy, drop_ref, &ops);
     shard_reap(s);
     pin_orphan(s->retired); /* still held by their readers */
     s->retired = NULL;
@@ -135,88 +202,69 @@ shard_next_cas(struct corral *c, struct shard *s)
     return (++s->cas_seq << c->shard_bits) | s->index;
 }
 
-/* Account a change of table or ghost size. */
+/* The item left the table: counts, its queue's and the cache's
+ * reference. */
 static void
-shard_meta_changed(struct shard *s, size_t before)
+shard_forget(struct shard *s, item_t *it)
 {
-    size_t after = shard_meta_bytes(s);
-    s->mem_used = s->mem_used - before + after;
-    shard_sync_meta(s);
+    struct shard_ctx x = {s->cache, s, 0, 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
+
+    item_clear(it, ITEM_LINKED);
+    policy_removed(&s->policy, it, &ops);
+    stat_sub(&s->stats, ST_bytes, item_real_size(it));
+    stat_sub(&s->stats, ST_curr_items, 1);
+    shard_unref(s, it);
 }
 
 bool
-shard_link(struct corral *c, struct shard *s, uint64_t h, item_t *it,
+shard_link(struct corral *c, struct shard *s, uint64_t h, item_t **itp,
            item_t *old_it)
 {
-    size_t bytes = item_real_size(it);
-    size_t meta = shard_meta_bytes(s);
-    bool in_main = false;
+    struct shard_ctx x = {c, s, 0, 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
+    item_t *it = *itp;
+    bool in_main, returning = false;
 
     if (old_it != NULL) {
-        table_replace(&s->table, h, old_it, it);
         /* A new version keeps the standing its key had earned. */
         in_main = item_has(old_it, ITEM_MAIN);
         item_freq_set(it, item_freq(old_it));
-        item_clear(old_it, ITEM_LINKED);
-        s->dead++;
-        stat_sub(&s->stats, ST_bytes, item_real_size(old_it));
-        stat_sub(&s->stats, ST_curr_items, 1);
     } else {
-        if (!table_insert(&s->table, &c->mem, h, it)) {
-            shard_meta_changed(s, meta);
+        if (!table_reserve(&s->table, &c->mem)) {
+            shard_recount(s);
             return false;
         }
-        in_main = policy_ghost_take(&s->policy, h);
+        in_main = returning = policy_ghost_take(&s->policy, h);
+    }
+    it = policy_insert(&s->policy, &c->mem, it, in_main, returning, &ops);
+    if (it == NULL) {
+        shard_recount(s);
+        return false;
+    }
+    if (old_it != NULL) {
+        table_replace(&s->table, h, old_it, it);
+        shard_forget(s, old_it);
+    } else {
+        table_insert(&s->table, &c->mem, h, it); /* reserved: cannot fail */
     }
     item_set(it, ITEM_LINKED);
-    if (old_it == NULL && in_main) {
-        policy_insert_returning(&s->policy, it, bytes);
-    } else {
-        policy_insert(&s->policy, it, bytes, in_main);
-    }
-    s->mem_used += bytes;
-    stat_add(&s->stats, ST_bytes, bytes);
+    stat_add(&s->stats, ST_bytes, item_real_size(it));
     stat_add(&s->stats, ST_curr_items, 1);
     COUNT(s, total_items);
-    shard_meta_changed(s, meta);
+    shard_recount(s);
+    *itp = it;
     return true;
 }
 
 void
 shard_unlink(struct corral *c, struct shard *s, uint64_t h, item_t *it)
 {
-    size_t meta = shard_meta_bytes(s);
     (void)c;
     CR_ASSERT(item_has(it, ITEM_LINKED));
     table_remove(&s->table, h, it);
-    item_clear(it, ITEM_LINKED);
-    s->dead++;
-    stat_sub(&s->stats, ST_bytes, item_real_size(it));
-    stat_sub(&s->stats, ST_curr_items, 1);
-    shard_meta_changed(s, meta);
-}
-
-struct shard_ctx {
-    struct corral *c;
-    struct shard *s;
-    uint32_t now;
-    size_t freed;
-};
-
-static uint64_t
-ctx_hash(const item_t *it, void *ud)
-{
-    const struct shard_ctx *x = ud;
-    return hash_key(x->c->seed, item_key(it), it->nkey);
-}
-
-/* The policy's "dead" test: unlinked, expired or flushed. */
-static bool
-ctx_dead(item_t *it, void *ud)
-{
-    const struct shard_ctx *x = ud;
-    return !item_has(it, ITEM_LINKED) ||
-           item_state_dead(item_state(x->c, x->s, it, x->now));
+    shard_forget(s, it);
+    shard_recount(s);
 }
 
 /* Report a live item evicted, to corral_subscribe_evictions()
@@ -236,52 +284,33 @@ report_eviction(struct shard_ctx *x, const item_t *it, bool fetched)
                       item_cas(it), &info);
 }
 
-/* Take a dequeued item from the cache: unlink it if needed, count why,
- * and drop the queue's reference. */
+/* Take a linked item that eviction or the sweep chose out of the cache,
+ * counting why. */
 static void
 ctx_release(struct shard_ctx *x, item_t *it, bool evicting)
 {
     struct shard *s = x->s;
+    enum item_state st = item_state(x->c, s, it, x->now);
+    bool fetched = item_has(it, ITEM_FETCHED);
 
-    if (item_has(it, ITEM_LINKED)) {
-        enum item_state st = item_state(x->c, s, it, x->now);
-        bool fetched = item_has(it, ITEM_FETCHED);
-        shard_unlink(x->c, s, ctx_hash(it, x), it);
-        if (!item_state_dead(st)) {
-            CR_ASSERT(evicting);
-            COUNT(s, evictions);
-            if (!fetched) {
-                COUNT(s, evicted_unfetched);
-            }
-            if (events_wanted(&x->c->evictions)) {
-                report_eviction(x, it, fetched);
-            }
-            /* Memory freed by eviction goes back to the system in steps
-             * of a 128th of the budget (cache_deliver purges), so that
-             * the pages of evicted values are not kept beside those of
-             * the values that replaced them: at most a 128th of the
-             * limit waits in freed pages, over all shards.  (A 32nd left
-             * mixed sizes at 1.09-1.10 x the limit in resident memory, a
-             * 128th at 1.08, at no measurable cost in time.) */
-            s->evicted_bytes += item_real_size(it);
-            if (s->evicted_bytes >= s->budget / 128) {
-                s->evicted_bytes = 0;
-                atomic_store_explicit(&x->c->purge_due, true,
-                                      memory_order_relaxed);
-            }
-        } else {
-            COUNT(s, reclaimed);
-            if (st == ITEM_EXPIRED && !fetched) {
-                COUNT(s, expired_unfetched);
-            }
+    if (!item_state_dead(st)) {
+        CR_ASSERT(evicting);
+        COUNT(s, evictions);
+        if (!fetched) {
+            COUNT(s, evicted_unfetched);
+        }
+        if (events_wanted(&x->c->evictions)) {
+            report_eviction(x, it, fetched);
+        }
+    } else {
+        COUNT(s, reclaimed);
+        if (st == ITEM_EXPIRED && !fetched) {
+            COUNT(s, expired_unfetched);
         }
     }
     (void)evicting;
-    s->dead--;
-    s->mem_used -= item_real_size(it);
-    stat_set(&s->stats, ST_mem_used, s->mem_used);
     x->freed++;
-    shard_unref(s, it);
+    shard_unlink(x->c, s, ctx_hash(it, x), it);
 }
 
 static void
@@ -313,28 +342,41 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
                 size_t items)
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
 
     /* fixed for this store: the growth counted here is the one made */
     s->table.expect = shard_expect(s);
     for (;;) {
         /* a new key may make the table grow: that memory counts too */
         size_t grow = items != 0 ? table_insert_growth(&s->table) : 0;
-        size_t meta;
+        size_t need = bytes != 0 ? policy_insert_cost(&s->policy, bytes) : 0;
         item_t *victim;
+        bool more;
 
-        if (s->mem_used + bytes + grow <= s->budget &&
+        if (s->mem_used + need + grow <= s->budget &&
             (s->item_budget == 0 ||
              table_count(&s->table) + items <= s->item_budget)) {
             return true;
         }
-        meta = shard_meta_bytes(s);
-        victim = policy_evict(&s->policy, &c->mem, ctx_dead, &x, ctx_hash);
-        shard_meta_changed(s, meta);
-        if (victim == NULL) {
+        more = policy_evict(&s->policy, &c->mem, &ops, &victim);
+        if (victim != NULL) {
+            ctx_release(&x, victim, true);
+        }
+        shard_recount(s);
+        if (!more) {
             return false;
         }
-        ctx_release(&x, victim, true);
     }
+}
+
+void
+shard_trim(struct corral *c, struct shard *s)
+{
+    struct shard_ctx x = {c, s, 0, 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
+
+    policy_trim(&s->policy, &ops);
+    shard_recount(s);
 }
 
 /* Drop the n oldest prefix rules. */
@@ -368,10 +410,9 @@ retire_prefix_rules(struct shard *s)
 void
 shard_migrate(struct shard *s, size_t n)
 {
-    size_t meta = shard_meta_bytes(s);
     table_migrate(&s->table, n);
     if (s->table.old == NULL) {
-        shard_meta_changed(s, meta); /* the old table was freed */
+        shard_recount(s); /* the old table was freed */
     }
 }
 
@@ -387,11 +428,13 @@ size_t
 shard_sweep(struct corral *c, struct shard *s, size_t n)
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
+    const struct policy_ops ops = SHARD_OPS(&x);
 
     if (s->table.old != NULL) {
         shard_migrate(s, n * 4);
     }
-    policy_sweep(&s->policy, n, ctx_dead, ctx_drop, &x);
+    policy_sweep(&s->policy, n, &ops, ctx_drop);
+    shard_recount(s);
     if (s->nrules != 0) {
         retire_prefix_rules(s);
     }
@@ -501,15 +544,10 @@ shard_write_done(struct corral *c, struct shard *s)
     if (s->table.old != NULL) {
         shard_migrate(s, SHARD_MIGRATE_PER_WRITE);
     }
-    /* Each step reads an item (often a cache miss): sweep hard while
-     * removed items pile up, steadily while there is known work (removed
-     * items, prefix rules), and otherwise just enough to find expired
-     * items in time: one node every fourth write.  (The queue lengths are
-     * read only when some items are removed.) */
-    if (s->dead > 0 &&
-        s->dead * 8 > s->policy.small.count + s->policy.main.count) {
-        steps = SWEEP_PER_WRITE_BEHIND;
-    } else if (s->dead > 0 || s->nrules > 0) {
+    /* Each step reads a record (often a cache miss): sweep steadily while
+     * prefix rules wait, and otherwise just enough to find expired items
+     * in time: one record every fourth write. */
+    if (s->nrules > 0) {
         steps = SWEEP_PER_WRITE;
     } else {
         steps = (++s->writes & 3) == 0;

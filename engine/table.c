@@ -216,12 +216,21 @@ table_grow(struct table *t, struct mem *m)
 }
 
 bool
-table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it)
+table_reserve(struct table *t, struct mem *m)
 {
     if (table_over_load(table_count(t) + 1, t->cap)) {
         if (!table_grow(t, m) && table_count(t) + 1 >= t->cap) {
             return false; /* completely full and cannot grow */
         }
+    }
+    return true;
+}
+
+bool
+table_insert(struct table *t, struct mem *m, uint64_t h, item_t *it)
+{
+    if (!table_reserve(t, m)) {
+        return false;
     }
     table_migrate(t, TABLE_MIGRATE_STEP);
     place(t->slots, t->cap, t->shard_bits, h, slot_make(it, h));

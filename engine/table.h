@@ -147,6 +147,11 @@ table_find(const struct table *t, uint64_t h, const void *key, size_t nkey)
 void table_prefetch_slot(const struct table *t, uint64_t h);
 void table_prefetch_item(const struct table *t, uint64_t h);
 
+/* Make sure one more entry fits (growing if due); false when the table is
+ * completely full and growth needs memory it cannot get.  Exclusive
+ * lock. */
+bool table_reserve(struct table *t, struct mem *m);
+
 /* Add an item whose key is absent.  Starts or continues growth; false
  * when growth needs memory it cannot get (the item is still inserted
  * unless the table is completely full).  Exclusive lock. */

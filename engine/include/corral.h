@@ -151,7 +151,8 @@ typedef struct corral_config {
                             * holds max_items (its keys do not spread
                             * perfectly); at least one item per shard */
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
-                            * Default 1 MiB; 1 KiB .. max_memory / 2. */
+                            * Default 1 MiB; 1 KiB .. max_memory / 2, at
+                            * most 1 GiB (as memcached's -I). */
     unsigned shards;       /* a power of two up to 1024; 0 (default) picks
                             * 32 per CPU, at most 256, fewer when a shard
                             * would hold less than 8 items of

@@ -32,12 +32,14 @@ tests_unit_test_expire_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_expire_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_expire_LDADD = $(UNIT_LDADD)
 
-tests_unit_test_evict_SOURCES = tests/unit/test_evict.c tests/unit/cu_main.h
+tests_unit_test_evict_SOURCES = tests/unit/test_evict.c tests/unit/cu_main.h \
+	tests/unit/accounting.h
 tests_unit_test_evict_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_evict_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_evict_LDADD = $(UNIT_LDADD)
 
-tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h
+tests_unit_test_mem_SOURCES = tests/unit/test_mem.c tests/unit/cu_main.h \
+	tests/unit/accounting.h
 tests_unit_test_mem_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_mem_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mem_LDADD = $(UNIT_LDADD)
@@ -48,7 +50,8 @@ tests_unit_test_pin_CFLAGS = $(UNIT_CFLAGS) -pthread
 tests_unit_test_pin_LDADD = $(UNIT_LDADD) -lpthread
 
 # The stress test runs threads.
-tests_unit_test_stress_SOURCES = tests/unit/test_stress.c tests/unit/cu_main.h
+tests_unit_test_stress_SOURCES = tests/unit/test_stress.c tests/unit/cu_main.h \
+	tests/unit/accounting.h
 tests_unit_test_stress_CPPFLAGS = $(UNIT_CPPFLAGS)
 tests_unit_test_stress_CFLAGS = $(UNIT_CFLAGS) -pthread
 tests_unit_test_stress_LDADD = $(UNIT_LDADD) -lpthread

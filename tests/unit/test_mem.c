@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounting.h"
 #include "cu_main.h"
 
 #define NS 1000000000ull
@@ -102,33 +103,11 @@ cas_of(corral_t *c, const char *key)
     return cas;
 }
 
-/* Accounting: each shard's mem_used is its table, ghost and queued
- * items; curr_items is the tables' count. */
+/* Accounting (accounting.h). */
 static bool
 consistent(corral_t *c)
 {
-    corral_stats_t st = stats_of(c);
-    size_t items = 0, total = 0;
-
-    for (unsigned i = 0; i < c->nshards; i++) {
-        struct shard *s = &c->shards[i];
-        size_t parts = s->table.bytes + policy_bytes(&s->policy) +
-                       s->policy.small.bytes + s->policy.main.bytes;
-        if (s->mem_used != parts || s->mem_used > s->budget) {
-            printf("\n  shard %u: mem_used %zu, parts %zu, budget %zu\n", i,
-                   s->mem_used, parts, s->budget);
-            return false;
-        }
-        items += table_count(&s->table);
-        total += s->mem_used;
-    }
-    if (st.curr_items != items || st.mem_used != total) {
-        printf("\n  curr_items %llu vs %zu, mem_used %llu vs %zu\n",
-               (unsigned long long)st.curr_items, items,
-               (unsigned long long)st.mem_used, total);
-        return false;
-    }
-    return true;
+    return shards_accounting_ok(c, false);
 }
 
 /* ---------------------------------------------------------------------- */

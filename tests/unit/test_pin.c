@@ -210,17 +210,25 @@ test_held_past_destroy(void)
 }
 
 /* An item held by a slot and by a counted handle, deleted: the counted
- * release makes it an orphan that the slot still holds; the slot's
- * release frees it. */
+ * release makes its segment an orphan that the slot still points into;
+ * the slot's release frees it.  (The item is large enough to have a
+ * segment of its own, which nothing else keeps.) */
 static void
 test_orphan_freed_by_slot_release(void)
 {
-    corral_t *c = mk(1, 64u << 20);
+    corral_config_t cfg;
+    corral_t *c = NULL;
     corral_item_t *other[PIN_SLOTS * PIN_BLOCKS_MAX + 1];
     corral_item_t *counted, *slotted;
+    static char big[20000];
     size_t n = 0;
 
-    CU_ASSERT(corral_set(c, K("k"), K("v"), 0, 0) == CORRAL_OK);
+    corral_config_init(&cfg);
+    cfg.shards = 1;
+    cfg.max_memory = 64u << 20;
+    CU_ASSERT_FATAL(corral_create(&cfg, &c) == CORRAL_OK);
+    memset(big, 'v', sizeof(big) - 1);
+    CU_ASSERT(corral_set(c, K("k"), big, strlen(big), 0, 0) == CORRAL_OK);
     CU_ASSERT(corral_set(c, K("o"), K("w"), 0, 0) == CORRAL_OK);
     /* take this thread's free slots, then one more: counted */
     do {
@@ -235,10 +243,11 @@ test_orphan_freed_by_slot_release(void)
     CU_ASSERT_EQUAL(pin_tag(slotted), PIN_TAG_SLOT);
 
     CU_ASSERT(corral_delete(c, K("k")) == CORRAL_OK);
-    corral_sweep(c, 0); /* dequeued: only the two handles hold it */
+    corral_sweep(c, 100); /* out of its queue: only the handles hold it */
+    CU_ASSERT_FALSE(atomic_load(&pin_orphans_waiting));
     corral_item_release(counted);
     CU_ASSERT_TRUE(atomic_load(&pin_orphans_waiting)); /* held by a slot */
-    CU_ASSERT(value_is(slotted, "v"));
+    CU_ASSERT(value_is(slotted, big));
     corral_item_release(slotted);
     CU_ASSERT_FALSE(atomic_load(&pin_orphans_waiting));
     while (n > 0) {
