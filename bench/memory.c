@@ -277,8 +277,8 @@ print_outcome(const char *name, size_t limit, enum load load,
     printf("\n");
     if (load == LOAD_FIXED && o->items > 0 && o->item_bytes > 0) {
         double n = (double)o->items;
-        printf("  %-10s ovh/item = item allocation %.1f + hash table %.1f + "
-               "ghost %.1f\n",
+        printf("  %-10s ovh/item = item records %.1f + hash table %.1f + "
+               "ghost and segment space not in use %.1f\n",
                "", (double)o->item_bytes / n - kv, (double)o->table_bytes / n,
                (double)(o->counted - o->item_bytes - o->table_bytes) / n);
     }

@@ -241,21 +241,28 @@ ghost_age(const struct ghost *g, uint16_t e)
 /* Reallocate the table for `room` entries; forgets everything.  Keeps the
  * old table when memory is short. */
 static void
+ghost_free(struct ghost *g)
+{
+    mem_array_free(g->slots, g->bytes);
+    g->slots = NULL;
+    g->bytes = 0;
+}
+
+static void
 ghost_resize(struct ghost *g, struct mem *m, size_t room)
 {
-    size_t nbuckets = (room + GHOST_WAYS - 1) / GHOST_WAYS;
-    size_t real;
-    uint16_t *slots = mem_zalloc(m, nbuckets * GHOST_WAYS * sizeof(uint16_t),
-                                 &real);
+    size_t bytes = mem_array_size(((room + GHOST_WAYS - 1) / GHOST_WAYS) *
+                                  GHOST_WAYS * sizeof(uint16_t));
+    uint16_t *slots = mem_array_alloc(m, bytes);
+
     if (slots == NULL) {
         return;
     }
-    mem_free(g->slots);
+    ghost_free(g);
     g->slots = slots;
-    g->nbuckets = nbuckets;
-    g->room = room;
-    g->bytes = mem_real_size(nbuckets * GHOST_WAYS * sizeof(uint16_t));
-    (void)real;
+    g->bytes = bytes;
+    g->nbuckets = bytes / (GHOST_WAYS * sizeof(uint16_t)); /* every one */
+    g->room = g->nbuckets * GHOST_WAYS;
 }
 
 static void
@@ -345,7 +352,7 @@ policy_init(struct policy *p, unsigned shard_bits, size_t budget_bytes,
 void
 policy_deinit(struct policy *p)
 {
-    mem_free(p->ghost.slots);
+    ghost_free(&p->ghost);
     memset(&p->ghost, 0, sizeof(p->ghost));
 }
 

@@ -23,7 +23,8 @@ item_create_ext(struct mem *m, const void *key, size_t nkey, size_t nvalue,
     size_t esize = ext_size(flags, ntags, extras);
     size_t req = ITEM_HEADER_SIZE + nkey + nvalue + esize;
     size_t real;
-    struct seg *g = mem_alloc(m, SEG_HEADER_SIZE + req, &real);
+    /* the whole record: an overwrite in place may fill it */
+    struct seg *g = mem_alloc(m, SEG_HEADER_SIZE + rec_size(req), &real);
     item_t *it;
     char *ext;
 

@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -117,6 +119,52 @@ mem_alloc_aligned(struct mem *m, size_t size, size_t align)
     p = mallocx(size, MALLOCX_ALIGN(align));
 #endif
     return p;
+}
+
+static size_t
+page_round(size_t size)
+{
+    static size_t page;
+    if (page == 0) {
+        long n = sysconf(_SC_PAGESIZE);
+        page = n > 0 ? (size_t)n : 4096;
+    }
+    return (size + page - 1) & ~(page - 1);
+}
+
+size_t
+mem_array_size(size_t size)
+{
+    return size < MEM_MAP_MIN ? mem_real_size(size) : page_round(size);
+}
+
+void *
+mem_array_alloc(struct mem *m, size_t size)
+{
+    void *p;
+
+    if (size < MEM_MAP_MIN) {
+        return mem_zalloc(m, size, NULL);
+    }
+    if (unlikely(mem_injected_failure(m))) {
+        return NULL;
+    }
+    p = mmap(NULL, page_round(size), PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void
+mem_array_free(void *p, size_t size)
+{
+    if (p == NULL) {
+        return;
+    }
+    if (size < MEM_MAP_MIN) {
+        mem_free(p);
+    } else {
+        munmap(p, page_round(size));
+    }
 }
 
 void

@@ -34,6 +34,19 @@ void *mem_zalloc(struct mem *m, size_t size, size_t *out_real);
  * on failure. */
 void *mem_alloc_aligned(struct mem *m, size_t size, size_t align);
 
+/*
+ * Zero-filled arrays (hash tables, the ghost).  Large ones (MEM_MAP_MIN
+ * and up) are mapped from the system by the page: the allocator's large
+ * size classes are a quarter apart, and a table sized for the count a
+ * budget holds would otherwise lose up to a fifth of its bytes to the
+ * class above.  mem_array_size is what an array of size bytes really
+ * takes; mem_array_free needs the size it was allocated with.
+ */
+#define MEM_MAP_MIN ((size_t)256 * 1024)
+void *mem_array_alloc(struct mem *m, size_t size);
+void mem_array_free(void *p, size_t size);
+size_t mem_array_size(size_t size);
+
 /* Free memory from mem_alloc/mem_zalloc/mem_alloc_aligned.  NULL is a no-op. */
 void mem_free(void *p);
 

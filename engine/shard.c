@@ -96,7 +96,8 @@ shard_reap(struct shard *s)
 }
 
 /* Drop a reference on a segment (an item's, or its queue's); the last one
- * retires it. */
+ * retires it.  It is freed no sooner than the end of the write (so that
+ * the operation may still read the items it unlinked). */
 static void
 shard_seg_put(struct shard *s, struct seg *g)
 {
@@ -106,7 +107,14 @@ shard_seg_put(struct shard *s, struct seg *g)
     g->next = s->retired;
     s->retired = g;
     s->retired_bytes += g->size;
-    if (++s->nretired >= s->reap_at ||
+    s->nretired++;
+}
+
+/* Scan for the retired segments that can go, once a batch has gathered. */
+static void
+shard_reap_due(struct shard *s)
+{
+    if (s->nretired >= s->reap_at ||
         s->retired_bytes >= CR_MIN(RETIRE_BYTES_MAX, s->budget / 256)) {
         shard_reap(s);
     }
@@ -541,6 +549,7 @@ shard_write_done(struct corral *c, struct shard *s)
 {
     size_t steps;
 
+    shard_reap_due(s);
     if (s->table.old != NULL) {
         shard_migrate(s, SHARD_MIGRATE_PER_WRITE);
     }

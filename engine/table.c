@@ -41,13 +41,19 @@ slot_next(size_t i, size_t cap)
 static uint64_t *
 slots_alloc(struct mem *m, size_t cap)
 {
-    return mem_zalloc(m, cap * sizeof(uint64_t), NULL);
+    return mem_array_alloc(m, cap * sizeof(uint64_t));
+}
+
+static void
+slots_free(uint64_t *slots, size_t cap)
+{
+    mem_array_free(slots, cap * sizeof(uint64_t));
 }
 
 static size_t
 slots_bytes(size_t cap)
 {
-    return cap == 0 ? 0 : mem_real_size(cap * sizeof(uint64_t));
+    return cap == 0 ? 0 : mem_array_size(cap * sizeof(uint64_t));
 }
 
 static void
@@ -75,8 +81,8 @@ table_init(struct table *t, struct mem *m, size_t cap, unsigned shard_bits,
 void
 table_deinit(struct table *t)
 {
-    mem_free(t->slots);
-    mem_free(t->old);
+    slots_free(t->slots, t->cap);
+    slots_free(t->old, t->old_cap);
     memset(t, 0, sizeof(*t));
 }
 
@@ -160,7 +166,7 @@ table_migrate(struct table *t, size_t n)
     }
     if (t->migrate_pos == t->old_cap) {
         CR_ASSERT(t->old_count == 0);
-        mem_free(t->old);
+        slots_free(t->old, t->old_cap);
         t->old = NULL;
         t->old_cap = 0;
         t->migrate_pos = 0;

@@ -251,8 +251,8 @@ CORRAL_API void corral_config_get(const corral_t *cache,
  * storing into a slot of its own, which writes nothing that other threads
  * read.  Each item it holds beyond those takes a small allocation and a
  * reference count.  Memory of an evicted or deleted item that a reader
- * still held goes back after the release, when the shard next frees a
- * batch of such items or corral_sweep() runs.
+ * still held goes back (with the rest of its segment) after the release,
+ * when the shard next frees a batch of segments or corral_sweep() runs.
  */
 CORRAL_API void corral_item_release(corral_item_t *item);
 
@@ -677,11 +677,14 @@ CORRAL_API corral_status_t corral_set_max_memory(corral_t *cache,
  * corral_sweep - run the incremental reclamation sweep by hand.
  *
  * Writes already do a little of this work each; an idle cache with expired
- * items frees their memory only when this runs.  Examines about @budget
- * items across the shards and frees the expired, flushed and deleted ones,
- * and the removed items that readers held and have released since.
- * Returns the number of expired, flushed and deleted items freed.
- * Thread-safe; O(budget + shards x threads).
+ * items unlinks them only when this runs.  Examines about @budget items
+ * across the shards and unlinks the expired, flushed and invalidated ones.
+ * Items are stored together in segments: an unlinked item's memory goes
+ * back once nothing else in its segment is linked (at once for a large
+ * item, which has a segment of its own), or when eviction passes it.
+ * This call also hands back the segments that hold nothing linked and
+ * those that readers held and have released since.  Returns the number of
+ * items unlinked.  Thread-safe; O(budget + shards x threads).
  */
 CORRAL_API size_t corral_sweep(corral_t *cache, size_t budget);
 
