@@ -797,11 +797,12 @@ print_memory(const char *when, corral_t *cache, size_t kv, double rss_delta)
            (unsigned long long)st.evictions,
            (unsigned long long)st.hash_is_expanding);
     printf("  mem_used %.1f MiB = items %.1f + hash tables %.1f + ghost and "
-           "unreclaimed %.1f\n",
+           "segment space not in use %.1f\n",
            (double)st.mem_used / 1048576, (double)st.bytes / 1048576,
            (double)st.hash_bytes / 1048576, ghost / 1048576);
     printf("  per item %.1f B; overhead beyond key+value (%zu B) %.1f B "
-           "[item allocation %.1f + table %.1f + ghost %.1f]\n",
+           "[item records %.1f + table %.1f + ghost and segment space "
+           "%.1f]\n",
            (double)st.mem_used / n, kv, (double)st.mem_used / n - (double)kv,
            (double)st.bytes / n - (double)kv, (double)st.hash_bytes / n,
            ghost / n);

@@ -35,7 +35,7 @@
 static item_t *
 seg_rec(const struct seg *g, uint32_t off)
 {
-    return (item_t *)((char *)g + off);
+    return (item_t *)(void *)((char *)g + off);
 }
 
 /* The segment after g in q's sequence, or NULL after the open one. */

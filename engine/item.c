@@ -123,7 +123,7 @@ seg_free(struct seg *g)
     } else {
         for (size_t off = SEG_HEADER_SIZE; off < g->used;
              off += item_real_size(it)) {
-            it = (item_t *)((char *)g + off);
+            it = (item_t *)(void *)((char *)g + off);
             if (item_has(it, ITEM_EXT)) {
                 release_tags(it);
             }

@@ -42,7 +42,7 @@ void *mem_alloc_aligned(struct mem *m, size_t size, size_t align);
  * class above.  mem_array_size is what an array of size bytes really
  * takes; mem_array_free needs the size it was allocated with.
  */
-#define MEM_MAP_MIN ((size_t)256 * 1024)
+#define MEM_MAP_MIN ((size_t)64 * 1024)
 void *mem_array_alloc(struct mem *m, size_t size);
 void mem_array_free(void *p, size_t size);
 size_t mem_array_size(size_t size);

@@ -33,7 +33,7 @@ fifo_counts_ok(const struct fifo *q, bool main, bool all_live,
         size_t linked = 0;
         *mem += g->size;
         while (off < g->used) {
-            item_t *it = (item_t *)((char *)g + off);
+            item_t *it = (item_t *)(void *)((char *)g + off);
             if (item_has(it, ITEM_LINKED)) {
                 linked++;
                 count++;
