@@ -1073,7 +1073,7 @@ CORRAL_API corral_status_t corral_write_flush(corral_t *cache,
     X(oldest_item_age, gauge, "seconds since the least recently queued "     \
                               "item was last accessed")                       \
     X(total_items, counter, "items stored since start")                       \
-    X(bytes, gauge, "bytes held by stored items (allocation sizes)")          \
+    X(bytes, gauge, "bytes held by stored items (record sizes)")              \
     X(limit_maxbytes, gauge, "the memory limit in bytes")                     \
     X(mem_used, gauge, "bytes counted against the limit: items, tables, "   \
                        "policy metadata, and removed items not yet freed")   \

@@ -751,6 +751,140 @@ test_eviction_purges(void)
     corral_destroy(c);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Segments                                                               */
+
+/* The linked item of a key, found in the table (no pin, no bump). */
+static item_t *
+linked_item(corral_t *c, const char *key)
+{
+    uint64_t h = hash_key(c->seed, key, strlen(key));
+    struct shard *s = cache_shard(c, h);
+    return table_find(&s->table, h, key, strlen(key));
+}
+
+/* Small items are records, in the order they were stored, in their
+ * queue's shared segment: 8-byte rounded, no allocator class.  A large
+ * one has a segment of its own.  The books balance. */
+static void
+test_segment_layout(void)
+{
+    corral_t *c = new_cache(8 * MIB, 64 * 1024, 1, 0);
+    static char big[20000];
+    item_t *prev = NULL;
+    char key[32];
+
+    for (int i = 0; i < 100; i++) {
+        item_t *it;
+        snprintf(key, sizeof(key), "k%d", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, strlen(key), K("abc"), 0, 0),
+                        CORRAL_OK);
+        it = linked_item(c, key);
+        CU_ASSERT_FATAL(it != NULL);
+        CU_ASSERT_FALSE(it->solo);
+        CU_ASSERT_EQUAL(item_real_size(it) % 8, 0);
+        CU_ASSERT_EQUAL(item_real_size(it),
+                        rec_size(ITEM_HEADER_SIZE + strlen(key) + 3));
+        CU_ASSERT_EQUAL((uintptr_t)item_seg(it) % SEG_ALIGN, 0);
+        if (prev != NULL) { /* right after the one before */
+            CU_ASSERT_PTR_EQUAL((char *)it,
+                                (char *)prev + item_real_size(prev));
+        }
+        prev = it;
+    }
+    CU_ASSERT_EQUAL(ITEM_HEADER_SIZE, 24);
+    CU_ASSERT_EQUAL(corral_set(c, K("big"), big, sizeof(big), 0, 0),
+                    CORRAL_OK);
+    CU_ASSERT(linked_item(c, "big")->solo);
+    CU_ASSERT(accounting_ok(c));
+    corral_destroy(c);
+}
+
+/* Deleting a large item gives its memory back at once; deleting every
+ * item of a closed segment gives the segment back at once. */
+static void
+test_segment_freed_when_unlinked(void)
+{
+    corral_t *c = new_cache(8 * MIB, 64 * 1024, 1, 0);
+    static char big[20000];
+    corral_stats_t s0, s1;
+    struct seg *first;
+    size_t first_size;
+    char key[32];
+    int n = 0;
+
+    CU_ASSERT_EQUAL(corral_set(c, K("big"), big, sizeof(big), 0, 0),
+                    CORRAL_OK);
+    s0 = stats_of(c);
+    CU_ASSERT_EQUAL(corral_delete(c, K("big")), CORRAL_OK);
+    s1 = stats_of(c);
+    CU_ASSERT(s1.mem_used + sizeof(big) <= s0.mem_used);
+    /* small items until the first segment is closed */
+    snprintf(key, sizeof(key), "s%d", n);
+    CU_ASSERT_EQUAL(corral_set(c, key, strlen(key), K("v"), 0, 0), CORRAL_OK);
+    first = item_seg(linked_item(c, key));
+    do {
+        n++;
+        snprintf(key, sizeof(key), "s%d", n);
+        CU_ASSERT_EQUAL(corral_set(c, key, strlen(key), K("v"), 0, 0),
+                        CORRAL_OK);
+    } while (item_seg(linked_item(c, key)) == first);
+    first_size = first->size;
+    s0 = stats_of(c);
+    for (int i = 0; i < n; i++) { /* the first segment's items */
+        snprintf(key, sizeof(key), "s%d", i);
+        CU_ASSERT_EQUAL(corral_delete(c, key, strlen(key)), CORRAL_OK);
+        if (i + 1 < n) {
+            CU_ASSERT_EQUAL(stats_of(c).mem_used, s0.mem_used);
+        }
+    }
+    s1 = stats_of(c);
+    CU_ASSERT_EQUAL(s1.mem_used + first_size, s0.mem_used);
+    CU_ASSERT_EQUAL(s1.curr_items, 1);
+    CU_ASSERT(accounting_ok(c));
+    corral_destroy(c);
+}
+
+/* Eviction moves a twice-read item into main by copying it: a reader
+ * holding it keeps reading the value it got, the cache serves the copy
+ * with the same value and CAS, and the old record's segment goes only
+ * once the reader lets go. */
+static void
+test_move_keeps_readers(void)
+{
+    corral_t *c = new_cache(MIB, 4096, 1, 0);
+    corral_item_t *held;
+    uint64_t cas;
+    item_t *before;
+    size_t n;
+    char buf[32];
+
+    CU_ASSERT_EQUAL(corral_set(c, K("hot"), K("hot value"), 0, 0),
+                    CORRAL_OK);
+    CU_ASSERT_EQUAL_FATAL(corral_get(c, K("hot"), &held), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_get_copy(c, K("hot"), buf, sizeof(buf), NULL,
+                                    NULL, NULL),
+                    CORRAL_OK);
+    cas = corral_item_cas(held);
+    before = pin_item(held);
+    CU_ASSERT_FALSE(item_has(before, ITEM_MAIN));
+    scan(c, "fill", 4000, 500); /* twice the cache: small is walked */
+    CU_ASSERT(in_main(c, "hot"));
+    CU_ASSERT_PTR_NOT_EQUAL(linked_item(c, "hot"), before);
+    CU_ASSERT_FALSE(item_has(before, ITEM_LINKED));
+    CU_ASSERT_EQUAL(memcmp(corral_item_value(held, &n), "hot value", 9), 0);
+    CU_ASSERT_EQUAL(n, 9);
+    CU_ASSERT_EQUAL(corral_get_copy(c, K("hot"), buf, sizeof(buf), &n, NULL,
+                                    NULL),
+                    CORRAL_OK);
+    CU_ASSERT(n == 9 && memcmp(buf, "hot value", 9) == 0);
+    CU_ASSERT_EQUAL(item_cas(linked_item(c, "hot")), cas);
+    corral_item_release(held);
+    corral_sweep(c, 1000);
+    CU_ASSERT(accounting_ok(c));
+    corral_destroy(c);
+}
+
 static const struct cu_test limit_tests[] = {
     CU_TEST(test_limit_1mib_one_shard),
     CU_TEST(test_limit_auto_shards),
@@ -780,6 +914,14 @@ static const struct cu_test bound_tests[] = {
     CU_END,
 };
 
+static const struct cu_test segment_tests[] = {
+    CU_TEST(test_segment_layout),
+    CU_TEST(test_segment_freed_when_unlinked),
+    CU_TEST(test_move_keeps_readers),
+    CU_END,
+};
+
 CU_MAIN({"memory_limit", limit_tests, NULL, NULL},
+        {"segments", segment_tests, NULL, NULL},
         {"s3fifo", policy_tests, NULL, NULL},
         {"bounds", bound_tests, NULL, NULL})
