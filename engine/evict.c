@@ -628,8 +628,12 @@ policy_oldest(const struct policy *p, bool main)
 static void
 fifo_walk(struct fifo *q, void (*fn)(item_t *it, void *ud), void *ud)
 {
-    for (struct seg *g = fifo_first(q); g != NULL; g = fifo_after(q, g)) {
+    struct seg *next;
+
+    for (struct seg *g = fifo_first(q); g != NULL; g = next) {
         uint32_t off = g == fifo_first(q) ? q->pos : SEG_HEADER_SIZE;
+        /* fn may unlink g's last item, and g leave the queue */
+        next = fifo_after(q, g);
         while (off < g->used) {
             item_t *it = seg_rec(g, off);
             off = rec_end(g, off);

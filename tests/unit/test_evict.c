@@ -885,6 +885,37 @@ test_move_keeps_readers(void)
     corral_destroy(c);
 }
 
+/* A walk over every item (a prefix rule applied at once, for want of
+ * memory to keep it) that unlinks items goes on past the segments it
+ * empties: here every item is large enough to have a segment of its own,
+ * so each unlink takes its segment out of the queue. */
+static void
+test_walk_past_emptied_segments(void)
+{
+    corral_t *c = new_cache(MIB, 4096, 1, 0);
+    static char value[3000];
+    char key[32];
+
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "%s:%d", i % 2 ? "p" : "q", i);
+        CU_ASSERT_EQUAL(corral_set(c, key, strlen(key), value, sizeof(value),
+                                   0, 0),
+                        CORRAL_OK);
+        CU_ASSERT(linked_item(c, key)->solo);
+    }
+    mem_fail_after(&c->mem, 1); /* no rule array: applied by a walk */
+    CU_ASSERT_EQUAL(corral_invalidate_prefix(c, K("p:")), CORRAL_OK);
+    mem_fail_after(&c->mem, 0);
+    CU_ASSERT_PTR_NULL(c->shards[0].rules);
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof(key), "%s:%d", i % 2 ? "p" : "q", i);
+        CU_ASSERT_EQUAL(linked_item(c, key) == NULL, i % 2 == 1);
+    }
+    CU_ASSERT_EQUAL(stats_of(c).curr_items, 10);
+    CU_ASSERT(accounting_ok(c));
+    corral_destroy(c);
+}
+
 static const struct cu_test limit_tests[] = {
     CU_TEST(test_limit_1mib_one_shard),
     CU_TEST(test_limit_auto_shards),
@@ -918,6 +949,7 @@ static const struct cu_test segment_tests[] = {
     CU_TEST(test_segment_layout),
     CU_TEST(test_segment_freed_when_unlinked),
     CU_TEST(test_move_keeps_readers),
+    CU_TEST(test_walk_past_emptied_segments),
     CU_END,
 };
 
