@@ -329,15 +329,20 @@ ctx_drop(item_t *it, void *ud)
 
 /* How many entries the shard's table should expect to hold: near the
  * byte budget, the count it levels off at if items keep their present
- * size; the item budget, if lower; 0 (unknown) while under half full. */
+ * size in the segments, each with its share of a table at 75 % load
+ * (32/3 bytes) and of the ghost (2.5 bytes); the item budget, if lower;
+ * 0 (unknown) while under half full. */
 static size_t
 shard_expect(const struct shard *s)
 {
     size_t n = table_count(&s->table);
+    size_t segs = policy_seg_bytes(&s->policy);
     size_t expect = 0;
 
-    if (n != 0 && s->mem_used != 0 && s->mem_used >= s->budget / 2) {
-        expect = (size_t)((unsigned __int128)n * s->budget / s->mem_used);
+    if (n != 0 && s->mem_used >= s->budget / 2) {
+        /* in sixths of a byte per item: 6 x segs/n + 64 + 15 */
+        unsigned __int128 per6 = (unsigned __int128)6 * segs / n + 79;
+        expect = (size_t)((unsigned __int128)6 * s->budget / per6);
     }
     if (s->item_budget != 0 && (expect == 0 || s->item_budget < expect)) {
         expect = s->item_budget;

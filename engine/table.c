@@ -176,10 +176,9 @@ table_migrate(struct table *t, size_t n)
     return true;
 }
 
-/* The next growth's slot count: 1.5 times the present one, or room for
- * `expect` entries at 75 % load when that is smaller, but never under
- * 1.125 times; then every slot the allocation really holds (its size
- * class may be larger than asked). */
+/* The next growth's slot count: room for `expect` entries at 75 % load
+ * when the owner expects a count, but never under 1.125 times the present
+ * one; else 1.5 times.  Then every slot the allocation really holds. */
 static size_t
 grown_cap(const struct table *t)
 {
@@ -188,9 +187,7 @@ grown_cap(const struct table *t)
 
     if (t->expect != 0 && t->expect <= SIZE_MAX / 64) {
         size_t fit = t->expect / 3 * 4 + 4;
-        if (fit < cap) {
-            cap = fit < least ? least : fit;
-        }
+        cap = fit < least ? least : fit;
     }
     return slots_bytes(cap) / sizeof(uint64_t);
 }
