@@ -243,7 +243,7 @@ ghost_age(const struct ghost *g, uint16_t e)
 static void
 ghost_free(struct ghost *g)
 {
-    mem_array_free(g->slots, g->bytes);
+    mem_array_free(g->slots, g->bytes, true);
     g->slots = NULL;
     g->bytes = 0;
 }
@@ -252,8 +252,9 @@ static void
 ghost_resize(struct ghost *g, struct mem *m, size_t room)
 {
     size_t bytes = mem_array_size(((room + GHOST_WAYS - 1) / GHOST_WAYS) *
-                                  GHOST_WAYS * sizeof(uint16_t));
-    uint16_t *slots = mem_array_alloc(m, bytes);
+                                      GHOST_WAYS * sizeof(uint16_t),
+                                  true);
+    uint16_t *slots = mem_array_alloc(m, bytes, true);
 
     if (slots == NULL) {
         return;

@@ -132,18 +132,25 @@ page_round(size_t size)
     return (size + page - 1) & ~(page - 1);
 }
 
-size_t
-mem_array_size(size_t size)
+/* Whether an array is mapped by the page. */
+static bool
+array_mapped(size_t size, bool exact)
 {
-    return size < MEM_MAP_MIN ? mem_real_size(size) : page_round(size);
+    return exact && size >= MEM_MAP_MIN;
+}
+
+size_t
+mem_array_size(size_t size, bool exact)
+{
+    return array_mapped(size, exact) ? page_round(size) : mem_real_size(size);
 }
 
 void *
-mem_array_alloc(struct mem *m, size_t size)
+mem_array_alloc(struct mem *m, size_t size, bool exact)
 {
     void *p;
 
-    if (size < MEM_MAP_MIN) {
+    if (!array_mapped(size, exact)) {
         return mem_zalloc(m, size, NULL);
     }
     if (unlikely(mem_injected_failure(m))) {
@@ -155,15 +162,15 @@ mem_array_alloc(struct mem *m, size_t size)
 }
 
 void
-mem_array_free(void *p, size_t size)
+mem_array_free(void *p, size_t size, bool exact)
 {
     if (p == NULL) {
         return;
     }
-    if (size < MEM_MAP_MIN) {
-        mem_free(p);
-    } else {
+    if (array_mapped(size, exact)) {
         munmap(p, page_round(size));
+    } else {
+        mem_free(p);
     }
 }
 

@@ -14,6 +14,7 @@
 #define CORRAL_MEM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct mem {
@@ -35,17 +36,20 @@ void *mem_zalloc(struct mem *m, size_t size, size_t *out_real);
 void *mem_alloc_aligned(struct mem *m, size_t size, size_t align);
 
 /*
- * Zero-filled arrays (hash tables, the ghost).  Large ones (MEM_MAP_MIN
- * and up) are mapped from the system by the page: the allocator's large
- * size classes are a quarter apart, and a table sized for the count a
- * budget holds would otherwise lose up to a fifth of its bytes to the
- * class above.  mem_array_size is what an array of size bytes really
- * takes; mem_array_free needs the size it was allocated with.
+ * Zero-filled arrays (hash tables, the ghost).  An array sized exactly for
+ * what it must hold (`exact`) of MEM_MAP_MIN or more is mapped from the
+ * system by the page: the allocator's large size classes are a quarter
+ * apart, and a table sized for the count a budget holds would otherwise
+ * lose up to a fifth of its bytes to the class above.  Other arrays take
+ * the allocator's class (a growing table's spare slots shorten its
+ * probes until it grows again).  mem_array_size is what an array of size
+ * bytes really takes; mem_array_free needs the size and `exact` it was
+ * allocated with.
  */
 #define MEM_MAP_MIN ((size_t)64 * 1024)
-void *mem_array_alloc(struct mem *m, size_t size);
-void mem_array_free(void *p, size_t size);
-size_t mem_array_size(size_t size);
+void *mem_array_alloc(struct mem *m, size_t size, bool exact);
+void mem_array_free(void *p, size_t size, bool exact);
+size_t mem_array_size(size_t size, bool exact);
 
 /* Free memory from mem_alloc/mem_zalloc/mem_alloc_aligned.  NULL is a no-op. */
 void mem_free(void *p);

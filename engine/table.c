@@ -38,28 +38,30 @@ slot_next(size_t i, size_t cap)
     return i + 1 == cap ? 0 : i + 1;
 }
 
+/* Slot arrays: `exact` when sized for an expected count (mem.h). */
 static uint64_t *
-slots_alloc(struct mem *m, size_t cap)
+slots_alloc(struct mem *m, size_t cap, bool exact)
 {
-    return mem_array_alloc(m, cap * sizeof(uint64_t));
+    return mem_array_alloc(m, cap * sizeof(uint64_t), exact);
 }
 
 static void
-slots_free(uint64_t *slots, size_t cap)
+slots_free(uint64_t *slots, size_t cap, bool exact)
 {
-    mem_array_free(slots, cap * sizeof(uint64_t));
+    mem_array_free(slots, cap * sizeof(uint64_t), exact);
 }
 
 static size_t
-slots_bytes(size_t cap)
+slots_bytes(size_t cap, bool exact)
 {
-    return cap == 0 ? 0 : mem_array_size(cap * sizeof(uint64_t));
+    return cap == 0 ? 0 : mem_array_size(cap * sizeof(uint64_t), exact);
 }
 
 static void
 table_update_bytes(struct table *t)
 {
-    t->bytes = slots_bytes(t->cap) + (t->old ? slots_bytes(t->old_cap) : 0);
+    t->bytes = slots_bytes(t->cap, t->exact) +
+               (t->old ? slots_bytes(t->old_cap, t->old_exact) : 0);
 }
 
 bool
@@ -70,7 +72,7 @@ table_init(struct table *t, struct mem *m, size_t cap, unsigned shard_bits,
     t->cap = cap < TABLE_MIN_CAP ? TABLE_MIN_CAP : cap;
     t->shard_bits = shard_bits;
     t->seed = seed;
-    t->slots = slots_alloc(m, t->cap);
+    t->slots = slots_alloc(m, t->cap, false);
     if (t->slots == NULL) {
         return false;
     }
@@ -81,8 +83,8 @@ table_init(struct table *t, struct mem *m, size_t cap, unsigned shard_bits,
 void
 table_deinit(struct table *t)
 {
-    slots_free(t->slots, t->cap);
-    slots_free(t->old, t->old_cap);
+    slots_free(t->slots, t->cap, t->exact);
+    slots_free(t->old, t->old_cap, t->old_exact);
     memset(t, 0, sizeof(*t));
 }
 
@@ -166,7 +168,7 @@ table_migrate(struct table *t, size_t n)
     }
     if (t->migrate_pos == t->old_cap) {
         CR_ASSERT(t->old_count == 0);
-        slots_free(t->old, t->old_cap);
+        slots_free(t->old, t->old_cap, t->old_exact);
         t->old = NULL;
         t->old_cap = 0;
         t->migrate_pos = 0;
@@ -174,6 +176,13 @@ table_migrate(struct table *t, size_t n)
         return false;
     }
     return true;
+}
+
+/* Whether the next growth is sized for an expected count. */
+static bool
+grows_exact(const struct table *t)
+{
+    return t->expect != 0 && t->expect <= SIZE_MAX / 64;
 }
 
 /* The next growth's slot count: room for `expect` entries at 75 % load
@@ -185,11 +194,11 @@ grown_cap(const struct table *t)
     size_t cap = t->cap + t->cap / 2;
     size_t least = t->cap + t->cap / 8;
 
-    if (t->expect != 0 && t->expect <= SIZE_MAX / 64) {
+    if (grows_exact(t)) {
         size_t fit = t->expect / 3 * 4 + 4;
         cap = fit < least ? least : fit;
     }
-    return slots_bytes(cap) / sizeof(uint64_t);
+    return slots_bytes(cap, grows_exact(t)) / sizeof(uint64_t);
 }
 
 /* Begin growth: the current table becomes the old one. */
@@ -203,12 +212,14 @@ table_grow(struct table *t, struct mem *m)
         table_migrate(t, SIZE_MAX);
     }
     cap = grown_cap(t);
-    slots = slots_alloc(m, cap);
+    slots = slots_alloc(m, cap, grows_exact(t));
     if (slots == NULL) {
         return false;
     }
     t->old = t->slots;
     t->old_cap = t->cap;
+    t->old_exact = t->exact;
+    t->exact = grows_exact(t);
     t->old_count = t->count;
     t->migrate_pos = 0;
     t->slots = slots;
@@ -250,7 +261,8 @@ table_insert_growth(const struct table *t)
         return 0;
     }
     /* table_grow finishes a growth under way first, freeing its slots */
-    return slots_bytes(cap) - (t->old != NULL ? slots_bytes(t->old_cap) : 0);
+    return slots_bytes(cap, grows_exact(t)) -
+           (t->old != NULL ? slots_bytes(t->old_cap, t->old_exact) : 0);
 }
 
 void

@@ -44,6 +44,8 @@ struct table {
     size_t old_count;      /* live entries left in it */
     size_t migrate_pos;    /* next old slot to move */
     size_t expect;         /* entries expected at most, 0 = unknown */
+    bool exact;            /* slots sized for `expect` (mem_array_alloc) */
+    bool old_exact;
     unsigned shard_bits;   /* hash bits taken by the shard index */
     uint64_t seed;         /* the cache's hash seed, to rehash keys */
     size_t bytes;          /* real bytes of both slot arrays */
