@@ -121,14 +121,13 @@ mem_alloc_aligned(struct mem *m, size_t size, size_t align)
     return p;
 }
 
+/* Rounded up to whole pages (asked each time: only large arrays, which
+ * are rare, need it, and a cached value would be shared unsynchronised). */
 static size_t
 page_round(size_t size)
 {
-    static size_t page;
-    if (page == 0) {
-        long n = sysconf(_SC_PAGESIZE);
-        page = n > 0 ? (size_t)n : 4096;
-    }
+    long n = sysconf(_SC_PAGESIZE);
+    size_t page = n > 0 ? (size_t)n : 4096;
     return (size + page - 1) & ~(page - 1);
 }
 

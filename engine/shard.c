@@ -373,9 +373,10 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
         }
         more = policy_evict(&s->policy, &c->mem, &ops, &victim);
         if (victim != NULL) {
-            ctx_release(&x, victim, true);
+            ctx_release(&x, victim, true); /* recounts as it unlinks */
+        } else {
+            shard_recount(s);
         }
-        shard_recount(s);
         if (!more) {
             return false;
         }
