@@ -107,10 +107,22 @@ fifo_unlink_seg(struct fifo *q, struct seg *g)
     q->mem -= g->size;
 }
 
-/* Take g out of q and drop the queue's reference on it. */
+/* Whether g holds small records (not one item of its own). */
+static bool
+seg_shared(const struct seg *g)
+{
+    return g->used > SEG_HEADER_SIZE && !seg_rec(g, SEG_HEADER_SIZE)->solo;
+}
+
+/* Take g out of q and drop the queue's reference on it.  Nothing in it is
+ * linked any more (the walk has passed it, or its last item left). */
 static void
 fifo_remove(struct fifo *q, struct seg *g, const struct policy_ops *ops)
 {
+    if (seg_shared(g)) {
+        CR_ASSERT(q->dead >= g->used - SEG_HEADER_SIZE);
+        q->dead -= g->used - SEG_HEADER_SIZE;
+    }
     fifo_unlink_seg(q, g);
     ops->seg_done(g, g->size, ops->ud);
 }
@@ -408,6 +420,9 @@ fifo_removed(struct fifo *q, item_t *it, const struct policy_ops *ops)
 
     q->count--;
     q->bytes -= item_real_size(it);
+    if (!it->solo) {
+        q->dead += item_real_size(it);
+    }
     if (--g->linked == 0 && g != q->open) {
         fifo_remove(q, g, ops);
     }
@@ -445,11 +460,13 @@ ghost_fit(struct policy *p, struct mem *m)
 }
 
 /* Move the linked item `it`, just passed by q's walk, to the newer end of
- * main with this frequency.  False without memory for a copy. */
+ * `to` (main, or q itself) with this frequency.  False without memory for
+ * a copy. */
 static bool
-move_to_main(struct policy *p, struct fifo *q, struct mem *m, item_t *it,
-             unsigned freq, const struct policy_ops *ops)
+move_item(struct policy *p, struct fifo *q, struct fifo *to, struct mem *m,
+          item_t *it, unsigned freq, const struct policy_ops *ops)
 {
+    bool in_main = to == &p->main;
     item_t *copy;
 
     if (it->solo) {
@@ -460,17 +477,29 @@ move_to_main(struct policy *p, struct fifo *q, struct mem *m, item_t *it,
         q->bytes -= item_real_size(it);
         atomic_fetch_sub_explicit(&g->live, 1, memory_order_relaxed);
         item_freq_set(it, freq);
-        item_set(it, ITEM_MAIN);
-        fifo_push_solo(&p->main, it, ops);
+        if (in_main) {
+            item_set(it, ITEM_MAIN);
+        } else {
+            item_clear(it, ITEM_MAIN);
+        }
+        fifo_push_solo(to, it, ops);
         return true;
     }
-    copy = fifo_append_copy(p, &p->main, m, it, freq, true, ops);
+    copy = fifo_append_copy(p, to, m, it, freq, in_main, ops);
     if (copy == NULL) {
         return false;
     }
     fifo_removed(q, it, ops);
     ops->moved(it, copy, ops->ud);
     return true;
+}
+
+/* Whether dead records hold more than a quarter of q's segment bytes
+ * (and at least a segment's worth): then its walk spares live items. */
+static bool
+fifo_wasteful(const struct policy *p, const struct fifo *q)
+{
+    return q->dead > q->mem / 4 && q->dead >= p->seg_size;
 }
 
 /* One step of q's walk: false at the end of q (nothing to do); else
@@ -501,7 +530,7 @@ fifo_empty(const struct fifo *q)
 
 bool
 policy_evict(struct policy *p, struct mem *m, const struct policy_ops *ops,
-             item_t **victim)
+             bool spare, item_t **victim)
 {
     for (;;) {
         item_t *it;
@@ -518,7 +547,12 @@ policy_evict(struct policy *p, struct mem *m, const struct policy_ops *ops,
             }
             if (!ops->dead(it, ops->ud)) {
                 if (item_freq(it) >= SMALL_PROMOTE_HITS &&
-                    move_to_main(p, &p->small, m, it, 0, ops)) {
+                    move_item(p, &p->small, &p->main, m, it, 0, ops)) {
+                    continue;
+                }
+                if (spare && fifo_wasteful(p, &p->small) &&
+                    move_item(p, &p->small, &p->small, m, it, item_freq(it),
+                              ops)) {
                     continue;
                 }
                 ghost_fit(p, m);
@@ -538,9 +572,16 @@ policy_evict(struct policy *p, struct mem *m, const struct policy_ops *ops,
         if (!item_has(it, ITEM_LINKED)) {
             continue;
         }
-        if (!ops->dead(it, ops->ud) && item_freq(it) > 0 &&
-            move_to_main(p, &p->main, m, it, item_freq(it) - 1, ops)) {
-            continue;
+        if (!ops->dead(it, ops->ud)) {
+            if (item_freq(it) > 0 &&
+                move_item(p, &p->main, &p->main, m, it, item_freq(it) - 1,
+                          ops)) {
+                continue;
+            }
+            if (spare && fifo_wasteful(p, &p->main) &&
+                move_item(p, &p->main, &p->main, m, it, 0, ops)) {
+                continue;
+            }
         }
         *victim = it;
         return true;
@@ -656,12 +697,18 @@ void
 policy_foreach(struct policy *p, void (*fn)(item_t *it, void *ud),
                const struct policy_ops *ops)
 {
-    fifo_walk(&p->small, fn, ops->ud);
-    fifo_walk(&p->main, fn, ops->ud);
-    while (!fifo_empty(&p->small)) {
-        fifo_remove(&p->small, fifo_first(&p->small), ops);
+    struct fifo *qs[2] = {&p->small, &p->main};
+
+    for (int i = 0; i < 2; i++) {
+        fifo_walk(qs[i], fn, ops->ud);
     }
-    while (!fifo_empty(&p->main)) {
-        fifo_remove(&p->main, fifo_first(&p->main), ops);
+    for (int i = 0; i < 2; i++) {
+        /* the items went without fifo_removed: no dead count to keep */
+        while (!fifo_empty(qs[i])) {
+            struct seg *g = fifo_first(qs[i]);
+            fifo_unlink_seg(qs[i], g);
+            ops->seg_done(g, g->size, ops->ud);
+        }
+        qs[i]->dead = 0;
     }
 }

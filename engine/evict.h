@@ -65,6 +65,9 @@ struct fifo {
     size_t count;          /* linked items in the queue */
     size_t bytes;          /* their record bytes */
     size_t mem;            /* real bytes of its segments */
+    size_t dead;           /* record bytes in its shared segments no
+                            * longer linked (overwritten, deleted, passed):
+                            * freed with their segment */
 };
 
 struct ghost {
@@ -135,11 +138,20 @@ void policy_removed(struct policy *p, item_t *it,
 /* True if h was recently evicted from small (and forget it). */
 bool policy_ghost_take(struct policy *p, uint64_t h);
 
-/* One step of eviction, applying S3-FIFO's moves: *victim gets the next
+/*
+ * One step of eviction, applying S3-FIFO's moves: *victim gets the next
  * item to unlink (a dead one or an eviction), or stays NULL when the
- * step released a segment instead.  False when both queues are empty. */
+ * step released a segment instead.  False when both queues are empty.
+ *
+ * spare (room is wanted for bytes, not for an item count): while more
+ * than a quarter of the walked queue's segment bytes are dead records, a
+ * live item the walk would evict is copied to the queue's newer end
+ * instead, so that passing its segment frees the dead records around it
+ * (the queue is compacted in FIFO order) rather than evicting live items
+ * while memory is held by dead ones.
+ */
 bool policy_evict(struct policy *p, struct mem *m,
-                  const struct policy_ops *ops, item_t **victim);
+                  const struct policy_ops *ops, bool spare, item_t **victim);
 
 /* Advance the sweep by up to n records; every linked dead item found is
  * passed to drop(), which unlinks it. */

@@ -24,6 +24,10 @@
 /* Records each write examines in the sweep while prefix rules wait. */
 #define SWEEP_PER_WRITE 2u
 
+/* Segments a store's make_room may release while compacting (each copy
+ * of at most one segment's live records) before it evicts instead. */
+#define COMPACT_SEGS_PER_STORE 8u
+
 /* Retired segments scanned for at once, and the bytes that start a scan
  * sooner (this, or a 256th of the shard's budget if less), so that large
  * items do not wait for a batch beyond the memory limit. */
@@ -356,6 +360,7 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
 {
     struct shard_ctx x = {c, s, cache_now(c), 0};
     const struct policy_ops ops = SHARD_OPS(&x);
+    unsigned released = 0;
 
     /* fixed for this store: the growth counted here is the one made */
     s->table.expect = shard_expect(s);
@@ -363,19 +368,25 @@ shard_make_room(struct corral *c, struct shard *s, size_t bytes,
         /* a new key may make the table grow: that memory counts too */
         size_t grow = items != 0 ? table_insert_growth(&s->table) : 0;
         size_t need = bytes != 0 ? policy_insert_cost(&s->policy, bytes) : 0;
+        bool count_ok = s->item_budget == 0 ||
+                        table_count(&s->table) + items <= s->item_budget;
         item_t *victim;
         bool more;
 
-        if (s->mem_used + need + grow <= s->budget &&
-            (s->item_budget == 0 ||
-             table_count(&s->table) + items <= s->item_budget)) {
+        if (s->mem_used + need + grow <= s->budget && count_ok) {
             return true;
         }
-        more = policy_evict(&s->policy, &c->mem, &ops, &victim);
+        /* Compacting a queue (policy_evict's spare) frees bytes, never a
+         * slot under max_items, and copies at most a few segments' worth
+         * per store, so that no store pauses long: past that, it evicts. */
+        more = policy_evict(&s->policy, &c->mem, &ops,
+                            count_ok && released < COMPACT_SEGS_PER_STORE,
+                            &victim);
         if (victim != NULL) {
             ctx_release(&x, victim, true); /* recounts as it unlinks */
         } else {
             shard_recount(s);
+            released++;
         }
         if (!more) {
             return false;

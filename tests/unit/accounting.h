@@ -19,12 +19,13 @@ accounting_stats(corral_t *c)
 }
 
 /* Whether a queue's counters match its segments: real bytes of every
- * segment, and the count and record bytes of the linked items in them. */
+ * segment, the count and record bytes of the linked items in them, and
+ * the record bytes no longer linked in shared segments. */
 static bool
 fifo_counts_ok(const struct fifo *q, bool main, bool all_live,
                size_t *mem)
 {
-    size_t count = 0, bytes = 0;
+    size_t count = 0, bytes = 0, dead = 0;
 
     *mem = 0;
     for (struct seg *g = q->tail != NULL ? q->tail : q->open; g != NULL;
@@ -43,6 +44,8 @@ fifo_counts_ok(const struct fifo *q, bool main, bool all_live,
                            main ? "main" : "small");
                     return false;
                 }
+            } else if (!it->solo) {
+                dead += item_real_size(it);
             }
             off = it->solo ? g->used : off + (uint32_t)item_real_size(it);
         }
@@ -57,10 +60,12 @@ fifo_counts_ok(const struct fifo *q, bool main, bool all_live,
             return false;
         }
     }
-    if (count != q->count || bytes != q->bytes || *mem != q->mem) {
-        printf("\n  queue: %zu items, %zu bytes, %zu in segments; counted "
-               "%zu, %zu, %zu\n",
-               count, bytes, *mem, q->count, q->bytes, q->mem);
+    if (count != q->count || bytes != q->bytes || *mem != q->mem ||
+        dead != q->dead) {
+        printf("\n  queue: %zu items, %zu bytes, %zu in segments, %zu dead; "
+               "counted %zu, %zu, %zu, %zu\n",
+               count, bytes, *mem, dead, q->count, q->bytes, q->mem,
+               q->dead);
         return false;
     }
     return true;
