@@ -3,10 +3,14 @@
  * near it, and what does an item cost beyond its key and value?
  *
  * For each limit (--limits) and load (--loads), one deterministic stream
- * of sets of new keys writes --fill times the limit in key and value bytes,
- * so the cache evicts for most of the run:
- *   fixed  16-byte keys, 32-byte values;
- *   mixed  16-byte keys, values log-uniform in [32 B, 64 KiB).
+ * of sets writes --fill times the limit in key and value bytes:
+ *   fixed      new 16-byte keys, 32-byte values: the cache evicts for most
+ *              of the run;
+ *   mixed      new 16-byte keys, values log-uniform in [32 B, 64 KiB);
+ *   overwrite  limit / 256 16-byte keys (their items take about half the
+ *              limit), stored, then overwritten at random with values of
+ *              32 to 95 bytes: nothing needs evicting, and a cache that
+ *              evicts loses part of a working set that fits.
  *
  * The same stream goes to
  *   libcorral  in a child process (a clean heap, so its RSS growth is the
@@ -42,8 +46,16 @@
 #define MIXED_LOG2_SPAN 11 /* 32 B << 11 = 64 KiB */
 #define BATCH 64
 
-enum load { LOAD_FIXED = 0, LOAD_MIXED, LOAD_COUNT };
-static const char *const load_names[LOAD_COUNT] = {"fixed", "mixed"};
+#define OVERWRITE_KEY_SHARE 256 /* one key per this many bytes of limit */
+#define OVERWRITE_MIN 32
+#define OVERWRITE_SPAN 64
+
+enum load { LOAD_FIXED = 0, LOAD_MIXED, LOAD_OVERWRITE, LOAD_COUNT };
+static const char *const load_names[LOAD_COUNT] = {"fixed", "mixed",
+                                                   "overwrite"};
+
+/* The overwrite load's key count for the limit being run. */
+static uint64_t overwrite_keys;
 
 /* The value size of set number i of a load (deterministic). */
 static size_t
@@ -54,7 +66,23 @@ value_size(enum load load, uint64_t i)
         return FIXED_VALUE;
     }
     rng_seed(&r, i * 0x9e3779b97f4a7c15u + 17);
+    if (load == LOAD_OVERWRITE) {
+        return OVERWRITE_MIN + rng_next(&r) % OVERWRITE_SPAN;
+    }
     return (size_t)((double)MIXED_MIN * exp2(rng_unit(&r) * MIXED_LOG2_SPAN));
+}
+
+/* The key index of set number i: a new key, or for the overwrite load,
+ * after each key was stored once, one of them at random. */
+static uint64_t
+key_index(enum load load, uint64_t i)
+{
+    struct rng r;
+    if (load != LOAD_OVERWRITE || i < overwrite_keys) {
+        return i;
+    }
+    rng_seed(&r, i * 0xbf58476d1ce4e5b9u + 29);
+    return rng_next(&r) % overwrite_keys;
 }
 
 /* How many sets write `bytes` of keys and values. */
@@ -103,7 +131,7 @@ engine_fill(size_t limit, enum load load, uint64_t n, struct outcome *out)
     }
     t0 = bench_now_ns();
     for (uint64_t i = 0; i < n; i++) {
-        key_format(key, KEY_SIZE, i);
+        key_format(key, KEY_SIZE, key_index(load, i));
         if (corral_set(cache, key, KEY_SIZE, value, value_size(load, i), 0,
                        0) != CORRAL_OK) {
             out->failures++;
@@ -172,7 +200,7 @@ server_batch(int fd, enum load load, uint64_t from, uint64_t to, char *buf,
     for (uint64_t i = from; i < to; i++) {
         size_t vs = value_size(load, i);
         len += (size_t)snprintf(buf + len, cap - len, "set ");
-        key_format(buf + len, KEY_SIZE, i);
+        key_format(buf + len, KEY_SIZE, key_index(load, i));
         len += KEY_SIZE;
         len += (size_t)snprintf(buf + len, cap - len, " 0 0 %zu\r\n", vs);
         memset(buf + len, 'v', vs);
@@ -292,7 +320,7 @@ usage(void)
            "  --limits LIST      byte limits (default 64M; e.g. 64M,1G)\n"
            "  --fill F           write F x the limit in keys and values "
            "(default 3)\n"
-           "  --loads LIST       fixed,mixed (default both)\n"
+           "  --loads LIST       fixed,mixed,overwrite (default all)\n"
            "  --servers LIST     memcached,corrald, or none (default: both; "
            "corrald\n"
            "                     only if it is built)\n"
@@ -305,7 +333,7 @@ bench_memory_main(int argc, char **argv)
 {
     static const char *const kinds[2] = {"memcached", "corrald"};
     const char *limits = "64M", *servers = NULL;
-    bool load_on[LOAD_COUNT] = {true, true};
+    bool load_on[LOAD_COUNT] = {true, true, true};
     bool server_on[2];
     struct spawn_opts so;
     double fill = 3;
@@ -329,6 +357,7 @@ bench_memory_main(int argc, char **argv)
         } else if (strcmp(a, "--loads") == 0) {
             load_on[LOAD_FIXED] = bench_list_has(v, "fixed");
             load_on[LOAD_MIXED] = bench_list_has(v, "mixed");
+            load_on[LOAD_OVERWRITE] = bench_list_has(v, "overwrite");
         } else if (strcmp(a, "--servers") == 0) {
             servers = v;
         } else if (strcmp(a, "--memcached") == 0) {
@@ -359,10 +388,12 @@ bench_memory_main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     printf("corral-bench memory: keys %d B; fixed values %d B; mixed values "
-           "log-uniform in [%d B, %d KiB); each load writes %.1f x the limit "
-           "in keys and values, all new keys\n",
+           "log-uniform in [%d B, %d KiB), new keys; overwrite: limit / %d "
+           "keys, overwritten at random with values of %d-%d B; each load "
+           "writes %.1f x the limit in keys and values\n",
            KEY_SIZE, FIXED_VALUE, MIXED_MIN,
-           (MIXED_MIN << MIXED_LOG2_SPAN) / 1024, fill);
+           (MIXED_MIN << MIXED_LOG2_SPAN) / 1024, OVERWRITE_KEY_SHARE,
+           OVERWRITE_MIN, OVERWRITE_MIN + OVERWRITE_SPAN - 1, fill);
     printf("targets (issue 6): RSS growth / limit <= 1.10; per-item "
            "overhead <= 40 B\n");
     for (p = limits; p != NULL && *p != '\0';) {
@@ -377,6 +408,7 @@ bench_memory_main(int argc, char **argv)
             bench_usage_error("--limits: whole MiB, at least 1M");
         }
         so.memory_mb = (unsigned)(limit >> 20);
+        overwrite_keys = limit / OVERWRITE_KEY_SHARE;
         for (int l = 0; l < LOAD_COUNT; l++) {
             uint64_t n;
             struct outcome o;
@@ -384,8 +416,13 @@ bench_memory_main(int argc, char **argv)
                 continue;
             }
             n = stream_length((enum load)l, (uint64_t)(fill * (double)limit));
-            printf("\nlimit %zu MiB, %s load: %llu sets\n", limit >> 20,
+            printf("\nlimit %zu MiB, %s load: %llu sets", limit >> 20,
                    load_names[l], (unsigned long long)n);
+            if (l == LOAD_OVERWRITE) {
+                printf(" of %llu keys (items: how many of them it holds)",
+                       (unsigned long long)overwrite_keys);
+            }
+            printf("\n");
             printf("  %-10s %9s %9s %10s %8s %9s %6s", "", "failed", "items",
                    "evictions", "RSS+ MiB", "RSS+/lim", "sec");
             if (l == LOAD_FIXED) {
