@@ -17,6 +17,8 @@
  *              cache's), with corral_config_t.max_memory = the limit;
  *   memcached  spawned with -m = the limit, filled over loopback TCP;
  *   corrald    likewise, when it is built.
+ * libcorral also times every set (two clock reads around it) and prints
+ * the latency percentiles and the longest.
  * Each prints its RSS growth (RSS after the fill minus RSS before, from
  * /proc/<pid>/statm) divided by the limit, its item count, and per item
  * with the fixed load: the bytes its own statistics count (libcorral:
@@ -37,6 +39,7 @@
 
 #include <corral.h>
 
+#include "hist.h"
 #include "keydist.h"
 #include "spawn.h"
 
@@ -105,7 +108,11 @@ struct outcome {
     uint64_t rss0, rss1;
     double seconds;
     bool have_counted;
+    bool have_latency;                /* libcorral: every set timed */
+    double lat_ns[5];                 /* p50, p99, p99.9, p99.99, max */
 };
+
+static const double lat_quantiles[4] = {0.5, 0.99, 0.999, 0.9999};
 
 /* ---------------------------------------------------------------------- */
 /* libcorral, in a child process                                          */
@@ -116,11 +123,13 @@ engine_fill(size_t limit, enum load load, uint64_t n, struct outcome *out)
 {
     char key[KEY_SIZE];
     char *value = bench_calloc(1, (size_t)MIXED_MIN << MIXED_LOG2_SPAN);
+    struct hist *lat = bench_calloc(1, sizeof(*lat));
     corral_config_t cfg;
     corral_stats_t st;
     corral_t *cache;
     uint64_t t0;
 
+    hist_init(lat);
     memset(value, 'v', (size_t)MIXED_MIN << MIXED_LOG2_SPAN);
     memset(out, 0, sizeof(*out));
     out->rss0 = bench_rss_bytes();
@@ -131,13 +140,24 @@ engine_fill(size_t limit, enum load load, uint64_t n, struct outcome *out)
     }
     t0 = bench_now_ns();
     for (uint64_t i = 0; i < n; i++) {
+        uint64_t s0;
+        corral_status_t rc;
         key_format(key, KEY_SIZE, key_index(load, i));
-        if (corral_set(cache, key, KEY_SIZE, value, value_size(load, i), 0,
-                       0) != CORRAL_OK) {
+        s0 = bench_now_ns();
+        rc = corral_set(cache, key, KEY_SIZE, value, value_size(load, i), 0,
+                        0);
+        hist_add(lat, bench_now_ns() - s0);
+        if (rc != CORRAL_OK) {
             out->failures++;
         }
     }
     out->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    for (int q = 0; q < 4; q++) {
+        out->lat_ns[q] = hist_quantile(lat, lat_quantiles[q]);
+    }
+    out->lat_ns[4] = (double)lat->max;
+    out->have_latency = true;
+    free(lat);
     out->sets = n;
     out->rss1 = bench_rss_bytes();
     corral_stats(cache, &st, sizeof(st));
@@ -303,6 +323,12 @@ print_outcome(const char *name, size_t limit, enum load load,
         printf(" %9.1f", growth / (double)o->items - kv);
     }
     printf("\n");
+    if (o->have_latency) {
+        printf("  %-10s set latency (us): p50 %.2f  p99 %.2f  p99.9 %.2f  "
+               "p99.99 %.1f  max %.1f\n",
+               "", o->lat_ns[0] / 1e3, o->lat_ns[1] / 1e3, o->lat_ns[2] / 1e3,
+               o->lat_ns[3] / 1e3, o->lat_ns[4] / 1e3);
+    }
     if (load == LOAD_FIXED && o->items > 0 && o->item_bytes > 0) {
         double n = (double)o->items;
         printf("  %-10s ovh/item = item records %.1f + hash table %.1f + "
