@@ -739,10 +739,10 @@ overwrite_rounds(corral_t *c, unsigned n, unsigned rounds)
 }
 
 /* A working set of about half the memory, overwritten with values of
- * varying sizes, stays whole: the dead records its overwrites leave in
- * their segments are reclaimed by compacting the queues (live items
- * copied forward), not by evicting live items.  (Before compaction, such
- * a cache held about 87 % of its keys: dead records filled it.) */
+ * varying sizes, keeps all but a thousandth of its keys: the dead records
+ * its overwrites leave in their segments are reclaimed by compacting the
+ * queues (live items copied forward), not by evicting live items.
+ * (Without compaction, dead records filled the cache and it evicted.) */
 static void
 test_overwrites_keep_working_set(void)
 {
