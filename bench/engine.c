@@ -25,7 +25,9 @@
  * distribution is drawn before any timing into a ring of 4 Mi indexes that
  * the threads walk from evenly spaced offsets, so the drawing (a binary
  * search for Zipf) is not part of what is measured, and the bare table and
- * the engine see exactly the same sequence.
+ * the engine draw from one sequence.  Each run takes up the ring where the
+ * run before it stopped, so no run finds its keys in the cache because an
+ * earlier run walked them moments ago.
  *
  * Latency.  Timing every operation would cost more than some operations.
  * Instead every Nth operation (--sample-every, default 64) is bracketed by
@@ -244,6 +246,7 @@ struct run {
     uint64_t read_below; /* mix: a get when rng_next() < this */
     uint64_t duration_ns;
     uint64_t ops_per_run;
+    size_t base; /* where in the stream this run starts; past its end after */
     unsigned nthreads;
     unsigned every;
     bool pin;
@@ -360,7 +363,7 @@ worker_loop(struct worker *w, enum op op, bool engine)
     const struct run *r = w->run;
     const uint32_t *stream = r->stream;
     size_t mask = r->stream_mask;
-    size_t pos = ((mask + 1) / r->nthreads) * w->index;
+    size_t pos = (r->base + ((mask + 1) / r->nthreads) * w->index) & mask;
     uint64_t start, deadline, cpu0, ops = 0, hits = 0;
     struct rng rng;
 
@@ -464,7 +467,7 @@ run_once(struct run *r, unsigned nthreads, struct cell *cell)
 {
     struct worker *w = bench_calloc(nthreads, sizeof(*w));
     double rate = 0;
-    uint64_t cpu = 0, wall = 0;
+    uint64_t cpu = 0, wall = 0, most = 0;
 
     r->nthreads = nthreads;
     pthread_barrier_init(&r->barrier, NULL, nthreads);
@@ -481,11 +484,13 @@ run_once(struct run *r, unsigned nthreads, struct cell *cell)
         rate += (double)w[i].ops * 1e9 / (double)w[i].elapsed_ns;
         cell->ops += w[i].ops;
         cell->hits += w[i].hits;
+        most = w[i].ops > most ? w[i].ops : most;
         cpu += w[i].cpu_ns;
         wall += w[i].elapsed_ns;
         hist_merge(&cell->hist, &w[i].hist);
     }
     pthread_barrier_destroy(&r->barrier);
+    r->base = (r->base + most) & r->stream_mask;
     cell->used = true;
     cell->share[cell->nrates] = wall ? (double)cpu / (double)wall : 0;
     cell->rate[cell->nrates++] = rate;
@@ -1025,7 +1030,12 @@ bench_engine_main(int argc, char **argv)
     print_primitives();
 
     /* The rounds.  The bare table runs at every thread count for gets
-     * (read only, so threads may share it) and at one thread for sets. */
+     * (read only, so threads may share it) and at one thread for sets.
+     * Each run starts where the one before it in that distribution's
+     * stream stopped: a run that began where an earlier one did would find
+     * the keys' lines, and those of whoever walked them last, still in
+     * the last-level cache when runs are short. */
+    size_t cursor[2] = {0, 0};
     for (unsigned round = 0; round < o.rounds; round++) {
         for (int d = 0; d < 2; d++) {
             if (!o.dist_on[d]) {
@@ -1040,6 +1050,7 @@ bench_engine_main(int argc, char **argv)
                 r.op = (enum op)op;
                 r.stream = streams[d];
                 r.stream_mask = stream_len - 1;
+                r.base = cursor[d];
                 r.keys = keys;
                 r.nkeys = o.nkeys;
                 r.ksize = o.ksize;
@@ -1065,6 +1076,7 @@ bench_engine_main(int argc, char **argv)
                     r.bare = NULL;
                     run_once(&r, o.threads[t], &cells[d][op][1][t]);
                 }
+                cursor[d] = r.base;
             }
         }
         fprintf(stderr, "round %u of %u done\n", round + 1, o.rounds);
