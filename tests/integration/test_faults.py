@@ -271,12 +271,15 @@ def closed_by_server(s, timeout):
 
 def t_idle_timeout_slow(res):
     """--idle-timeout closes tricklers and non-readers, not workers."""
-    with harness.corrald(["-t", "2", "-o", "idle_timeout=2"]) as srv:
+    idle = 2
+    with harness.corrald(["-t", "2", "-o", "idle_timeout=%d" % idle]) as srv:
         big = b"i" * 200000
         with Client(srv.port) as c:
             c.request(b"set big 0 0 %d\r\n" % len(big) + big + b"\r\n")
-        # A client that keeps working is not idle, however long it works.
+        # A client that keeps working is not idle, however long it works:
+        # it sends a request every 0.2 s for at least three idle timeouts.
         busy_ok = [0, 0]
+        busy_span = [None, None]   # times of its first and last answer
         stop = threading.Event()
 
         def busy():
@@ -284,13 +287,20 @@ def t_idle_timeout_slow(res):
                 with Client(srv.port) as b:
                     while not stop.is_set():
                         r = b.request(b"version\r\n")
-                        busy_ok[0 if r.startswith(b"VERSION") else 1] += 1
+                        if r.startswith(b"VERSION"):
+                            busy_ok[0] += 1
+                            now = time.time()
+                            busy_span[0] = busy_span[0] or now
+                            busy_span[1] = now
+                        else:
+                            busy_ok[1] += 1
                         time.sleep(0.2)
             except (OSError, EOFError):
                 busy_ok[1] += 1
 
         bt = threading.Thread(target=busy)
         bt.start()
+        busy_until = time.time() + 3 * idle
         trickler = socket.create_connection(("127.0.0.1", srv.port))
         hog = socket.create_connection(("127.0.0.1", srv.port))
         fill_socket(hog, b"get big\r\n" * 1000, 5 * SLOW)
@@ -300,11 +310,15 @@ def t_idle_timeout_slow(res):
         res.check(wait_for(lambda: int(stats(srv.port)["curr_connections"])
                            == 2, 15),
                   "idle timeout: the client that never reads is closed")
+        while time.time() < busy_until:
+            time.sleep(0.1)
         stop.set()
         bt.join()
-        res.check(busy_ok[0] > 10 and busy_ok[1] == 0,
-                  "idle timeout: an active client stays (%d requests)" %
-                  busy_ok[0])
+        span = (busy_span[1] - busy_span[0]) if busy_ok[0] else 0.0
+        res.check(busy_ok[1] == 0 and span > 2 * idle,
+                  "idle timeout: an active client stays (%d requests over "
+                  "%.1f s, more than twice the timeout)" % (busy_ok[0], span),
+                  "failed or cut: %d" % busy_ok[1])
         trickler.close()
         reset_close(hog)
         res.eq(srv.stop(), 0, "idle timeout: exit 0")
