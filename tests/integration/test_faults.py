@@ -165,14 +165,17 @@ def t_conn_limit(res):
 
 def fill_socket(s, chunk, seconds):
     """Send @chunk repeatedly on non-blocking @s until the kernel takes no
-    more for a while (or @seconds pass).  Returns bytes sent."""
+    more for a while (or @seconds pass).  A send that takes part of the
+    chunk is continued from there, so the stream is whole chunks.  Returns
+    bytes sent."""
     s.setblocking(False)
     sent = 0
     idle_since = None
     end = time.time() + seconds
+    chunk = memoryview(chunk)
     while time.time() < end:
         try:
-            sent += s.send(chunk)
+            sent += s.send(chunk[sent % len(chunk):])
             idle_since = None
         except BlockingIOError:
             if idle_since is None:
