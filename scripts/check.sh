@@ -31,10 +31,12 @@ for b in $builds; do
           echo "RESULT: 0 passed, 1 failed" >"$dir/build-failed.log"; continue; }
     (cd "$dir" && make -j"$jobs" check >check.out 2>&1) || status=1
     grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP):' "$dir/check.out"
-    for f in $(grep -lE '^(FAIL|ERROR)' "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null); do
+    for f in $(grep -lE '^:test-result: (FAIL|ERROR)' "$dir"/tests/*/*.trs "$dir"/tests/*.trs 2>/dev/null); do
         log=${f%.trs}.log
-        echo "--- $log (last 40 lines)"
-        tail -40 "$log"
+        echo "--- $log: its failed checks, then its last 30 lines"
+        grep -A4 -E '^FAIL' "$log" | head -60
+        echo "---"
+        tail -30 "$log"
     done
 done
 [ "$builds" = "plain asan tsan" ] && [ $status -eq 0 ] &&
