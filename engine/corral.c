@@ -146,11 +146,12 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
 {
     struct corral *c;
     corral_status_t st;
+    unsigned ready = 0;
     void *mem;
 
     assert(out_cache != NULL);
     *out_cache = NULL;
-    c = calloc(1, sizeof(*c));
+    c = mem_fail_any() ? NULL : calloc(1, sizeof(*c));
     if (c == NULL) {
         return CORRAL_ENOMEM;
     }
@@ -167,70 +168,59 @@ corral_create(const corral_config_t *cfg, corral_t **out_cache)
     mem_init(&c->mem);
     atomic_init(&c->oldest_live, 0);
     atomic_init(&c->max_memory, c->cfg.max_memory);
-    if (!stats_reg_init(&c->counters)) {
-        free(c);
-        return CORRAL_ENOMEM;
-    }
-    c->nshards = c->cfg.shards;
-    c->shard_bits = log2u(c->nshards);
-    c->seed = random_seed();
-    if (!tags_init(&c->tags, &c->mem, c->seed)) {
-        stats_reg_deinit(&c->counters);
-        free(c);
-        return CORRAL_ENOMEM;
-    }
-    if (!events_init(&c->events, &c->mem, c->cfg.event_ring)) {
-        tags_deinit(&c->tags);
-        stats_reg_deinit(&c->counters);
-        free(c);
-        return CORRAL_ENOMEM;
-    }
-    if (!events_init(&c->evictions, &c->mem, c->cfg.event_ring)) {
-        events_deinit(&c->events);
-        tags_deinit(&c->tags);
-        stats_reg_deinit(&c->counters);
-        free(c);
-        return CORRAL_ENOMEM;
-    }
-    if (!fetch_init(&c->fetch)) {
-        events_deinit(&c->evictions);
-        events_deinit(&c->events);
-        tags_deinit(&c->tags);
-        stats_reg_deinit(&c->counters);
-        free(c);
-        return CORRAL_ENOMEM;
-    }
     atomic_init(&c->purge_due, false);
     atomic_init(&c->writer, NULL);
     atomic_init(&c->write_seq, 0);
-    if (posix_memalign(&mem, CR_CACHELINE,
+    c->nshards = c->cfg.shards;
+    c->shard_bits = log2u(c->nshards);
+    c->seed = random_seed();
+    if (!stats_reg_init(&c->counters)) {
+        goto fail;
+    }
+    if (!tags_init(&c->tags, &c->mem, c->seed)) {
+        goto fail_counters;
+    }
+    if (!events_init(&c->events, &c->mem, c->cfg.event_ring)) {
+        goto fail_tags;
+    }
+    if (!events_init(&c->evictions, &c->mem, c->cfg.event_ring)) {
+        goto fail_events;
+    }
+    if (!fetch_init(&c->fetch)) {
+        goto fail_evictions;
+    }
+    if (mem_fail_any() ||
+        posix_memalign(&mem, CR_CACHELINE,
                        c->nshards * sizeof(struct shard)) != 0) {
-        fetch_deinit(c);
-        events_deinit(&c->evictions);
-        events_deinit(&c->events);
-        tags_deinit(&c->tags);
-        stats_reg_deinit(&c->counters);
-        free(c);
-        return CORRAL_ENOMEM;
+        goto fail_fetch;
     }
     c->shards = mem;
-    for (unsigned i = 0; i < c->nshards; i++) {
-        if (!shard_init(c, &c->shards[i], i)) {
-            while (i-- > 0) {
-                shard_deinit(&c->shards[i]);
-            }
-            free(c->shards);
-            fetch_deinit(c);
-            events_deinit(&c->evictions);
-        events_deinit(&c->events);
-            tags_deinit(&c->tags);
-            stats_reg_deinit(&c->counters);
-            free(c);
-            return CORRAL_ENOMEM;
+    for (; ready < c->nshards; ready++) {
+        if (!shard_init(c, &c->shards[ready], ready)) {
+            goto fail_shards;
         }
     }
     *out_cache = c;
     return CORRAL_OK;
+
+fail_shards:
+    while (ready-- > 0) {
+        shard_deinit(&c->shards[ready]);
+    }
+    free(c->shards);
+fail_fetch:
+    fetch_deinit(c);
+fail_evictions:
+    events_deinit(&c->evictions);
+fail_events:
+    events_deinit(&c->events);
+fail_tags:
+    tags_deinit(&c->tags);
+fail_counters:
+    stats_reg_deinit(&c->counters);
+fail:
+    free(c);
+    return CORRAL_ENOMEM;
 }
 
 CORRAL_API void

@@ -30,17 +30,39 @@ mem_fail_after(struct mem *m, long n)
     atomic_store(&m->fail_countdown, n < 0 ? 0 : n);
 }
 
-/* True when this allocation is the one a test asked to fail. */
-static int
-mem_injected_failure(struct mem *m)
+/* Allocations left before the one mem_fail_any_after() asked to fail. */
+static _Atomic long fail_any_countdown;
+
+void
+mem_fail_any_after(long n)
 {
-    long n = ld_relaxed(&m->fail_countdown);
+    atomic_store(&fail_any_countdown, n < 0 ? 0 : n);
+}
+
+/* Count an allocation down; true if it is the one to fail. */
+static bool
+countdown_hit(_Atomic long *countdown)
+{
+    long n = ld_relaxed(countdown);
     while (n > 0) {
-        if (atomic_compare_exchange_weak(&m->fail_countdown, &n, n - 1)) {
+        if (atomic_compare_exchange_weak(countdown, &n, n - 1)) {
             return n == 1;
         }
     }
-    return 0;
+    return false;
+}
+
+bool
+mem_fail_any(void)
+{
+    return countdown_hit(&fail_any_countdown);
+}
+
+/* True when this allocation is one a test asked to fail. */
+static bool
+mem_injected_failure(struct mem *m)
+{
+    return countdown_hit(&m->fail_countdown) || mem_fail_any();
 }
 
 void

@@ -60,6 +60,15 @@ size_t mem_real_size(size_t size);
 /* Test hook: fail the n-th allocation from now (n >= 1); 0 cancels. */
 void mem_fail_after(struct mem *m, long n);
 
+/* Test hook, process-wide: fail the n-th allocation from now made through
+ * any struct mem or checked with mem_fail_any() (corral_create's own);
+ * 0 cancels. */
+void mem_fail_any_after(long n);
+
+/* True for the allocation mem_fail_any_after() asked to fail: for the
+ * allocations that do not go through a struct mem. */
+bool mem_fail_any(void);
+
 /*
  * mem_purge - hand the allocator's unused dirty pages back to the system
  * now (jemalloc: every arena's; a no-op with libc malloc).  Costs a

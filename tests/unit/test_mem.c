@@ -16,6 +16,9 @@
  * replace, append, prepend, cas or incr leaves it), every other key
  * intact, and the cache still working.
  *
+ * corral_create is failed the same way, at each of its own allocations
+ * (mem_fail_any_after).
+ *
  * The test reaches into the cache (cache.h) for mem_fail_after and the
  * accounting.
  */
@@ -998,10 +1001,46 @@ test_failed_lookup_keeps_token(void)
     cleanup_run(c);
 }
 
+/*
+ * corral_create, with each of its allocations failing in turn (the cache,
+ * the shard array, each shard's table): CORRAL_ENOMEM, no cache, and no
+ * leak (ASan) from the cleanup of whatever was set up before; then a
+ * create that reaches no failure works.
+ */
+static void
+test_create_each_allocation(void)
+{
+    corral_config_t cfg;
+    corral_t *c;
+    corral_status_t st = CORRAL_ENOMEM;
+    long n;
+
+    corral_config_init(&cfg);
+    cfg.shards = 4;
+    for (n = 1; n < 100; n++) {
+        c = (corral_t *)&cfg; /* create sets it to NULL when it fails */
+        mem_fail_any_after(n);
+        st = corral_create(&cfg, &c);
+        mem_fail_any_after(0);
+        if (st == CORRAL_OK) {
+            break;
+        }
+        CU_ASSERT_EQUAL(st, CORRAL_ENOMEM);
+        CU_ASSERT_PTR_NULL(c);
+    }
+    CU_ASSERT_EQUAL_FATAL(st, CORRAL_OK);
+    /* the cache, the shard array and the four shards' tables */
+    CU_ASSERT(n >= 7);
+    CU_ASSERT_EQUAL(corral_set(c, K("k"), K("v"), 0, 0), CORRAL_OK);
+    CU_ASSERT(consistent(c));
+    corral_destroy(c);
+}
+
 static const struct cu_test mem_tests[] = {
     CU_TEST(test_each_allocation_one_shard),
     CU_TEST(test_each_allocation_sharded),
     CU_TEST(test_failed_lookup_keeps_token),
+    CU_TEST(test_create_each_allocation),
     CU_END,
 };
 
