@@ -117,10 +117,17 @@ cond_init_mono(pthread_cond_t *cv)
     return ok;
 }
 
+/* calloc, failed on request by tests (mem_fail_any_after). */
+static void *
+writer_calloc(size_t n, size_t size)
+{
+    return mem_fail_any() ? NULL : calloc(n, size);
+}
+
 static struct writer *
 writer_new(struct corral *c, int mode)
 {
-    struct writer *w = calloc(1, sizeof(*w));
+    struct writer *w = writer_calloc(1, sizeof(*w));
     if (w == NULL) {
         return NULL;
     }
@@ -136,6 +143,24 @@ writer_new(struct corral *c, int mode)
         return NULL;
     }
     return w;
+}
+
+/* Free a writer (from writer_new) whose flusher is not running. */
+static void
+writer_free(struct writer *w)
+{
+    free(w->buckets);
+    free(w->batch);
+    free(w->writes);
+    free(w->results);
+    for (unsigned i = 0; i < WRITER_STRIPES; i++) {
+        pthread_mutex_destroy(&w->stripes[i]);
+    }
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->room);
+    pthread_cond_destroy(&w->drained);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
 }
 
 /* Install w as the cache's writer unless one is there already. */
@@ -162,7 +187,7 @@ corral_use_write_through(corral_t *c, corral_writer_fn fn, void *ud)
     w->through = fn;
     w->ud = ud;
     if (!writer_attach(c, w)) {
-        free(w);
+        writer_free(w);
         return CORRAL_EINVAL;
     }
     return CORRAL_OK;
@@ -298,20 +323,16 @@ corral_use_write_behind(corral_t *c, corral_batch_writer_fn fn, void *ud,
     while (w->nbuckets < w->o.queue_max) {
         w->nbuckets *= 2;
     }
-    w->buckets = calloc(w->nbuckets, sizeof(*w->buckets));
+    w->buckets = writer_calloc(w->nbuckets, sizeof(*w->buckets));
     /* the flusher's batch arrays, allocated here so that it cannot fail */
-    w->batch = calloc(w->o.batch_max, sizeof(*w->batch));
-    w->writes = calloc(w->o.batch_max, sizeof(*w->writes));
-    w->results = calloc(w->o.batch_max, sizeof(*w->results));
+    w->batch = writer_calloc(w->o.batch_max, sizeof(*w->batch));
+    w->writes = writer_calloc(w->o.batch_max, sizeof(*w->writes));
+    w->results = writer_calloc(w->o.batch_max, sizeof(*w->results));
     w->started = true; /* before the thread exists: it reads nearby */
     if (w->buckets == NULL || w->batch == NULL || w->writes == NULL ||
         w->results == NULL ||
         pthread_create(&w->thread, NULL, wb_main, w) != 0) {
-        free(w->buckets);
-        free(w->batch);
-        free(w->writes);
-        free(w->results);
-        free(w);
+        writer_free(w);
         return CORRAL_ENOMEM;
     }
     if (!writer_attach(c, w)) {
@@ -321,11 +342,7 @@ corral_use_write_behind(corral_t *c, corral_batch_writer_fn fn, void *ud,
         pthread_cond_signal(&w->work);
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
-        free(w->buckets);
-        free(w->batch);
-        free(w->writes);
-        free(w->results);
-        free(w);
+        writer_free(w);
         return CORRAL_EINVAL;
     }
     return CORRAL_OK;
@@ -683,17 +700,6 @@ writer_close(struct corral *c)
             e = next;
         }
     }
-    free(w->buckets);
-    free(w->batch);
-    free(w->writes);
-    free(w->results);
-    for (unsigned i = 0; i < WRITER_STRIPES; i++) {
-        pthread_mutex_destroy(&w->stripes[i]);
-    }
-    pthread_cond_destroy(&w->work);
-    pthread_cond_destroy(&w->room);
-    pthread_cond_destroy(&w->drained);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
+    writer_free(w);
     atomic_store(&c->writer, NULL);
 }

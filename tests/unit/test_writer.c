@@ -3,7 +3,8 @@
  * the cache changes and a failure leaves the cache untouched; write-behind
  * coalesces, retries a writer that fails 30 % of its calls, keeps per-key
  * order, and after a clean destroy every key's last write has reached
- * the writer; a full queue refuses or blocks; flush waits.
+ * the writer; a full queue refuses or blocks; flush waits; registering
+ * refuses a second writer and fails cleanly without memory.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 
 #include "corral.h"
 #include "cu_main.h"
+#include "mem.h"
 
 static corral_t *
 mk(void)
@@ -320,10 +322,86 @@ test_write_behind_full_and_flush(void)
     corral_destroy(c);
 }
 
+/* A batch writer that stores every write as written. */
+struct counted {
+    pthread_mutex_t lock;
+    long written;
+};
+
+static int
+counted_batch(const corral_write_t *w, size_t n, int *results, void *ud)
+{
+    struct counted *s = ud;
+    (void)w;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        results[i] = 0;
+        s->written++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Registering a writer: no function, or a second writer, is refused;
+ * each allocation a registration makes, failing in turn, is a clean
+ * CORRAL_ENOMEM (ASan: no leak) after which registering works; with no
+ * options, write-behind takes its defaults. */
+static void
+test_register_errors(void)
+{
+    static struct backend b;
+    static struct counted s;
+    corral_status_t st = CORRAL_ENOMEM;
+    corral_t *c = mk();
+    size_t pending = 1;
+    long n;
+
+    memset(&b, 0, sizeof(b));
+    pthread_mutex_init(&b.lock, NULL);
+    b.c = c;
+    memset(&s, 0, sizeof(s));
+    pthread_mutex_init(&s.lock, NULL);
+    CU_ASSERT(corral_use_write_through(c, NULL, NULL) == CORRAL_EINVAL);
+    CU_ASSERT(corral_use_write_behind(c, NULL, NULL, NULL) == CORRAL_EINVAL);
+    for (n = 1; n < 100; n++) {
+        mem_fail_any_after(n);
+        st = corral_use_write_behind(c, counted_batch, &s, NULL);
+        mem_fail_any_after(0);
+        if (st == CORRAL_OK) {
+            break;
+        }
+        CU_ASSERT_EQUAL(st, CORRAL_ENOMEM);
+    }
+    CU_ASSERT_EQUAL_FATAL(st, CORRAL_OK);
+    CU_ASSERT(n >= 6); /* the writer, its table, its three batch arrays */
+    CU_ASSERT(corral_use_write_behind(c, counted_batch, &s, NULL) ==
+              CORRAL_EINVAL);
+    CU_ASSERT(corral_use_write_through(c, through, &b) == CORRAL_EINVAL);
+    CU_ASSERT(corral_put(c, "k", 1, "v", 1, 0, 0, NULL) == CORRAL_OK);
+    CU_ASSERT(corral_write_flush(c, -1, &pending) == CORRAL_OK);
+    CU_ASSERT_EQUAL(pending, 0);
+    CU_ASSERT_EQUAL(s.written, 1);
+    corral_destroy(c);
+
+    c = mk();
+    b.c = c;
+    mem_fail_any_after(1);
+    st = corral_use_write_through(c, through, &b);
+    mem_fail_any_after(0);
+    CU_ASSERT_EQUAL(st, CORRAL_ENOMEM);
+    CU_ASSERT(corral_use_write_through(c, through, &b) == CORRAL_OK);
+    CU_ASSERT(corral_use_write_behind(c, counted_batch, &s, NULL) ==
+              CORRAL_EINVAL);
+    CU_ASSERT(corral_put(c, "k", 1, "v1", 2, 0, 0, NULL) == CORRAL_OK);
+    CU_ASSERT_STRING_EQUAL(b.last_value, "v1");
+    corral_destroy(c);
+}
+
 static const struct cu_test writer_tests[] = {
     CU_TEST(test_write_through),
     CU_TEST(test_write_behind_flaky),
     CU_TEST(test_write_behind_full_and_flush),
+    CU_TEST(test_register_errors),
     CU_END,
 };
 
