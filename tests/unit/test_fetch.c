@@ -3,9 +3,10 @@
  * key run the loader once; an error reaches every waiter), negative
  * caching, remembered errors and backoff, stale-while-revalidate inline
  * and in the background, XFetch early refresh, stale-if-error, the
- * circuit breaker, and leases proven with deterministic interleavings (a
- * write, delete, tag or prefix invalidation or flush during a load keeps
- * its result out of the cache).  Time comes from an injected clock.
+ * circuit breaker, a loader's own TTL (corral_load_ttl), and leases
+ * proven with deterministic interleavings (a write, delete, tag or prefix
+ * invalidation or flush during a load keeps its result out of the
+ * cache).  Time comes from an injected clock.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -509,6 +510,77 @@ test_stale_while_revalidate(void)
     corral_destroy(c);
 }
 
+/* A loader that sets "v<call number>" with a TTL of its own. */
+struct own_ttl {
+    int64_t ttl, stale_ttl;
+    _Atomic int calls;
+};
+
+static int
+own_ttl_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
+{
+    struct own_ttl *t = ud;
+    int call = atomic_fetch_add(&t->calls, 1) + 1;
+    char v[16];
+    int n = snprintf(v, sizeof(v), "v%d", call);
+    (void)key;
+    (void)nkey;
+    corral_load_ttl(ld, t->ttl, t->stale_ttl);
+    return corral_load_set(ld, v, (size_t)n, 0) == CORRAL_OK ? 0 : -1;
+}
+
+static bool
+present(corral_t *c, const char *key)
+{
+    corral_item_t *it = NULL;
+    corral_status_t st = corral_get(c, key, strlen(key), &it);
+    corral_item_release(it);
+    return st == CORRAL_OK;
+}
+
+/* corral_load_ttl overrides the fetch's ttl and stale_ttl for the value
+ * loaded (here 3 s fresh and 5 s stale against the options' 10 and 20);
+ * a negative stale_ttl means none. */
+static void
+test_load_ttl(void)
+{
+    corral_t *c = mk();
+    struct own_ttl t = {3, 5, 0};
+    corral_fetch_opts_t o = stale_opts(CORRAL_FETCH_NO_EARLY);
+    corral_item_t *it = NULL;
+
+    CU_ASSERT(corral_fetch(c, "k", 1, own_ttl_loader, &t, &o, &it, NULL) ==
+              CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v1"));
+    corral_item_release(it);
+    advance(2); /* fresh: a hit */
+    CU_ASSERT(corral_fetch(c, "k", 1, own_ttl_loader, &t, &o, &it, NULL) ==
+              CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v1"));
+    corral_item_release(it);
+    CU_ASSERT_EQUAL(atomic_load(&t.calls), 1);
+    advance(2); /* 4 s: stale after 3, not 10: refreshed */
+    CU_ASSERT(corral_fetch(c, "k", 1, own_ttl_loader, &t, &o, &it, NULL) ==
+              CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v2"));
+    corral_item_release(it);
+    CU_ASSERT_EQUAL(atomic_load(&t.calls), 2);
+    advance(7); /* 7 s after the refresh: stale, still held */
+    CU_ASSERT(present(c, "k"));
+    advance(2); /* 9 s: past 3 + 5, though not past 10 + 20 */
+    CU_ASSERT_FALSE(present(c, "k"));
+
+    t.stale_ttl = -1; /* no stale window: gone after 3 s */
+    CU_ASSERT(corral_fetch(c, "n", 1, own_ttl_loader, &t, &o, &it, NULL) ==
+              CORRAL_OK);
+    corral_item_release(it);
+    advance(2);
+    CU_ASSERT(present(c, "n"));
+    advance(2);
+    CU_ASSERT_FALSE(present(c, "n"));
+    corral_destroy(c);
+}
+
 /* The item an inline refresh hands back is the one the cache now holds,
  * with its CAS (the caller's pin on the stale value keeps the new value
  * from being copied into it). */
@@ -828,6 +900,7 @@ static const struct cu_test failure_tests[] = {
 
 static const struct cu_test fresh_tests[] = {
     CU_TEST(test_stale_while_revalidate),
+    CU_TEST(test_load_ttl),
     CU_TEST(test_refresh_cas),
     CU_TEST(test_background_refresh),
     CU_TEST(test_early_refresh),
