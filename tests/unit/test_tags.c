@@ -182,6 +182,44 @@ test_tag_reclamation(void)
     corral_destroy(c);
 }
 
+/* Thousands of tags live at once (each stripe's table grows several
+ * times, rehashing the records it holds): every tag still names exactly
+ * its own items, as invalidating half of them shows. */
+static void
+test_many_tags(void)
+{
+    enum { N = 4000 };
+    corral_t *c = mk(4);
+    char key[32], tag[32];
+    int gone = 0, kept = 0;
+
+    for (int i = 0; i < N; i++) {
+        const char *t[] = {tag, "all"};
+        snprintf(key, sizeof(key), "key:%d", i);
+        snprintf(tag, sizeof(tag), "tag:%d", i / 2); /* two items a tag */
+        CU_ASSERT(set_tagged(c, key, "value", t, 2) == CORRAL_OK);
+    }
+    CU_ASSERT_EQUAL(STAT(c, tags_live), N / 2 + 1);
+    for (int i = 0; i < N / 2; i += 2) {
+        snprintf(tag, sizeof(tag), "tag:%d", i);
+        CU_ASSERT(corral_invalidate_tag(c, tag) == CORRAL_OK);
+    }
+    for (int i = 0; i < N; i++) { /* tags 0, 2, 4, ...: keys 0, 1, 4, 5 */
+        bool invalidated = (i / 2) % 2 == 0;
+        bool present;
+        snprintf(key, sizeof(key), "key:%d", i);
+        present = has(c, key);
+        gone += invalidated && !present;
+        kept += !invalidated && present;
+    }
+    CU_ASSERT_EQUAL(gone, N / 2);
+    CU_ASSERT_EQUAL(kept, N / 2);
+    CU_ASSERT(corral_invalidate_tag(c, "all") == CORRAL_OK);
+    CU_ASSERT_FALSE(has(c, "key:1"));
+    CU_ASSERT_FALSE(has(c, "key:3"));
+    corral_destroy(c);
+}
+
 /* A reader's pin outlives the invalidation. */
 static void
 test_pinned_survives_invalidation(void)
@@ -373,6 +411,7 @@ static const struct cu_test tag_tests[] = {
     CU_TEST(test_item_tags_and_derived_items),
     CU_TEST(test_tag_limits),
     CU_TEST(test_tag_reclamation),
+    CU_TEST(test_many_tags),
     CU_TEST(test_pinned_survives_invalidation),
     CU_TEST(test_concurrent_invalidation),
     CU_END,
