@@ -320,6 +320,62 @@ test_error_backoff(void)
     corral_destroy(c);
 }
 
+/* Hundreds of keys' errors remembered at once (the table of key records
+ * grows and rehashes them; successes in between keep the breaker shut):
+ * each is still answered from memory; once their backoff is over, new
+ * records drop the spent ones, and each key loads again. */
+static void
+test_many_remembered_errors(void)
+{
+    enum { N = 300 };
+    corral_t *c = mk();
+    struct fixed bad = {0}, good = {0};
+    corral_item_t *it = NULL;
+    char key[16];
+    int err, remembered = 0, loaded = 0;
+
+    bad.error = 13;
+    good.value = "ok";
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "e%d", i);
+        CU_ASSERT(corral_fetch(c, key, strlen(key), fixed_loader, &bad, NULL,
+                               &it, &err) == CORRAL_ELOAD);
+        snprintf(key, sizeof(key), "s%d", i);
+        CU_ASSERT(corral_fetch(c, key, strlen(key), fixed_loader, &good,
+                               NULL, &it, NULL) == CORRAL_OK);
+        corral_item_release(it);
+    }
+    CU_ASSERT_EQUAL(STAT(c, breaker_opens), 0);
+    for (int i = 0; i < N; i++) {
+        err = 0;
+        snprintf(key, sizeof(key), "e%d", i);
+        remembered += corral_fetch(c, key, strlen(key), fixed_loader, &good,
+                                   NULL, &it, &err) == CORRAL_ELOAD &&
+                      err == 13;
+    }
+    CU_ASSERT_EQUAL(remembered, N);
+    CU_ASSERT_EQUAL(atomic_load(&bad.calls), N);
+    CU_ASSERT_EQUAL(atomic_load(&good.calls), N);
+    advance(11); /* past the error window and the first backoff */
+    for (int i = 0; i < N; i++) { /* new records drop the spent ones */
+        snprintf(key, sizeof(key), "n%d", i);
+        CU_ASSERT(corral_fetch(c, key, strlen(key), fixed_loader, &good,
+                               NULL, &it, NULL) == CORRAL_OK);
+        corral_item_release(it);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "e%d", i);
+        if (corral_fetch(c, key, strlen(key), fixed_loader, &good, NULL, &it,
+                         NULL) == CORRAL_OK) {
+            loaded += value_is(it, "ok");
+            corral_item_release(it);
+        }
+    }
+    CU_ASSERT_EQUAL(loaded, N);
+    CU_ASSERT_EQUAL(atomic_load(&good.calls), 3 * N);
+    corral_destroy(c);
+}
+
 static void
 test_breaker(void)
 {
@@ -894,6 +950,7 @@ static const struct cu_test flight_tests[] = {
 static const struct cu_test failure_tests[] = {
     CU_TEST(test_negative_cache),
     CU_TEST(test_error_backoff),
+    CU_TEST(test_many_remembered_errors),
     CU_TEST(test_breaker),
     CU_END,
 };
