@@ -12,6 +12,8 @@ bounded in count and time:
   - clients that disconnect in the middle of a value or of a large reply:
     no crash, no leak (the ASan build checks leaks at exit; valgrind runs
     corrald once in builds without sanitizers, when it is installed);
+  - out of file descriptors (the server's limit lowered while it runs):
+    accepting pauses and resumes, no connection is lost;
   - a flood of 1 MB sets far beyond -m: the resident size stays within
     10 % of the limit plus a fixed amount, and the server keeps answering;
   - SIGTERM while 50 clients are mid-pipeline: every reply received is
@@ -24,6 +26,7 @@ bounded in count and time:
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -416,6 +419,60 @@ def t_disconnects_valgrind(res):
 
 
 # ---------------------------------------------------------------------------
+# out of file descriptors
+
+def t_descriptors_exhausted(res):
+    """accept() failing with EMFILE pauses accepting (listen_disabled_num
+    counts it, as memcached's does) instead of spinning; the connections
+    already open are served meanwhile, and those waiting in the backlog
+    are accepted and served once descriptors are free again."""
+    with harness.corrald(["-t", "2", "-c", "1000"]) as srv:
+        pid = srv.proc.pid
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        first = Client(srv.port)
+        res.eq(first.request(b"version\r\n")[:8], b"VERSION ",
+               "fds: a first connection is served")
+        # (the harness's readiness probe may still hold one)
+        wait_for(lambda: curr_connections_is(srv.port, 1), 10)
+        nfd = len(os.listdir("/proc/%d/fd" % pid))
+        waiting = []
+        disabled = 0
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfd + 2, hard))
+            waiting = [socket.create_connection(("127.0.0.1", srv.port))
+                       for _ in range(10)]
+            deadline = time.time() + 10 * SLOW
+            while time.time() < deadline:
+                first.send(b"stats\r\n")
+                m = re.search(rb"STAT listen_disabled_num (\d+)\r\n",
+                              first.read_until(b"END\r\n"))
+                disabled = int(m.group(1)) if m else 0
+                if disabled > 0:
+                    break
+                time.sleep(0.05)
+            res.check(disabled > 0, "fds: out of descriptors, accepting "
+                      "pauses (listen_disabled_num %d)" % disabled)
+            res.eq(first.request(b"version\r\n")[:8], b"VERSION ",
+                   "fds: an open connection is served meanwhile")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        served = 0
+        for w in waiting:
+            w.settimeout(10 * SLOW)
+            try:
+                w.sendall(b"version\r\n")
+                served += w.recv(100).startswith(b"VERSION ")
+            except OSError:
+                pass
+            w.close()
+        res.eq(served, len(waiting), "fds: with descriptors again, every "
+               "waiting connection is accepted and served")
+        first.close()
+        res.eq(srv.stop(), 0, "fds: exit 0")
+        no_sanitizer_report(res, srv, "fds")
+
+
+# ---------------------------------------------------------------------------
 # a flood of 1 MB sets far beyond -m
 
 def t_flood(res):
@@ -771,7 +828,8 @@ def main():
     res = harness.Results("faults")
     harness.overall_deadline(600)
     for t in (t_conn_limit, t_slow_clients, t_idle_timeout_slow,
-              t_disconnects, t_disconnects_valgrind, t_flood,
+              t_disconnects, t_disconnects_valgrind, t_descriptors_exhausted,
+              t_flood,
               t_sigterm_pipelines, t_server_alloc_failures,
               t_engine_alloc_failures):
         res.run(t)
