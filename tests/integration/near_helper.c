@@ -16,11 +16,13 @@
  *   set KEY VALUE         store on the server: "stored" or "error"
  *   send LINE...          any request to the server, its first reply line
  *   stats                 "connects=N applied=N flushes=N"
- *   fleet KEY LOG MS T    T threads fetch KEY at once through
+ *   fleet KEY LOG MS T [fail]
+ *                         T threads fetch KEY at once through
  *                         corral_near_fetch_fleet(); the backend appends
  *                         a line to the file LOG, sleeps MS ms and
- *                         returns "v<pid>".  "hit VALUE" when every thread
- *                         got the same value, "mixed" or "error" otherwise
+ *                         returns "v<pid>" (with "fail": an error).  "hit
+ *                         VALUE" when every thread got the same value,
+ *                         "mixed" or "error" otherwise
  *   fleetstats            "loads=N server_hits=N waits=N timeouts=N
  *                         stale=N rejected=N fallbacks=N"
  *   quit                  exit 0
@@ -243,6 +245,7 @@ struct fleet_ctx {
     const char *key;
     const char *log;
     long delay_ms;
+    bool fail;
     pthread_barrier_t start;
     char got[FLEET_THREADS_MAX][64];
 };
@@ -269,6 +272,9 @@ fleet_backend(corral_near_value_t *out, const void *key, size_t nkey,
     }
     close(fd);
     nanosleep(&ts, NULL);
+    if (f->fail) {
+        return LOAD_ERROR;
+    }
     n = snprintf(v, sizeof(v), "v%ld", (long)getpid());
     return corral_near_value_set(out, v, (size_t)n, 0) == CORRAL_OK
                ? 0
@@ -311,7 +317,7 @@ fleet_thread(void *arg)
 
 static void
 fleet_run(corral_near_t *near, const char *key, const char *log,
-          const char *delay, const char *threads)
+          const char *delay, const char *threads, const char *mode)
 {
     struct fleet_ctx f;
     struct fleet_arg args[FLEET_THREADS_MAX];
@@ -328,6 +334,7 @@ fleet_run(corral_near_t *near, const char *key, const char *log,
     f.key = key;
     f.log = log;
     f.delay_ms = atol(delay);
+    f.fail = mode != NULL && strcmp(mode, "fail") == 0;
     pthread_barrier_init(&f.start, NULL, (unsigned)nt);
     for (int i = 0; i < nt; i++) {
         args[i].f = &f;
@@ -389,7 +396,7 @@ main(int argc, char **argv)
         return 1;
     }
     while (fgets(line, sizeof(line), stdin) != NULL) {
-        char *save = NULL, *cmd, *a1, *a2, *a3, *a4;
+        char *save = NULL, *cmd, *a1, *a2, *a3, *a4, *a5;
 
         line[strcspn(line, "\r\n")] = '\0';
         if (strncmp(line, "send ", 5) == 0) {
@@ -407,6 +414,7 @@ main(int argc, char **argv)
         a2 = strtok_r(NULL, " ", &save);
         a3 = strtok_r(NULL, " ", &save);
         a4 = strtok_r(NULL, " ", &save);
+        a5 = strtok_r(NULL, " ", &save);
         if (cmd == NULL) {
             printf("error\n");
         } else if (strcmp(cmd, "quit") == 0) {
@@ -451,7 +459,7 @@ main(int argc, char **argv)
                                ? "stored"
                                : "error");
         } else if (strcmp(cmd, "fleet") == 0 && a1 != NULL && a2 != NULL) {
-            fleet_run(near, a1, a2, a3, a4);
+            fleet_run(near, a1, a2, a3, a4, a5);
         } else if (strcmp(cmd, "fleetstats") == 0) {
             corral_near_fleet_stats_t s;
             corral_near_fleet_stats(near, &s, sizeof(s));

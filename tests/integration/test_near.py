@@ -203,6 +203,33 @@ def t_fleet(res, port, tmpdir):
             res.eq(p.close(), 0, "%s exits 0" % p.name)
 
 
+def t_fleet_failure(res, port, tmpdir):
+    """A lease winner whose backend fails gives the lease back at once (it
+    deletes the empty stub it holds): no stub is left on the server, and
+    another process's fetch wins and loads without waiting for the stub
+    to expire."""
+    procs = [Proc(port, "G%d" % i) for i in range(2)]
+    try:
+        for p in procs:
+            res.eq(p.cmd("wait"), "synced", "%s is live" % p.name)
+        log = os.path.join(tmpdir, "fleet-failure")
+        key = "fleet:failing"
+        res.eq(procs[0].cmd("fleet %s %s 0 1 fail" % (key, log)), "error",
+               "fleet failure: the backend's error reaches the caller")
+        res.eq(procs[0].cmd("send mg %s v" % key), "EN",
+               "fleet failure: the lease was given back (no stub left)")
+        got = procs[1].cmd("fleet %s %s 0 1" % (key, log))
+        with open(log) as f:
+            loads = f.read().splitlines()
+        res.eq(len(loads), 2, "fleet failure: the next process loads "
+               "(%r)" % loads)
+        res.eq(got, "hit v" + (loads[-1].split()[1] if loads else "?"),
+               "fleet failure: and gets its own value")
+    finally:
+        for p in procs:
+            res.eq(p.close(), 0, "%s exits 0" % p.name)
+
+
 def main():
     res = harness.Results("near")
     harness.overall_deadline(200)
@@ -215,6 +242,7 @@ def main():
         res.run(t_readme_example, srv_box[0].port)
         with tempfile.TemporaryDirectory() as tmpdir:
             res.run(t_fleet, srv_box[0].port, tmpdir)
+            res.run(t_fleet_failure, srv_box[0].port, tmpdir)
         res.run(t_outage, a, b, srv_box)
     finally:
         res.eq(a.close(), 0, "process A exits 0")
