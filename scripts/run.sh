@@ -1,5 +1,5 @@
 #!/bin/sh
-# Install what is missing, build, and run the demo program.
+# Install what is missing, build, and run corrald on 127.0.0.1:11211.
 set -e
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/deps.sh"
