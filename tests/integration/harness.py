@@ -291,6 +291,51 @@ class Client:
         return out
 
 
+def wait_for(pred, timeout):
+    """Poll pred() every 50 ms until it is true or @timeout seconds (scaled
+    by SLOW) pass; returns its last value."""
+    end = time.time() + timeout * SLOW
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def version_ok(port):
+    """True if a new connection to @port is answered "version"."""
+    try:
+        with Client(port, timeout=5) as c:
+            return c.request(b"version\r\n").startswith(b"VERSION ")
+    except (OSError, EOFError):
+        return False
+
+
+def fill_socket(s, chunk, seconds):
+    """Send @chunk repeatedly on non-blocking @s until the kernel takes no
+    more for a while (or @seconds pass).  A send that takes part of the
+    chunk is continued from there, so the stream is whole chunks.  Returns
+    bytes sent."""
+    s.setblocking(False)
+    sent = 0
+    idle_since = None
+    end = time.time() + seconds
+    chunk = memoryview(chunk)
+    while time.time() < end:
+        try:
+            sent += s.send(chunk[sent % len(chunk):])
+            idle_since = None
+        except BlockingIOError:
+            if idle_since is None:
+                idle_since = time.time()
+            elif time.time() - idle_since > 0.5:
+                break
+            time.sleep(0.02)
+        except OSError:
+            break
+    return sent
+
+
 def exchange(client, payload, sentinel=True):
     """Send @payload followed by "mn" and return every reply byte before
     the MN line (payloads must not produce an MN line themselves)."""

@@ -152,14 +152,12 @@ def t_misc(res, port):
         c.send(b"get q\r\n")
         res.eq(c.read_value_reply(), b"VALUE q 0 1\r\nx\r\nEND\r\n",
                "delayed flush keeps items until it is due")
-        deadline = time.time() + 10 * harness.SLOW
-        while True:
+
+        def flushed():
             c.send(b"get q\r\n")
-            r = c.read_value_reply()
-            if r == b"END\r\n" or time.time() > deadline:
-                break
-            time.sleep(0.2)
-        res.eq(r, b"END\r\n", "delayed flush removes them when due")
+            return c.read_value_reply() == b"END\r\n"
+        res.check(harness.wait_for(flushed, 10),
+                  "delayed flush removes them when due")
         c.send(b"quit\r\n")
         res.eq(c.read_eof(), b"", "quit closes the connection")
 
@@ -293,22 +291,9 @@ def t_backpressure(res, port):
     with Client(port, timeout=30) as c:
         c.request(b"set bp 0 0 1000\r\n" + b"b" * 1000 + b"\r\n")
         hog = socket.create_connection(("127.0.0.1", port))
-        hog.setblocking(False)
-        sent = 0
-        chunk = memoryview(b"get bp\r\n" * 4096)
-        deadline = time.time() + 10 * harness.SLOW
-        # A send may take part of the chunk: the next one goes on from
-        # there, so that the stream stays whole requests and sent // 8 of
-        # them have reached the server.
-        while time.time() < deadline:
-            try:
-                sent += hog.send(chunk[sent % len(chunk):])
-            except BlockingIOError:
-                time.sleep(0.05)
-                try:
-                    sent += hog.send(chunk[sent % len(chunk):])
-                except BlockingIOError:
-                    break
+        # (the stream stays whole requests: sent // 8 reached the server)
+        sent = harness.fill_socket(hog, b"get bp\r\n" * 4096,
+                                   10 * harness.SLOW)
         res.check(sent > 0, "the non-reading client filled its socket")
         res.eq(c.request(b"version\r\n")[:8], b"VERSION ",
                "other clients are still served")
@@ -357,17 +342,8 @@ def t_conn_limit(res):
                "-c 4: a fifth connection is told and closed")
         held[0].close()
         # The slot is free once the worker has seen the close.
-        deadline = time.time() + 10 * harness.SLOW
-        while True:
-            try:
-                with Client(srv.port) as again:
-                    r = again.request(b"version\r\n")
-            except (OSError, EOFError):
-                r = b""  # refused, and closed before the request went
-            if r.startswith(b"VERSION ") or time.time() > deadline:
-                break
-            time.sleep(0.05)
-        res.eq(r[:8], b"VERSION ", "room again after one closes")
+        res.check(harness.wait_for(lambda: harness.version_ok(srv.port), 10),
+                  "room again after one closes")
         held[1].send(b"stats\r\n")
         r = held[1].read_until(b"END\r\n")
         res.check(re.search(rb"STAT rejected_connections [1-9]", r) is

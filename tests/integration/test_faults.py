@@ -38,7 +38,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Client, SLOW, SANITIZED  # noqa: E402
+from harness import (Client, SLOW, SANITIZED, fill_socket,  # noqa: E402
+                     version_ok, wait_for)
 
 MB = 1 << 20
 
@@ -68,15 +69,6 @@ def rss_mb(pid):
     return 0.0
 
 
-def wait_for(pred, timeout):
-    end = time.time() + timeout * SLOW
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
-
-
 def reset_close(s):
     """Close with an RST (SO_LINGER 0), dropping whatever is unread."""
     try:
@@ -102,14 +94,6 @@ def no_sanitizer_report(res, srv, what):
               "runtime error:" not in err and
               "WARNING: ThreadSanitizer" not in err,
               "%s: no sanitizer report" % what, err[-3000:])
-
-
-def version_ok(port):
-    try:
-        with Client(port, timeout=5) as c:
-            return c.request(b"version\r\n").startswith(b"VERSION ")
-    except (OSError, EOFError):
-        return False
 
 
 # ---------------------------------------------------------------------------
@@ -165,31 +149,6 @@ def t_conn_limit(res):
 
 # ---------------------------------------------------------------------------
 # slow clients
-
-def fill_socket(s, chunk, seconds):
-    """Send @chunk repeatedly on non-blocking @s until the kernel takes no
-    more for a while (or @seconds pass).  A send that takes part of the
-    chunk is continued from there, so the stream is whole chunks.  Returns
-    bytes sent."""
-    s.setblocking(False)
-    sent = 0
-    idle_since = None
-    end = time.time() + seconds
-    chunk = memoryview(chunk)
-    while time.time() < end:
-        try:
-            sent += s.send(chunk[sent % len(chunk):])
-            idle_since = None
-        except BlockingIOError:
-            if idle_since is None:
-                idle_since = time.time()
-            elif time.time() - idle_since > 0.5:
-                break
-            time.sleep(0.02)
-        except OSError:
-            break
-    return sent
-
 
 def t_slow_clients(res):
     """Tricklers and non-readers hold bounded memory and slow no one."""

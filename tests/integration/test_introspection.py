@@ -247,16 +247,15 @@ def t_watch_semantics(res, port):
                "and its connection still serves requests")
     for w in extra + watchers:
         w.close()
-    deadline = time.time() + 10 * harness.SLOW
-    while True:
+    st = [b""]
+
+    def gone():
         with Client(port) as c:
             c.send(b"stats\r\n")
-            st = c.read_until(b"END\r\n")
-        if b"STAT log_watchers 0\r\n" in st or time.time() > deadline:
-            break
-        time.sleep(0.1)
-    res.check(b"STAT log_watchers 0\r\n" in st,
-              "closed watchers are gone", repr(st[-400:]))
+            st[0] = c.read_until(b"END\r\n")
+        return b"STAT log_watchers 0\r\n" in st[0]
+    res.check(harness.wait_for(gone, 10), "closed watchers are gone",
+              repr(st[0][-400:]))
 
 
 def t_watch_slow(res, port):

@@ -669,20 +669,18 @@ def t_limits(res, srv, mport):
     for s in idle:
         s.close()
     # Served again once the server has seen those closes.
-    deadline = time.time() + 10 * harness.SLOW
-    while True:
+    err = [None]
+
+    def serves():
         try:
             scrape(mport)
-            ok = True
+            return True
         except Exception as e:  # noqa: BLE001
-            ok = False
-            err = e
-        if ok or time.time() > deadline:
-            break
-        time.sleep(0.1)
-    if not ok:
-        print("  scrape after the limits: %r" % err)
-    res.check(ok, "the endpoint serves again afterwards")
+            err[0] = e
+            return False
+    res.check(harness.wait_for(serves, 10),
+              "the endpoint serves again afterwards",
+              "scrape after the limits: %r" % err[0])
 
 
 def t_bind(res):
