@@ -395,22 +395,21 @@ def t_descriptors_exhausted(res):
         wait_for(lambda: curr_connections_is(srv.port, 1), 10)
         nfd = len(os.listdir("/proc/%d/fd" % pid))
         waiting = []
-        disabled = 0
+        disabled = [0]
+
+        def paused():
+            first.send(b"stats\r\n")
+            m = re.search(rb"STAT listen_disabled_num (\d+)\r\n",
+                          first.read_until(b"END\r\n"))
+            disabled[0] = int(m.group(1)) if m else 0
+            return disabled[0] > 0
         try:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (nfd + 2, hard))
             waiting = [socket.create_connection(("127.0.0.1", srv.port))
                        for _ in range(10)]
-            deadline = time.time() + 10 * SLOW
-            while time.time() < deadline:
-                first.send(b"stats\r\n")
-                m = re.search(rb"STAT listen_disabled_num (\d+)\r\n",
-                              first.read_until(b"END\r\n"))
-                disabled = int(m.group(1)) if m else 0
-                if disabled > 0:
-                    break
-                time.sleep(0.05)
-            res.check(disabled > 0, "fds: out of descriptors, accepting "
-                      "pauses (listen_disabled_num %d)" % disabled)
+            res.check(wait_for(paused, 10), "fds: out of descriptors, "
+                      "accepting pauses (listen_disabled_num %d)" %
+                      disabled[0])
             res.eq(first.request(b"version\r\n")[:8], b"VERSION ",
                    "fds: an open connection is served meanwhile")
         finally:
