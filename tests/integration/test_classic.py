@@ -331,9 +331,7 @@ def t_conn_limit(res):
     with harness.corrald(["-c", "4", "-t", "1"]) as srv:
         held = [Client(srv.port)]
         # The harness's readiness probe may not be closed yet.
-        deadline = time.time() + 10 * harness.SLOW
-        while curr_connections(held[0]) != 1 and time.time() < deadline:
-            time.sleep(0.05)
+        harness.wait_for(lambda: curr_connections(held[0]) == 1, 10)
         held += [Client(srv.port) for _ in range(3)]
         res.check(all(h.request(b"version\r\n").startswith(b"VERSION ")
                       for h in held), "-c 4: four connections served")
