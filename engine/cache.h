@@ -396,8 +396,15 @@ bool shard_init(struct corral *c, struct shard *s, unsigned index);
 corral_status_t cache_install(struct corral *c, struct shard *s, uint64_t h,
                               item_t **itp, item_t *old, uint64_t *out_cas);
 
-/* Deliver recorded events; no engine lock held. */
+/* Deliver recorded events; no engine lock held.  Does nothing while the
+ * thread holds delivery back. */
 void cache_deliver(struct corral *c);
+
+/* Hold back (true) this thread's delivery of events, or stop holding it
+ * back (false; holds nest): writer.c changes the cache under a key lock
+ * that a subscriber calling corral_put() would wait for, and delivers
+ * after releasing it. */
+void cache_hold_delivery(bool hold);
 
 /* Pin an item for a caller (see pin.h for when this may be called): a
  * slot, else a counted reference, else (the count saturated) a private

@@ -399,11 +399,28 @@ lease_break(struct shard *s, uint64_t h, const void *key, size_t nkey)
     }
 }
 
+/* Nonzero while this thread holds back delivering events (writer.c). */
+static _Thread_local unsigned delivery_held
+    __attribute__((tls_model("initial-exec")));
+
+void
+cache_hold_delivery(bool hold)
+{
+    if (hold) {
+        delivery_held++;
+    } else {
+        delivery_held--;
+    }
+}
+
 /* Deliver recorded events, and return evicted memory to the system when
  * enough was evicted (no engine lock held). */
 void
 cache_deliver(struct corral *c)
 {
+    if (unlikely(delivery_held != 0)) {
+        return;
+    }
     if (events_wanted(&c->events)) {
         events_dispatch(&c->events);
     }

@@ -3,10 +3,16 @@
  * corral_remove() change the backend through a registered writer as well
  * as the cache.
  *
- * Per-key order.  Puts and removes of one key are serialised by a striped
- * mutex (by key hash) held across "write the backend (or queue the
- * write), then change the cache", so the cache and the backend see a
- * key's changes in the same order.
+ * Per-key order.  Puts and removes of one key are serialised by a key
+ * lock held across "write the backend (or queue the write), then change
+ * the cache", so the cache and the backend see a key's changes in the
+ * same order.  A key lock is a record on the writing thread's stack in a
+ * list of its stripe (by key hash) of keys being written; only writes of
+ * the same key wait for one another, so a writer function may put other
+ * keys.  A thread that already holds the key's lock (a writer function
+ * putting its own key) gets CORRAL_EBUSY instead of waiting for itself.
+ * The events of the change are delivered after the key lock is released
+ * (cache_hold_delivery), so a subscriber may put and remove too.
  *
  * Write-through calls the writer first and changes the cache only when it
  * succeeded: the cache is never newer than the backend.
@@ -25,8 +31,10 @@
  *   map: key -> entry { queued | in flight, newer -> entry }
  *   fifo: entry -> entry -> ...   (queued entries, oldest first)
  *
- * Locks: stripe, then w->lock; shard locks are taken (by corral_set and
- * corral_delete) under the stripe only, never under w->lock.
+ * Locks: a stripe's lock is held only to look at and change its list; a
+ * key lock is held across the writer function, then w->lock, then the
+ * shard locks taken by corral_set and corral_delete (never under
+ * w->lock).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -57,12 +65,26 @@ struct wb_entry {
     char key[CORRAL_KEY_MAX];
 };
 
+/* A key being written, on the writing thread's stack. */
+struct key_lock {
+    struct key_lock *next;
+    uint64_t h;
+    pthread_t owner;
+};
+
+struct stripe {
+    pthread_mutex_t lock;
+    pthread_cond_t freed;        /* a key of the stripe was released */
+    struct key_lock *held;
+    unsigned waiters;
+};
+
 struct writer {
     int mode;
     corral_writer_fn through;
     corral_batch_writer_fn behind;
     void *ud;
-    pthread_mutex_t stripes[WRITER_STRIPES];
+    struct stripe stripes[WRITER_STRIPES];
 
     /* write-behind; everything below under lock */
     pthread_mutex_t lock;
@@ -105,16 +127,16 @@ deadline_in(struct timespec *ts, uint64_t ms)
     }
 }
 
-static bool
+/* A condition variable timed by CLOCK_MONOTONIC.  (glibc's
+ * pthread_cond_init allocates nothing and cannot fail.) */
+static void
 cond_init_mono(pthread_cond_t *cv)
 {
     pthread_condattr_t a;
-    bool ok;
     pthread_condattr_init(&a);
     pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    ok = pthread_cond_init(cv, &a) == 0;
+    pthread_cond_init(cv, &a);
     pthread_condattr_destroy(&a);
-    return ok;
 }
 
 /* calloc, failed on request by tests (mem_fail_any_after). */
@@ -134,14 +156,13 @@ writer_new(struct corral *c, int mode)
     w->mode = mode;
     w->c = c;
     for (unsigned i = 0; i < WRITER_STRIPES; i++) {
-        pthread_mutex_init(&w->stripes[i], NULL);
+        pthread_mutex_init(&w->stripes[i].lock, NULL);
+        pthread_cond_init(&w->stripes[i].freed, NULL);
     }
     pthread_mutex_init(&w->lock, NULL);
-    if (!cond_init_mono(&w->work) || !cond_init_mono(&w->room) ||
-        !cond_init_mono(&w->drained)) {
-        free(w);
-        return NULL;
-    }
+    cond_init_mono(&w->work);
+    cond_init_mono(&w->room);
+    cond_init_mono(&w->drained);
     return w;
 }
 
@@ -154,7 +175,8 @@ writer_free(struct writer *w)
     free(w->writes);
     free(w->results);
     for (unsigned i = 0; i < WRITER_STRIPES; i++) {
-        pthread_mutex_destroy(&w->stripes[i]);
+        pthread_cond_destroy(&w->stripes[i].freed);
+        pthread_mutex_destroy(&w->stripes[i].lock);
     }
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->room);
@@ -552,32 +574,67 @@ wb_main(void *arg)
 /* ---------------------------------------------------------------------- */
 /* put / remove / flush                                                   */
 
+/* Take the key lock of hash h into rec; CORRAL_EBUSY if this thread
+ * holds it already. */
 static corral_status_t
-write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
-          const void *value, size_t nvalue, uint32_t flags, int64_t exptime,
-          int *out_error)
+key_lock(struct writer *w, uint64_t h, struct key_lock *rec)
 {
-    struct writer *w = atomic_load(&c->writer);
-    uint64_t h;
-    pthread_mutex_t *stripe;
+    struct stripe *sp = &w->stripes[h % WRITER_STRIPES];
+    pthread_t self = pthread_self();
+    struct key_lock *k;
+
+    pthread_mutex_lock(&sp->lock);
+    for (;;) {
+        for (k = sp->held; k != NULL && k->h != h; k = k->next) {
+        }
+        if (k == NULL) {
+            break;
+        }
+        if (pthread_equal(k->owner, self)) {
+            pthread_mutex_unlock(&sp->lock);
+            return CORRAL_EBUSY;
+        }
+        sp->waiters++;
+        pthread_cond_wait(&sp->freed, &sp->lock);
+        sp->waiters--;
+    }
+    rec->h = h;
+    rec->owner = self;
+    rec->next = sp->held;
+    sp->held = rec;
+    pthread_mutex_unlock(&sp->lock);
+    return CORRAL_OK;
+}
+
+static void
+key_unlock(struct writer *w, struct key_lock *rec)
+{
+    struct stripe *sp = &w->stripes[rec->h % WRITER_STRIPES];
+    struct key_lock **pp;
+
+    pthread_mutex_lock(&sp->lock);
+    for (pp = &sp->held; *pp != rec; pp = &(*pp)->next) {
+    }
+    *pp = rec->next;
+    if (sp->waiters > 0) {
+        pthread_cond_broadcast(&sp->freed);
+    }
+    pthread_mutex_unlock(&sp->lock);
+}
+
+/* Write the backend (or queue the write), then change the cache, under
+ * the key lock. */
+static corral_status_t
+write_locked(struct corral *c, struct writer *w, uint64_t h,
+             corral_write_op_t op, const void *key, size_t nkey,
+             const void *value, size_t nvalue, uint32_t flags,
+             int64_t exptime, int *out_error)
+{
+    uint64_t seq = atomic_fetch_add(&c->write_seq, 1) + 1;
     corral_status_t st;
-    corral_write_t wr;
-    uint64_t seq;
 
-    if (out_error != NULL) {
-        *out_error = 0;
-    }
-    if (w == NULL || key == NULL || nkey == 0 || nkey > CORRAL_KEY_MAX ||
-        (value == NULL && nvalue > 0)) {
-        return CORRAL_EINVAL;
-    }
-    h = hash_key(c->seed, key, nkey);
-    stripe = &w->stripes[h % WRITER_STRIPES];
-    COUNT(cache_shard(c, h), writes);
-
-    pthread_mutex_lock(stripe);
-    seq = atomic_fetch_add(&c->write_seq, 1) + 1;
     if (w->mode == MODE_THROUGH) {
+        corral_write_t wr;
         int err;
         memset(&wr, 0, sizeof(wr));
         wr.op = op;
@@ -589,7 +646,6 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
         wr.seq = seq;
         err = w->through(&wr, w->ud);
         if (err != 0) {
-            pthread_mutex_unlock(stripe);
             COUNT(cache_shard(c, h), write_errors);
             if (out_error != NULL) {
                 *out_error = err;
@@ -601,19 +657,50 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
         st = wb_enqueue(w, h, op, key, nkey, value, nvalue, flags, seq);
         pthread_mutex_unlock(&w->lock);
         if (st != CORRAL_OK) {
-            pthread_mutex_unlock(stripe);
             return st;
         }
     }
     if (op == CORRAL_WRITE_SET) {
-        st = corral_set(c, key, nkey, value, nvalue, flags, exptime);
-    } else {
-        st = corral_delete(c, key, nkey);
-        if (st == CORRAL_ENOTFOUND) {
-            st = CORRAL_OK;
-        }
+        return corral_set(c, key, nkey, value, nvalue, flags, exptime);
     }
-    pthread_mutex_unlock(stripe);
+    st = corral_delete(c, key, nkey);
+    return st == CORRAL_ENOTFOUND ? CORRAL_OK : st;
+}
+
+static corral_status_t
+write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
+          const void *value, size_t nvalue, uint32_t flags, int64_t exptime,
+          int *out_error)
+{
+    struct writer *w = atomic_load(&c->writer);
+    struct key_lock rec;
+    corral_status_t st;
+    uint64_t h;
+
+    if (out_error != NULL) {
+        *out_error = 0;
+    }
+    if (w == NULL || key == NULL || nkey == 0 || nkey > CORRAL_KEY_MAX ||
+        (value == NULL && nvalue > 0)) {
+        return CORRAL_EINVAL;
+    }
+    /* A value the cache would refuse never reaches the backend. */
+    if (op == CORRAL_WRITE_SET &&
+        item_size_ext(nkey, nvalue, flags, 0, 0) > c->cfg.max_item_size) {
+        return CORRAL_ETOOBIG;
+    }
+    h = hash_key(c->seed, key, nkey);
+    COUNT(cache_shard(c, h), writes);
+
+    if (key_lock(w, h, &rec) != CORRAL_OK) {
+        return CORRAL_EBUSY;
+    }
+    cache_hold_delivery(true);
+    st = write_locked(c, w, h, op, key, nkey, value, nvalue, flags, exptime,
+                      out_error);
+    key_unlock(w, &rec);
+    cache_hold_delivery(false);
+    cache_deliver(c);
     return st;
 }
 

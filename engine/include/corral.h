@@ -983,7 +983,9 @@ typedef struct corral_write {
  * A write-through writer: write one change to the backend; return 0, or a
  * nonzero error code (returned to the caller of corral_put/remove).  Runs
  * on the caller's thread with no engine lock held; writes of one key are
- * never concurrent.
+ * never concurrent.  It may call into the cache, corral_put() and
+ * corral_remove() of other keys included; a put or remove of the key it
+ * is writing returns CORRAL_EBUSY.
  */
 typedef int (*corral_writer_fn)(const corral_write_t *write, void *ud);
 
@@ -1034,16 +1036,26 @@ CORRAL_API corral_status_t corral_use_write_behind(
  * changes the cache only if it succeeded; write-behind queues the write
  * and changes the cache.  Arguments as corral_set().
  * @out_error (OUT, may be NULL): the writer's code on CORRAL_ELOAD.
+ * Puts and removes of one key are applied to the backend and to the cache
+ * in the same order (a second one waits for the first); the events of the
+ * change are delivered after that, so a subscriber may put and remove
+ * too.  Thread-safe.  Cost: the writer's call (write-through) or O(1)
+ * (write-behind), then a corral_set().
  * Returns CORRAL_OK; CORRAL_ELOAD (write-through writer failed; the cache
- * is untouched); CORRAL_EBUSY (write-behind queue full and refusing);
- * CORRAL_EINVAL (no writer set, bad arguments); store errors.
+ * is untouched); CORRAL_ETOOBIG (the item would exceed max_item_size: the
+ * writer is not called, nothing is queued, the cache is untouched);
+ * CORRAL_EBUSY (write-behind queue full and refusing, or called by the
+ * writer function for the key it is writing); CORRAL_EINVAL (no writer
+ * set, bad arguments); CORRAL_ENOMEM (the backend has the value but the
+ * cache could not store it: the key is dropped from the cache).
  */
 CORRAL_API corral_status_t corral_put(corral_t *cache, const void *key,
                                       size_t nkey, const void *value,
                                       size_t nvalue, uint32_t flags,
                                       int64_t exptime, int *out_error);
 
-/* corral_remove - delete through the writer; as corral_put(). */
+/* corral_remove - delete through the writer; as corral_put().  Removing
+ * an absent key still goes to the writer and returns CORRAL_OK. */
 CORRAL_API corral_status_t corral_remove(corral_t *cache, const void *key,
                                          size_t nkey, int *out_error);
 

@@ -4,7 +4,9 @@
  * coalesces, retries a writer that fails 30 % of its calls, keeps per-key
  * order, and after a clean destroy every key's last write has reached
  * the writer; a full queue refuses or blocks; flush waits; registering
- * refuses a second writer and fails cleanly without memory.
+ * refuses a second writer and fails cleanly without memory; writers and
+ * subscribers may put and remove other keys; a value too large for the
+ * cache never reaches the backend.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "corral.h"
 #include "cu_main.h"
@@ -397,11 +400,211 @@ test_register_errors(void)
     corral_destroy(c);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Writers and subscribers that write                                     */
+
+/* Keys written from inside a writer or a subscriber: enough that some
+ * share a lock stripe with the key being written (1 in 64 each), where
+ * the writes used to wait for the caller's own stripe for ever.  A
+ * deadlock ends the program by its alarm. */
+#define NESTED 1000
+
+struct nesting {
+    corral_t *c;
+    atomic_int calls;
+    atomic_int nested_ok;
+    atomic_int self_busy;
+    atomic_int echoes_ok;
+};
+
+/* The writer of "outer" puts NESTED other keys, and its own key once. */
+static int
+nesting_writer(const corral_write_t *w, void *ud)
+{
+    struct nesting *n = ud;
+    char key[32];
+
+    atomic_fetch_add(&n->calls, 1);
+    if (w->nkey != 5 || memcmp(w->key, "outer", 5) != 0) {
+        return 0;
+    }
+    for (int i = 0; i < NESTED; i++) {
+        snprintf(key, sizeof(key), "inner%d", i);
+        if (corral_put(n->c, key, strlen(key), "x", 1, 0, 0, NULL) ==
+            CORRAL_OK) {
+            atomic_fetch_add(&n->nested_ok, 1);
+        }
+    }
+    if (corral_put(n->c, "outer", 5, "y", 1, 0, 0, NULL) == CORRAL_EBUSY) {
+        atomic_fetch_add(&n->self_busy, 1);
+    }
+    return 0;
+}
+
+static void
+test_writer_writes(void)
+{
+    static struct nesting n;
+    corral_t *c = mk();
+    char key[32];
+    bool all = true;
+
+    alarm(120);
+    memset(&n, 0, sizeof(n));
+    n.c = c;
+    CU_ASSERT(corral_use_write_through(c, nesting_writer, &n) == CORRAL_OK);
+    CU_ASSERT(corral_put(c, "outer", 5, "v", 1, 0, 0, NULL) == CORRAL_OK);
+    CU_ASSERT_EQUAL(atomic_load(&n.nested_ok), NESTED);
+    CU_ASSERT_EQUAL(atomic_load(&n.self_busy), 1);
+    CU_ASSERT_EQUAL(atomic_load(&n.calls), 1 + NESTED);
+    CU_ASSERT(cached(c, "outer", "v"));
+    for (int i = 0; i < NESTED; i++) {
+        snprintf(key, sizeof(key), "inner%d", i);
+        all = all && cached(c, key, "x");
+    }
+    CU_ASSERT(all);
+    corral_destroy(c);
+    alarm(0);
+}
+
+/* A subscriber that answers each event (an overwrite) of "trigger<i>"
+ * with a put of "echo<i>" and a remove of "gone<i>". */
+static void
+echo_events(const corral_event_t *ev, void *ud)
+{
+    struct nesting *n = ud;
+    char key[32];
+    int i;
+
+    if (ev->type != CORRAL_EVENT_OVERWRITE || ev->len < 8 ||
+        memcmp(ev->name, "trigger", 7) != 0) {
+        return;
+    }
+    i = atoi((const char *)ev->name + 7);
+    snprintf(key, sizeof(key), "echo%d", i);
+    if (corral_put(n->c, key, strlen(key), "e", 1, 0, 0, NULL) !=
+        CORRAL_OK) {
+        return;
+    }
+    snprintf(key, sizeof(key), "gone%d", i);
+    if (corral_remove(n->c, key, strlen(key), NULL) == CORRAL_OK) {
+        atomic_fetch_add(&n->echoes_ok, 1);
+    }
+}
+
+static int
+accept_all(const corral_write_t *w, size_t count, int *results, void *ud)
+{
+    (void)w;
+    (void)ud;
+    memset(results, 0, count * sizeof(*results));
+    return 0;
+}
+
+static void
+subscriber_writes(bool behind)
+{
+    static struct nesting n;
+    corral_t *c = mk();
+    corral_sub_t *sub = NULL;
+    char key[32];
+    bool all = true;
+
+    alarm(120);
+    memset(&n, 0, sizeof(n));
+    n.c = c;
+    if (behind) {
+        CU_ASSERT(corral_use_write_behind(c, accept_all, NULL, NULL) ==
+                  CORRAL_OK);
+    } else {
+        CU_ASSERT(corral_use_write_through(c, nesting_writer, &n) ==
+                  CORRAL_OK);
+    }
+    CU_ASSERT(corral_subscribe(c, echo_events, &n, 0, &sub) == CORRAL_OK);
+    for (int i = 0; i < NESTED; i++) {
+        snprintf(key, sizeof(key), "gone%d", i);
+        CU_ASSERT(corral_set(c, key, strlen(key), "g", 1, 0, 0) ==
+                  CORRAL_OK);
+        snprintf(key, sizeof(key), "trigger%d", i);
+        CU_ASSERT(corral_set(c, key, strlen(key), "t", 1, 0, 0) ==
+                  CORRAL_OK);
+        /* the overwrite is the event */
+        CU_ASSERT(corral_put(c, key, strlen(key), "u", 1, 0, 0, NULL) ==
+                  CORRAL_OK);
+    }
+    CU_ASSERT_EQUAL(atomic_load(&n.echoes_ok), NESTED);
+    for (int i = 0; i < NESTED; i++) {
+        snprintf(key, sizeof(key), "echo%d", i);
+        all = all && cached(c, key, "e");
+        snprintf(key, sizeof(key), "gone%d", i);
+        all = all && cached(c, key, NULL);
+    }
+    CU_ASSERT(all);
+    corral_unsubscribe(c, sub);
+    corral_destroy(c);
+    alarm(0);
+}
+
+static void
+test_subscriber_writes_through(void)
+{
+    subscriber_writes(false);
+}
+
+static void
+test_subscriber_writes_behind(void)
+{
+    subscriber_writes(true);
+}
+
+/* A value the cache would refuse never reaches the backend, and the
+ * cached value stays. */
+static void
+test_put_too_large(void)
+{
+    static struct backend b;
+    static struct counted s;
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    size_t big = 4096;
+    char *v = calloc(1, big);
+
+    corral_config_init(&cfg);
+    cfg.max_item_size = 2048;
+    CU_ASSERT_FATAL(v != NULL);
+    for (int behind = 0; behind < 2; behind++) {
+        CU_ASSERT_FATAL(corral_create(&cfg, &c) == CORRAL_OK);
+        memset(&b, 0, sizeof(b));
+        pthread_mutex_init(&b.lock, NULL);
+        b.c = c;
+        memset(&s, 0, sizeof(s));
+        pthread_mutex_init(&s.lock, NULL);
+        if (behind) {
+            CU_ASSERT(corral_use_write_behind(c, counted_batch, &s, NULL) ==
+                      CORRAL_OK);
+        } else {
+            CU_ASSERT(corral_use_write_through(c, through, &b) == CORRAL_OK);
+        }
+        CU_ASSERT(corral_put(c, "k", 1, "old", 3, 0, 0, NULL) == CORRAL_OK);
+        CU_ASSERT(corral_put(c, "k", 1, v, big, 0, 0, NULL) ==
+                  CORRAL_ETOOBIG);
+        CU_ASSERT(cached(c, "k", "old"));
+        CU_ASSERT(corral_write_flush(c, -1, NULL) == CORRAL_OK);
+        CU_ASSERT_EQUAL(behind ? s.written : b.calls, 1);
+        corral_destroy(c);
+    }
+    free(v);
+}
+
 static const struct cu_test writer_tests[] = {
     CU_TEST(test_write_through),
     CU_TEST(test_write_behind_flaky),
     CU_TEST(test_write_behind_full_and_flush),
     CU_TEST(test_register_errors),
+    CU_TEST(test_writer_writes),
+    CU_TEST(test_subscriber_writes_through),
+    CU_TEST(test_subscriber_writes_behind),
+    CU_TEST(test_put_too_large),
     CU_END,
 };
 
