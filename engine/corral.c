@@ -25,6 +25,7 @@
 #define MIN_MAX_MEMORY MIB
 #define MIN_MAX_ITEM_SIZE 1024u
 #define MAX_SHARDS 1024u
+#define MAX_EVENT_RING ((size_t)1 << 20)
 #define AUTO_MAX_SHARDS 256u
 #define DEFAULT_EVENT_RING 4096u
 
@@ -111,6 +112,7 @@ config_resolve(const corral_config_t *in, corral_config_t *out)
         out->max_item_size > out->max_memory / 2 ||
         out->max_item_size > ITEM_VALUE_MAX ||
         out->policy != CORRAL_POLICY_S3FIFO || out->event_ring < 16 ||
+        out->event_ring > MAX_EVENT_RING ||
         out->refresh_threads > 64 || out->breaker_open_ms < 0 ||
         out->backoff_min_ms < 1 || out->backoff_max_ms < out->backoff_min_ms) {
         return CORRAL_EINVAL;

@@ -62,10 +62,21 @@ shard_recount(struct shard *s)
     shard_sync_meta(s);
 }
 
+/* Slots to start a shard's table with: room for its share of max_items
+ * (without growing), but no more than an eighth of its memory budget, so
+ * that a max_items far beyond what the memory holds does not fill the
+ * budget with an empty table; past that the table grows with its count. */
+static size_t
+presized_slots(size_t item_budget, size_t budget)
+{
+    size_t want = item_budget ? item_budget * 5 / 4 + 1 : 0;
+    size_t most = budget / 8 / sizeof(uint64_t);
+    return want < most ? want : most;
+}
+
 bool
 shard_init(struct corral *c, struct shard *s, unsigned index)
 {
-
     memset(s, 0, sizeof(*s));
     s->index = index;
     s->cache = c;
@@ -78,8 +89,8 @@ shard_init(struct corral *c, struct shard *s, unsigned index)
     rw_init(&s->lock);
     atomic_init(&s->early, NULL);
     if (!table_init(&s->table, &c->mem,
-                    s->item_budget ? s->item_budget * 5 / 4 + 1 : 0,
-                    c->shard_bits, c->seed)) {
+                    presized_slots(s->item_budget, s->budget), c->shard_bits,
+                    c->seed)) {
         return false;
     }
     policy_init(&s->policy, c->shard_bits, s->budget, s->item_budget);

@@ -149,7 +149,10 @@ typedef struct corral_config {
                             * Split exactly between the shards, so with
                             * several shards a cache may evict before it
                             * holds max_items (its keys do not spread
-                            * perfectly); at least one item per shard */
+                            * perfectly); at least one item per shard.
+                            * The hash tables start with room for it, up
+                            * to an eighth of max_memory, and grow past
+                            * that as items come */
     size_t max_item_size;  /* largest item (key + value + metadata), bytes.
                             * Default 1 MiB; 1 KiB .. max_memory / 2, at
                             * most 1 GiB (as memcached's -I). */
@@ -165,21 +168,25 @@ typedef struct corral_config {
     void *log_ud;
     size_t event_ring;        /* invalidation events held for subscribers
                                * that fall behind or replay (see
-                               * corral_subscribe); default 4096, about
-                               * 280 bytes each, allocated on the first
-                               * subscription */
+                               * corral_subscribe); default 4096, 16 ..
+                               * 1048576, about 330 bytes each, allocated
+                               * on the first subscription (and as many
+                               * again on the first
+                               * corral_subscribe_evictions) */
     unsigned refresh_threads; /* threads for background refreshes
                                * (CORRAL_FETCH_BACKGROUND), started on
-                               * first use; default 2 */
+                               * first use; default 2, at most 64 */
     unsigned breaker_failures;/* consecutive loader failures (any key)
                                * that open the circuit breaker; 0 turns it
                                * off; default 20 */
     int64_t breaker_open_ms;  /* how long it stays open before letting one
-                               * trial load through; default 1000 */
+                               * trial load through; default 1000, at
+                               * least 0 */
     int64_t backoff_min_ms;   /* first retry delay of a failing key's
                                * loader; doubles per failure, with jitter;
-                               * default 100 */
-    int64_t backoff_max_ms;   /* cap of that delay; default 10000 */
+                               * default 100, at least 1 */
+    int64_t backoff_max_ms;   /* cap of that delay; default 10000, at
+                               * least backoff_min_ms */
 } corral_config_t;
 
 /*

@@ -234,6 +234,10 @@ static const struct bad_config bad_configs[] = {
     {"size without max_memory", 2, 0, 0, 0, 0, 0},
     {"event ring of 15", 0, 0, 0, 0, 0, 15},
     {"event ring of 1", 0, 0, 0, 0, 0, 1},
+    {"event ring above 2^20", 0, 0, 0, 0, 0, ((size_t)1 << 20) + 1},
+    /* its allocation's size would wrap: 16 slots for it, then overrun */
+    {"event ring of 2^61 + 16", 0, 0, 0, 0, 0, ((size_t)1 << 61) + 16},
+    {"event ring of SIZE_MAX", 0, 0, 0, 0, 0, SIZE_MAX},
 };
 
 static void
@@ -804,6 +808,32 @@ test_max_items_exact(void)
         CU_ASSERT_EQUAL(corral_set(c, key, n, "v", 1, 0, 0), CORRAL_OK);
         CU_ASSERT(stats_of(c).curr_items <= 10);
     }
+    corral_destroy(c);
+}
+
+/* A max_items far beyond what max_memory holds: the hash tables are
+ * presized for it only up to an eighth of the memory, so the cache still
+ * stores (it used to start with 190 MiB of table against 16 MiB). */
+static void
+test_max_items_beyond_memory(void)
+{
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    char key[16];
+    int stored = 0;
+
+    corral_config_init(&cfg);
+    cfg.max_memory = 16 * MIB;
+    cfg.max_items = 20000000;
+    c = new_cache_cfg(&cfg);
+    CU_ASSERT(stats_of(c).hash_bytes <= cfg.max_memory / 8);
+    for (int i = 0; i < 50000; i++) {
+        size_t n = (size_t)snprintf(key, sizeof(key), "x%d", i);
+        stored += corral_set(c, key, n, "v", 1, 0, 0) == CORRAL_OK;
+    }
+    CU_ASSERT_EQUAL(stored, 50000);
+    CU_ASSERT_EQUAL(stats_of(c).curr_items, 50000);
+    CU_ASSERT(stats_of(c).mem_used <= cfg.max_memory);
     corral_destroy(c);
 }
 
@@ -2921,6 +2951,7 @@ static const struct cu_test retrieval_tests[] = {
     CU_TEST(test_result_details),
     CU_TEST(test_get_early),
     CU_TEST(test_max_items_exact),
+    CU_TEST(test_max_items_beyond_memory),
     CU_TEST(test_gat),
     CU_TEST(test_get_ex_plain),
     CU_TEST(test_get_ex_nobump),
