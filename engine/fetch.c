@@ -68,6 +68,7 @@ struct leader {
     struct keyrec *kr;
     struct attempt *at;
     bool trial;                  /* the breaker's half-open trial */
+    bool queued;                 /* handed to a refresh job */
     corral_loader_fn loader;
     void *ud;
     struct fopts o;
@@ -773,6 +774,9 @@ refresh_main(void *arg)
         pthread_mutex_unlock(&p->lock);
         lead(&j->l);
         attempt_unref(j->l.at);
+        if (j->l.o.options & CORRAL_FETCH_RELEASE) {
+            j->l.loader(NULL, NULL, 0, j->l.ud);
+        }
         free(j);
         pthread_mutex_lock(&p->lock);
     }
@@ -969,6 +973,7 @@ refresh(struct leader *L, corral_item_t *cur, enum freshness why,
     }
     COUNT_ID(s, why == EARLY ? ST_early_refreshes : ST_refreshes);
     if ((L->o.options & CORRAL_FETCH_BACKGROUND) && refresh_submit(c, L)) {
+        L->queued = true; /* the job may have run already: ud is its own */
         *out_item = cur;
         return CORRAL_OK;
     }
@@ -1051,53 +1056,36 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
     return st;
 }
 
-CORRAL_API corral_status_t
-corral_fetch(corral_t *c, const void *key, size_t nkey,
-             corral_loader_fn loader, void *ud,
-             const corral_fetch_opts_t *opts, corral_item_t **out_item,
-             int *out_error)
+/* corral_fetch of a valid key. */
+static corral_status_t
+fetch_key(struct leader *L, corral_item_t **out_item, int *out_error)
 {
-    struct leader L;
+    struct corral *c = L->c;
     uint64_t now_ns;
     uint32_t now;
     item_t *it;
 
-    assert(c != NULL && out_item != NULL);
-    *out_item = NULL;
-    if (out_error != NULL) {
-        *out_error = 0;
-    }
-    if (key == NULL || nkey == 0 || nkey > CORRAL_KEY_MAX || loader == NULL) {
-        return CORRAL_EINVAL;
-    }
-    memset(&L, 0, sizeof(L));
-    L.c = c;
-    L.h = hash_key(c->seed, key, nkey);
-    L.s = cache_shard(c, L.h);
-    L.key = key;
-    L.nkey = nkey;
-    L.loader = loader;
-    L.ud = ud;
-    resolve(&L.o, opts);
+    L->h = hash_key(c->seed, L->key, L->nkey);
+    L->s = cache_shard(c, L->h);
     now_ns = cache_now_ns(c);
     now = (uint32_t)(now_ns / 1000000000u);
-    COUNT(L.s, fetches);
+    COUNT(L->s, fetches);
 
-    shard_rdlock(L.s);
-    it = table_find(&L.s->table, L.h, key, nkey);
+    shard_rdlock(L->s);
+    it = table_find(&L->s->table, L->h, L->key, L->nkey);
     if (it != NULL) {
-        enum item_state st = item_state(c, L.s, it, now);
+        enum item_state st = item_state(c, L->s, it, now);
         if (st == ITEM_NEGATIVE) {
-            shard_unlock(L.s);
-            COUNT(L.s, negative_hits);
+            shard_unlock(L->s);
+            COUNT(L->s, negative_hits);
             return CORRAL_ENOTFOUND;
         }
         if (st == ITEM_LIVE) {
-            enum freshness f = freshness(it, &L.o, now_ns);
+            enum freshness f = freshness(it, &L->o, now_ns);
             corral_item_t *cur;
             item_touch_access(it, now);
             cur = pin_for_caller(c, it);
-            shard_unlock(L.s);
+            shard_unlock(L->s);
             if (cur == NULL) {
                 return CORRAL_ENOMEM;
             }
@@ -1105,9 +1093,42 @@ corral_fetch(corral_t *c, const void *key, size_t nkey,
                 *out_item = cur;
                 return CORRAL_OK;
             }
-            return refresh(&L, cur, f, out_item);
+            return refresh(L, cur, f, out_item);
         }
     }
-    shard_unlock(L.s);
-    return load_missing(&L, now, out_item, out_error);
+    shard_unlock(L->s);
+    return load_missing(L, now, out_item, out_error);
+}
+
+CORRAL_API corral_status_t
+corral_fetch(corral_t *c, const void *key, size_t nkey,
+             corral_loader_fn loader, void *ud,
+             const corral_fetch_opts_t *opts, corral_item_t **out_item,
+             int *out_error)
+{
+    struct leader L;
+    corral_status_t st;
+
+    assert(c != NULL && out_item != NULL);
+    *out_item = NULL;
+    if (out_error != NULL) {
+        *out_error = 0;
+    }
+    if (loader == NULL) {
+        return CORRAL_EINVAL;
+    }
+    memset(&L, 0, sizeof(L));
+    L.c = c;
+    L.key = key;
+    L.nkey = nkey;
+    L.loader = loader;
+    L.ud = ud;
+    resolve(&L.o, opts);
+    st = key == NULL || nkey == 0 || nkey > CORRAL_KEY_MAX
+             ? CORRAL_EINVAL
+             : fetch_key(&L, out_item, out_error);
+    if ((L.o.options & CORRAL_FETCH_RELEASE) && !L.queued) {
+        loader(NULL, NULL, 0, ud);
+    }
+    return st;
 }

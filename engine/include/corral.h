@@ -855,7 +855,9 @@ typedef struct corral_load corral_load_t;
  * which every caller waiting for this load receives (CORRAL_ELOAD with
  * *out_error set).  It runs with no engine lock held, on a fetching thread
  * or, for background refreshes, on one of the cache's refresh threads; it
- * may use the cache, except to fetch the very key it is loading.
+ * may use the cache, except to fetch the very key it is loading.  With
+ * CORRAL_FETCH_RELEASE it is also called once with load and key NULL, to
+ * release ud (its return value is then ignored).
  */
 typedef int (*corral_loader_fn)(corral_load_t *load, const void *key,
                                 size_t nkey, void *ud);
@@ -898,6 +900,13 @@ CORRAL_API void corral_load_absent(corral_load_t *load, int64_t ttl);
                                       * caller always gets the current
                                       * value at once */
 #define CORRAL_FETCH_NO_EARLY 0x2u   /* no probabilistic early refresh */
+#define CORRAL_FETCH_RELEASE 0x4u    /* the cache calls loader(NULL, NULL,
+                                      * 0, ud) exactly once when it no
+                                      * longer needs ud: before
+                                      * corral_fetch() returns, or after
+                                      * the background refresh it queued
+                                      * has run; so ud may be allocated
+                                      * per call, and freed there */
 
 typedef struct corral_fetch_opts {
     unsigned options;       /* CORRAL_FETCH_* */

@@ -232,7 +232,9 @@ CORRAL_NEAR_API void corral_near_fleet_opts_init(
  * @fleet: may be NULL (defaults); read during the call.
  * @opts: the local corral_fetch() options, may be NULL.  Their ttl is the
  *       local copy's lifetime (a value read from the server lives locally
- *       no longer than its remaining TTL there).
+ *       no longer than its remaining TTL there).  CORRAL_FETCH_BACKGROUND
+ *       and CORRAL_FETCH_RELEASE are ignored: a refresh runs in the
+ *       calling thread.
  * @out_item (OUT): on CORRAL_OK the pinned value (release it with
  *       corral_item_release()); NULL otherwise.
  * @out_error (OUT, may be NULL): the backend's code on CORRAL_ELOAD.

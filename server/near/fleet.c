@@ -589,6 +589,7 @@ corral_near_fetch_fleet(corral_near_t *n, const void *key, size_t nkey,
                         corral_item_t **out_item, int *out_error)
 {
     struct fleet_load L;
+    corral_fetch_opts_t o;
     corral_status_t st;
     int err = 0;
 
@@ -632,6 +633,13 @@ corral_near_fetch_fleet(corral_near_t *n, const void *key, size_t nkey,
     if (!corral_near_synced(n)) {
         /* as corral_near_fetch(): the local copy may be stale */
         corral_delete(n->cache, key, nkey);
+    }
+    /* L lives on this stack: a refresh runs here, not on the refresh
+     * threads, and there is nothing of the caller's to release */
+    if (opts != NULL) {
+        o = *opts;
+        o.options &= ~(unsigned)(CORRAL_FETCH_BACKGROUND | CORRAL_FETCH_RELEASE);
+        opts = &o;
     }
     st = corral_fetch(n->cache, key, nkey, fleet_loader, &L, opts, out_item,
                       &err);

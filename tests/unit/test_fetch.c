@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -694,6 +695,137 @@ test_background_refresh(void)
     corral_destroy(c);
 }
 
+/* A per-call ud for CORRAL_FETCH_RELEASE: malloc'd by the caller, freed
+ * by the loader's release call; the counters show each is released once,
+ * never used after, and released only after its own load. */
+static _Atomic int owned_live, owned_released, owned_loads, owned_misuse;
+
+struct owned {
+    const char *value;
+    bool loaded;
+    bool released;
+};
+
+static int
+owned_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
+{
+    struct owned *o = ud;
+    (void)key;
+    (void)nkey;
+    if (o->released) {
+        atomic_fetch_add(&owned_misuse, 1);
+        return -1;
+    }
+    if (ld == NULL) { /* the release */
+        if (key != NULL || nkey != 0) {
+            atomic_fetch_add(&owned_misuse, 1);
+        }
+        o->released = true;
+        atomic_fetch_add(&owned_released, 1);
+        atomic_fetch_sub(&owned_live, 1);
+        free(o);
+        return 0;
+    }
+    o->loaded = true;
+    atomic_fetch_add(&owned_loads, 1);
+    return corral_load_set(ld, o->value, strlen(o->value), 0) == CORRAL_OK
+               ? 0
+               : -1;
+}
+
+static corral_status_t
+owned_fetch(corral_t *c, const char *key, const char *value,
+            const corral_fetch_opts_t *o, corral_item_t **it)
+{
+    struct owned *u = calloc(1, sizeof(*u));
+    CU_ASSERT_FATAL(u != NULL);
+    u->value = value;
+    atomic_fetch_add(&owned_live, 1);
+    return corral_fetch(c, key, key != NULL ? strlen(key) : 0, owned_loader,
+                        u, o, it, NULL);
+}
+
+/* CORRAL_FETCH_RELEASE: the ud is released exactly once on every path: a
+ * miss loaded inline, a fresh hit, a bad key, an inline refresh, and a
+ * background refresh, whose ud is released only after the refresh ran
+ * (on the refresh thread), and refreshes still queued when the cache is
+ * destroyed. */
+static void
+test_fetch_release(void)
+{
+    corral_t *c = mk();
+    corral_fetch_opts_t o = stale_opts(CORRAL_FETCH_RELEASE |
+                                       CORRAL_FETCH_NO_EARLY);
+    corral_item_t *it = NULL;
+    struct timespec t0, t1;
+
+    atomic_store(&owned_live, 0);
+    atomic_store(&owned_released, 0);
+    atomic_store(&owned_loads, 0);
+    atomic_store(&owned_misuse, 0);
+
+    /* a miss, loaded inline, then a fresh hit */
+    CU_ASSERT(owned_fetch(c, "r", "v1", &o, &it) == CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v1"));
+    corral_item_release(it);
+    CU_ASSERT(owned_fetch(c, "r", "v2", &o, &it) == CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v1"));
+    corral_item_release(it);
+    CU_ASSERT_EQUAL(atomic_load(&owned_loads), 1);
+    CU_ASSERT_EQUAL(atomic_load(&owned_released), 2);
+    /* a bad key */
+    CU_ASSERT(owned_fetch(c, NULL, "x", &o, &it) == CORRAL_EINVAL);
+    CU_ASSERT_EQUAL(atomic_load(&owned_released), 3);
+    /* stale: an inline refresh */
+    advance(12);
+    CU_ASSERT(owned_fetch(c, "r", "v3", &o, &it) == CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v3"));
+    corral_item_release(it);
+    CU_ASSERT_EQUAL(atomic_load(&owned_loads), 2);
+    CU_ASSERT_EQUAL(atomic_load(&owned_live), 0);
+
+    /* stale again, 200 background fetches: one refresh is queued (the
+     * others find it running or done, and serve the value they see) */
+    o.options |= CORRAL_FETCH_BACKGROUND;
+    advance(12);
+    for (int i = 0; i < 200; i++) {
+        CU_ASSERT(owned_fetch(c, "r", "v4", &o, &it) == CORRAL_OK);
+        corral_item_release(it);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while (atomic_load(&owned_live) != 0 && t1.tv_sec - t0.tv_sec < 30);
+    CU_ASSERT_EQUAL(atomic_load(&owned_live), 0);
+    CU_ASSERT_EQUAL(atomic_load(&owned_released), 4 + 200);
+    CU_ASSERT_EQUAL(atomic_load(&owned_loads), 3);
+    CU_ASSERT_EQUAL(atomic_load(&owned_misuse), 0);
+    CU_ASSERT(owned_fetch(c, "r", "v5", &o, &it) == CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "v4"));
+    corral_item_release(it);
+
+    /* queued refreshes still run, and release, when the cache goes */
+    advance(12);
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "q%d", i);
+        o.options &= ~CORRAL_FETCH_BACKGROUND;
+        CU_ASSERT(owned_fetch(c, key, "q", &o, &it) == CORRAL_OK);
+        corral_item_release(it);
+    }
+    advance(12);
+    o.options |= CORRAL_FETCH_BACKGROUND;
+    for (int i = 0; i < 50; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "q%d", i);
+        CU_ASSERT(owned_fetch(c, key, "q2", &o, &it) == CORRAL_OK);
+        corral_item_release(it);
+    }
+    corral_destroy(c);
+    CU_ASSERT_EQUAL(atomic_load(&owned_live), 0);
+    CU_ASSERT_EQUAL(atomic_load(&owned_misuse), 0);
+}
+
 /*
  * XFetch: refresh early with probability exp(-gap / (delta * beta)).  A
  * load that took 5 s of clock time, 1 s before expiry: each fetch refreshes
@@ -960,6 +1092,7 @@ static const struct cu_test fresh_tests[] = {
     CU_TEST(test_load_ttl),
     CU_TEST(test_refresh_cas),
     CU_TEST(test_background_refresh),
+    CU_TEST(test_fetch_release),
     CU_TEST(test_early_refresh),
     CU_TEST(test_stale_if_error),
     CU_END,
