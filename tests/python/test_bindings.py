@@ -742,6 +742,55 @@ class TestFetch(CacheTest):
         with self.assertRaises(corral.LoadError):
             c.fetch("bge", lambda: 1 / 0, background=True)
 
+    def test_background_loaders_are_not_kept(self):
+        # A background fetch that hits does not keep its loader (and what
+        # the loader holds) once it returns.
+        c = self.cache
+        c.set("hot", b"v")
+
+        class Payload:
+            pass
+
+        refs = []
+        for _ in range(2000):
+            p = Payload()
+            refs.append(weakref.ref(p))
+            self.assertEqual(c.fetch("hot", lambda p=p: b"x",
+                                     background=True), b"v")
+            del p
+        gc.collect()
+        self.assertEqual(sum(r() is not None for r in refs), 0)
+
+    def test_background_refresh_runs_its_own_callers_loader(self):
+        # Two callers' background fetches of one stale key: the refresh
+        # runs the loader, tags and ttl of the caller that queued it.
+        c = self.cache
+        c.fetch("bk", lambda: b"v0", ttl=1, stale_ttl=60)
+        time.sleep(2.05)
+        ran = []
+        gate = threading.Event()
+
+        def loader_a():
+            ran.append("A")
+            gate.wait(10)
+            return b"from A"
+
+        def loader_b():
+            ran.append("B")
+            return b"from B"
+
+        self.assertEqual(c.fetch("bk", loader_a, ttl=61, stale_ttl=60,
+                                 tags=["a-tag"], background=True), b"v0")
+        self.assertEqual(c.fetch("bk", loader_b, ttl=999, stale_ttl=60,
+                                 tags=["b-tag"], background=True), b"v0")
+        gate.set()
+        self.assertTrue(wait_until(lambda: c.get("bk") == b"from A", 10))
+        self.assertEqual(ran, ["A"])
+        c.invalidate("tag", "b-tag")
+        self.assertEqual(c.get("bk"), b"from A")
+        c.invalidate("tag", "a-tag")
+        self.assertIsNone(c.get("bk"))
+
     def test_error_table_is_bounded(self):
         """Loader exceptions are kept for their window, at most 4096."""
         c = corral.Cache(4 << 20, breaker_failures=0)
@@ -908,6 +957,65 @@ class TestWriters(CacheTest):
         self.assertEqual(seen[-1].op, "delete")
         self.assertIsNone(seen[-1].value)
         self.assertGreater(seen[-1].seq, seen[0].seq)
+
+    def test_writer_puts_other_keys(self):
+        # A write-through writer that puts other keys (some share a lock
+        # stripe with its own: this used to hang) and its own key (Busy).
+        c = self.cache
+        busy = []
+
+        def writer(w):
+            if w.key == b"outer":
+                for i in range(300):
+                    c.put("inner%d" % i, b"x")
+                try:
+                    c.put("outer", b"again")
+                except corral.Busy as e:
+                    busy.append(e)
+
+        c.use_write_through(writer)
+        c.put("outer", b"v")
+        self.assertEqual(len(busy), 1)
+        self.assertEqual(c.get("outer"), b"v")
+        self.assertEqual(c.get_many(["inner%d" % i for i in range(300)]),
+                         {"inner%d" % i: b"x" for i in range(300)})
+
+    def test_subscriber_puts_and_removes(self):
+        # An event callback that puts and removes through the writer (this
+        # used to hang when its key shared the put's lock stripe).
+        c = self.cache
+        c.use_write_behind(lambda batch: None)
+        echoed = []
+
+        def on_event(ev):
+            if ev.type == "overwrite" and ev.name.startswith(b"trig"):
+                n = ev.name[4:]
+                c.put(b"echo" + n, b"e")
+                c.remove(b"gone" + n)
+                echoed.append(n)
+
+        c.subscribe(on_event)
+        for i in range(300):
+            c.set("gone%d" % i, b"g")
+            c.set("trig%d" % i, b"t")
+            c.put("trig%d" % i, b"u")
+        self.assertEqual(len(echoed), 300)
+        for i in range(300):
+            self.assertEqual(c.get("echo%d" % i), b"e")
+            self.assertIsNone(c.get("gone%d" % i))
+
+    def test_put_too_large_reaches_no_backend(self):
+        c = corral.Cache(4 << 20, max_item_size=64 << 10)
+        try:
+            backend = []
+            c.use_write_through(lambda w: backend.append(w.key))
+            c.put("k", b"old")
+            with self.assertRaises(corral.TooLarge):
+                c.put("k", b"x" * (100 << 10))
+            self.assertEqual(backend, [b"k"])
+            self.assertEqual(c.get("k"), b"old")
+        finally:
+            c.close()
 
     def test_write_through_threads(self):
         c = self.cache
@@ -1246,6 +1354,77 @@ class TestEvents(CacheTest):
 
 
 class TestLifetime(unittest.TestCase):
+    def test_no_init_after_close(self):
+        c = corral.Cache(4 << 20)
+        c.close()
+        with self.assertRaises(corral.Error):
+            corral.Cache.__init__(c, 4 << 20)
+        self.assertTrue(c.closed)
+        with self.assertRaises(corral.Closed):
+            c.fetch("k", lambda: b"v", background=True)
+
+    def test_second_close_waits_for_the_first(self):
+        # close() from two threads: neither returns before the write-behind
+        # writes are flushed.
+        c = corral.Cache(4 << 20)
+        written = []
+
+        def slow_writer(batch):
+            time.sleep(0.3)
+            written.extend(w.key for w in batch)
+
+        c.use_write_behind(slow_writer)
+        c.put("k", b"v")
+        t = threading.Thread(target=c.close)
+        t.start()
+        self.assertTrue(wait_until(lambda: c.closed, 10))
+        c.close()
+        self.assertEqual(written, [b"k"])
+        t.join(10)
+
+    def test_many_methods_copy_their_argument(self):
+        # get_many/set_many release the GIL for 64+ keys or large values;
+        # another thread changing the caller's list meanwhile must not
+        # crash them.
+        c = corral.Cache(16 << 20)
+        keys = ["k%d" % i for i in range(200)]
+        pairs = [("p%d" % i, b"v" * (40 << 10)) for i in range(40)]
+        stop = threading.Event()
+
+        def mutate():
+            while not stop.is_set():
+                keys.append("x")
+                keys.pop()
+                del keys[100:]
+                keys.extend("k%d" % i for i in range(100, 200))
+                pairs.pop()
+                pairs.append(("p39", b"v" * (40 << 10)))
+
+        t = threading.Thread(target=mutate)
+        t.start()
+        try:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                c.get_many(keys)
+                c.set_many(pairs)
+        finally:
+            stop.set()
+            t.join(10)
+        self.assertEqual(c.get("p0"), b"v" * (40 << 10))
+        c.close()
+
+    def test_config_ints_out_of_range(self):
+        for kw in ({"max_memory": -1}, {"max_memory": 2 ** 64 + (8 << 20)},
+                   {"shards": 2 ** 32 + 4}, {"shards": -1},
+                   {"max_items": -1}, {"breaker_failures": -1},
+                   {"event_ring": 2 ** 64}):
+            with self.assertRaises(ValueError, msg=repr(kw)):
+                corral.Cache(**kw)
+        with self.assertRaises(corral.InvalidArgument):
+            corral.Cache(event_ring=2 ** 61 + 16)
+        with self.assertRaises(ValueError):
+            corral.Cache(4 << 20).set("k", b"v", flags=-1)
+
     def test_closed(self):
         c = corral.Cache(4 << 20)
         with c:

@@ -39,9 +39,10 @@
  * to its own caller through a thread-local variable.
  *
  * Background refreshes run after fetch() returned, so their loader cannot
- * live on the caller's stack: fetch(background=True) records the loader
- * under the key in the cache's `bg` table, and the trampoline takes it
- * from there.
+ * live on the caller's stack: fetch(background=True) gives the engine a
+ * heap copy of the fetch's context (loader, tags, ttl...) holding its own
+ * references, with CORRAL_FETCH_RELEASE, and the engine's release call
+ * frees it once no refresh will use it.
  *
  * Lifetime.  Every method counts itself in `active` while it uses the
  * engine.  close() makes new calls fail, waits until `active` is zero,
@@ -58,6 +59,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -73,15 +75,11 @@
 
 /* Loader codes of our own (exception codes are positive). */
 #define CODE_LOST (-1)       /* the exception could not be recorded */
-#define CODE_NO_LOADER (-2)  /* a background refresh found no loader */
 #define CODE_FINALIZING (-3) /* the interpreter is shutting down */
 
 /* The error table: pruned when it doubles, never above ERRORS_MAX. */
 #define ERRORS_MIN_PRUNE 64
 #define ERRORS_MAX 4096
-/* Background loaders wait this long for their refresh at most. */
-#define BG_KEEP_MS 60000
-#define BG_MIN_PRUNE 1024
 
 /* ---------------------------------------------------------------------- */
 /* Module state                                                           */
@@ -308,16 +306,30 @@ arg_u64(PyObject *o, const char *name, uint64_t dflt, uint64_t *out)
     return 0;
 }
 
+/* An int in 0..max (or None: dflt); out of range is a ValueError. */
+static int
+arg_upto(PyObject *o, const char *name, uint64_t dflt, uint64_t max,
+         uint64_t *out)
+{
+    if (arg_u64(o, name, dflt, out) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return -1; /* not an int */
+        }
+        PyErr_Clear();
+    } else if (*out <= max) {
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "%s must be in 0..%llu", name,
+                 (unsigned long long)max);
+    return -1;
+}
+
 static int
 arg_flags(PyObject *o, uint32_t dflt, uint32_t *out)
 {
     uint64_t v;
 
-    if (arg_u64(o, "flags", dflt, &v) < 0) {
-        return -1;
-    }
-    if (v > UINT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "flags must be in 0..2**32-1");
+    if (arg_upto(o, "flags", dflt, UINT32_MAX, &v) < 0) {
         return -1;
     }
     *out = (uint32_t)v;
@@ -773,6 +785,25 @@ static PyTypeObject ValueType = {
     .tp_getset = Value_getset,
 };
 
+/* A tuple of what iterable o yields, or NULL with a TypeError saying msg
+ * when o is not iterable.  A copy, unlike PySequence_Fast's list: the
+ * caller releases the GIL while using it, and another thread may change
+ * the caller's list meanwhile. */
+static PyObject *
+snapshot(PyObject *o, const char *msg)
+{
+    PyObject *it = PyObject_GetIter(o), *t;
+    if (it == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_SetString(PyExc_TypeError, msg);
+        }
+        return NULL;
+    }
+    t = PySequence_Tuple(it);
+    Py_DECREF(it);
+    return t;
+}
+
 /* ---------------------------------------------------------------------- */
 /* The Cache object                                                       */
 
@@ -791,6 +822,8 @@ static PyTypeObject SubType;
 struct cache_object {
     PyObject ob_base;
     corral_t *cache;  /* NULL before init and once closed */
+    bool closing;     /* a close has begun and not finished */
+    bool closed;      /* closed: it cannot be initialised again */
     unsigned active;  /* method calls using the engine now */
     PyObject *subs;   /* list of active Subscriptions */
     PyObject *writer; /* the Python writer, or NULL */
@@ -799,8 +832,6 @@ struct cache_object {
     PyObject *errors;        /* int code -> (exception, deadline ms) */
     Py_ssize_t errors_prune; /* prune when the table reaches this */
     int next_code;
-    PyObject *bg; /* key bytes -> background loader tuple */
-    Py_ssize_t bg_prune;
     int64_t backoff_max_ms;
     size_t max_item_size;
     NearObject *nears; /* open near caches bound to it (borrowed) */
@@ -1023,11 +1054,6 @@ raise_load_error(CacheObject *self, PyObject *key, int code)
     }
     if (exc != NULL) {
         msg = PyUnicode_FromFormat("loading %R failed: %R", key, exc);
-    } else if (code == CODE_NO_LOADER) {
-        msg = PyUnicode_FromFormat(
-            "loading %R failed: no loader was recorded for its background "
-            "refresh",
-            key);
     } else if (code == CODE_FINALIZING) {
         msg = PyUnicode_FromFormat(
             "loading %R failed: the interpreter is shutting down", key);
@@ -1200,89 +1226,55 @@ loader_inline(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     return rc;
 }
 
-/* The trampoline of background fetches: the loader is in self->bg. */
+/* A background fetch's context, on the heap: the engine may run its
+ * refresh after fetch() returned.  Holds references to the loader and the
+ * tags; freed by the engine's release call (CORRAL_FETCH_RELEASE). */
+struct bgctx {
+    struct lctx x;
+};
+
+static struct bgctx *
+bg_new(const struct lctx *x)
+{
+    struct bgctx *b = PyMem_RawMalloc(sizeof(*b));
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    b->x = *x;
+    Py_INCREF(b->x.loader);
+    Py_XINCREF(b->x.tags);
+    return b;
+}
+
+/* The trampoline of background fetches: the loader is in a bgctx. */
 static int
 loader_background(corral_load_t *ld, const void *key, size_t nkey, void *ud)
 {
-    CacheObject *self = ud;
+    struct bgctx *b = ud;
     PyGILState_STATE g;
-    PyObject *k, *e;
-    struct lctx x;
-    int rc = CODE_NO_LOADER;
-    long long keep, absent_ttl, ttl, stale;
-    unsigned long long deadline;
-    unsigned long flags;
+    int rc = 0;
 
+    (void)key;
+    (void)nkey;
     if (py_finalizing()) {
+        /* no Python now: the references are left to the exiting process */
+        if (ld == NULL) {
+            PyMem_RawFree(b);
+        }
         return CODE_FINALIZING;
     }
     g = PyGILState_Ensure();
-    callback_depth++;
-    k = PyBytes_FromStringAndSize(key, (Py_ssize_t)nkey);
-    e = k != NULL && self->bg != NULL ? PyDict_GetItemWithError(self->bg, k)
-                                      : NULL;
-    if (e != NULL) {
-        Py_INCREF(e);
-        PyDict_DelItem(self->bg, k);
-        memset(&x, 0, sizeof(x));
-        x.self = self;
-        if (PyArg_ParseTuple(e, "OOkLLLLK", &x.loader, &x.tags, &flags, &ttl,
-                             &stale, &absent_ttl, &keep, &deadline)) {
-            x.tags = x.tags == Py_None ? NULL : x.tags;
-            x.flags = (uint32_t)flags;
-            x.ttl = ttl;
-            x.stale_ttl = stale;
-            x.absent_ttl = absent_ttl;
-            x.keep_ms = keep;
-            rc = run_loader(&x, ld);
-        }
-        Py_DECREF(e);
+    if (ld == NULL) {
+        Py_DECREF(b->x.loader);
+        Py_XDECREF(b->x.tags);
+        PyMem_RawFree(b);
+    } else {
+        callback_depth++;
+        rc = run_loader(&b->x, ld);
+        callback_depth--;
     }
-    PyErr_Clear();
-    Py_XDECREF(k);
-    callback_depth--;
     PyGILState_Release(g);
-    return rc;
-}
-
-/* Record the loader of a background fetch under its key. */
-static int
-bg_put(CacheObject *self, const struct key *k, struct lctx *x)
-{
-    uint64_t now = mono_ms();
-    PyObject *key, *entry;
-    int rc;
-
-    key = PyBytes_FromStringAndSize(k->p, k->n);
-    if (key == NULL) {
-        return -1;
-    }
-    entry = Py_BuildValue("(OOkLLLLK)", x->loader, x->tags ? x->tags : Py_None,
-                          (unsigned long)x->flags, (long long)x->ttl,
-                          (long long)x->stale_ttl, (long long)x->absent_ttl,
-                          (long long)x->keep_ms,
-                          (unsigned long long)(now + BG_KEEP_MS));
-    rc = entry != NULL ? PyDict_SetItem(self->bg, key, entry) : -1;
-    Py_XDECREF(entry);
-    Py_DECREF(key);
-    if (rc == 0 && PyDict_GET_SIZE(self->bg) >= self->bg_prune) {
-        PyObject *kk, *v, *drop = PyList_New(0);
-        Py_ssize_t pos = 0, size;
-        while (drop != NULL && PyDict_Next(self->bg, &pos, &kk, &v)) {
-            uint64_t deadline =
-                PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(v, 7));
-            if (deadline <= now && PyList_Append(drop, kk) < 0) {
-                break;
-            }
-        }
-        for (Py_ssize_t i = 0; drop != NULL && i < PyList_GET_SIZE(drop); i++) {
-            PyDict_DelItem(self->bg, PyList_GET_ITEM(drop, i));
-        }
-        Py_XDECREF(drop);
-        PyErr_Clear();
-        size = PyDict_GET_SIZE(self->bg);
-        self->bg_prune = size * 2 > BG_MIN_PRUNE ? size * 2 : BG_MIN_PRUNE;
-    }
     return rc;
 }
 
@@ -1384,8 +1376,9 @@ writer_behind(const corral_write_t *writes, size_t n, int *results, void *ud)
         }
         ok = 1;
     } else if (r != NULL) {
-        seq = PySequence_Fast(r, "a write-behind writer must return None "
-                                 "or one result per write");
+        /* a copy: each result's __bool__ may change the writer's list */
+        seq = snapshot(r, "a write-behind writer must return None or one "
+                          "result per write");
         if (seq != NULL && PySequence_Fast_GET_SIZE(seq) != (Py_ssize_t)n) {
             PyErr_Format(PyExc_ValueError,
                          "the write-behind writer returned %zd results for "
@@ -1626,13 +1619,11 @@ Cache_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->subs = PyList_New(0);
     self->errors = PyDict_New();
-    self->bg = PyDict_New();
-    if (self->subs == NULL || self->errors == NULL || self->bg == NULL) {
+    if (self->subs == NULL || self->errors == NULL) {
         Py_DECREF(self);
         return NULL;
     }
     self->errors_prune = ERRORS_MIN_PRUNE;
-    self->bg_prune = BG_MIN_PRUNE;
     self->next_code = 1;
     return (PyObject *)self;
 }
@@ -1653,46 +1644,54 @@ Cache_init(CacheObject *self, PyObject *args, PyObject *kwds)
                              (char *)"backoff_max",
                              NULL};
     corral_config_t cfg;
-    unsigned long long max_memory, max_items, max_item_size, event_ring;
-    unsigned shards, refresh_threads, breaker_failures;
-    PyObject *o_open = NULL, *o_bmin = NULL, *o_bmax = NULL;
+    uint64_t max_memory, max_items, max_item_size, event_ring;
+    uint64_t shards, refresh_threads, breaker_failures;
+    PyObject *o_mem = NULL, *o_shards = NULL, *o_items = NULL;
+    PyObject *o_isize = NULL, *o_ring = NULL, *o_threads = NULL;
+    PyObject *o_fail = NULL, *o_open = NULL, *o_bmin = NULL, *o_bmax = NULL;
     int64_t open_ms, bmin_ms, bmax_ms;
     corral_status_t st;
 
-    if (self->cache != NULL) {
+    if (self->cache != NULL || self->closing) {
         PyErr_SetString(Error, "the cache is already initialised");
         return -1;
     }
-    corral_config_init(&cfg);
-    max_memory = cfg.max_memory;
-    max_items = cfg.max_items;
-    max_item_size = cfg.max_item_size;
-    event_ring = cfg.event_ring;
-    shards = cfg.shards;
-    refresh_threads = cfg.refresh_threads;
-    breaker_failures = cfg.breaker_failures;
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "|K$IKKKIIOOO:Cache", kwlist, &max_memory, &shards,
-            &max_items, &max_item_size, &event_ring, &refresh_threads,
-            &breaker_failures, &o_open, &o_bmin, &o_bmax)) {
+    if (self->closed) {
+        PyErr_SetString(Error, "a closed cache cannot be initialised again");
         return -1;
     }
-    if (arg_ms(o_open, "breaker_open", cfg.breaker_open_ms, &open_ms) < 0 ||
+    corral_config_init(&cfg);
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "|O$OOOOOOOOO:Cache", kwlist, &o_mem, &o_shards,
+            &o_items, &o_isize, &o_ring, &o_threads, &o_fail, &o_open,
+            &o_bmin, &o_bmax)) {
+        return -1;
+    }
+    if (arg_upto(o_mem, "max_memory", cfg.max_memory, SIZE_MAX,
+                 &max_memory) < 0 ||
+        arg_upto(o_shards, "shards", cfg.shards, UINT_MAX, &shards) < 0 ||
+        arg_upto(o_items, "max_items", cfg.max_items, SIZE_MAX,
+                 &max_items) < 0 ||
+        arg_upto(o_isize, "max_item_size", cfg.max_item_size, SIZE_MAX,
+                 &max_item_size) < 0 ||
+        arg_upto(o_ring, "event_ring", cfg.event_ring, SIZE_MAX,
+                 &event_ring) < 0 ||
+        arg_upto(o_threads, "refresh_threads", cfg.refresh_threads, UINT_MAX,
+                 &refresh_threads) < 0 ||
+        arg_upto(o_fail, "breaker_failures", cfg.breaker_failures, UINT_MAX,
+                 &breaker_failures) < 0 ||
+        arg_ms(o_open, "breaker_open", cfg.breaker_open_ms, &open_ms) < 0 ||
         arg_ms(o_bmin, "backoff_min", cfg.backoff_min_ms, &bmin_ms) < 0 ||
         arg_ms(o_bmax, "backoff_max", cfg.backoff_max_ms, &bmax_ms) < 0) {
         return -1;
     }
-    if (event_ring == 0) {
-        PyErr_SetString(PyExc_ValueError, "event_ring must be at least 1");
-        return -1;
-    }
     cfg.max_memory = (size_t)max_memory;
-    cfg.shards = shards;
+    cfg.shards = (unsigned)shards;
     cfg.max_items = (size_t)max_items;
     cfg.max_item_size = (size_t)max_item_size;
     cfg.event_ring = (size_t)event_ring;
-    cfg.refresh_threads = refresh_threads;
-    cfg.breaker_failures = breaker_failures;
+    cfg.refresh_threads = (unsigned)refresh_threads;
+    cfg.breaker_failures = (unsigned)breaker_failures;
     cfg.breaker_open_ms = open_ms;
     cfg.backoff_min_ms = bmin_ms;
     cfg.backoff_max_ms = bmax_ms;
@@ -1700,15 +1699,18 @@ Cache_init(CacheObject *self, PyObject *args, PyObject *kwds)
     if (st == CORRAL_EINVAL) {
         PyErr_Format(InvalidArgument,
                      "invalid cache configuration (max_memory=%llu, "
-                     "max_item_size=%llu, shards=%u, event_ring=%llu, "
-                     "refresh_threads=%u): max_memory must be at least "
+                     "max_item_size=%llu, shards=%llu, event_ring=%llu, "
+                     "refresh_threads=%llu): max_memory must be at least "
                      "1 MiB; max_item_size 1 KiB to max_memory / 2; shards "
                      "a power of two up to 1024 leaving each shard room "
-                     "for two items; event_ring at least 16; "
+                     "for two items; event_ring 16 to 1048576; "
                      "refresh_threads at most 64; backoff_min at least "
                      "0.001 s and at most backoff_max",
-                     max_memory, max_item_size, shards, event_ring,
-                     refresh_threads);
+                     (unsigned long long)max_memory,
+                     (unsigned long long)max_item_size,
+                     (unsigned long long)shards,
+                     (unsigned long long)event_ring,
+                     (unsigned long long)refresh_threads);
         return -1;
     }
     if (st != CORRAL_OK) {
@@ -1724,6 +1726,8 @@ Cache_init(CacheObject *self, PyObject *args, PyObject *kwds)
 static void
 cache_detach(CacheObject *self)
 {
+    self->closed = true;
+    self->closing = false;
     if (self->subs != NULL) {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(self->subs); i++) {
             SubObject *s = (SubObject *)PyList_GET_ITEM(self->subs, i);
@@ -1733,7 +1737,6 @@ cache_detach(CacheObject *self)
         Py_CLEAR(self->subs);
     }
     Py_CLEAR(self->writer);
-    Py_CLEAR(self->bg);
     Py_CLEAR(self->errors);
 }
 
@@ -1764,6 +1767,23 @@ deferred_destroy(void *arg)
     return NULL;
 }
 
+/* A close that another thread began has finished (GIL held; released
+ * while waiting).  Not from a callback of this cache: its close may be
+ * waiting for that callback to return. */
+static void
+wait_closed(CacheObject *self)
+{
+    if (callback_depth > 0) {
+        return;
+    }
+    while (self->closing) {
+        PyThreadState *save = PyEval_SaveThread();
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        PyEval_RestoreThread(save);
+    }
+}
+
 /*
  * Destroy the engine, and first the near caches bound to it.  From a
  * callback thread of any cache (the engine cannot join the thread it runs
@@ -1777,8 +1797,10 @@ cache_close(CacheObject *self, int finalizer)
     corral_t *c = self->cache;
 
     if (c == NULL) {
+        wait_closed(self);
         return 0;
     }
+    self->closing = true;
     if (callback_depth > 0) {
         struct deferred *d;
         size_t n = 0;
@@ -1867,7 +1889,6 @@ Cache_traverse(CacheObject *self, visitproc visit, void *arg)
     Py_VISIT(self->writer);
     Py_VISIT(self->last_write_error);
     Py_VISIT(self->errors);
-    Py_VISIT(self->bg);
     return 0;
 }
 
@@ -1883,7 +1904,6 @@ Cache_clear(CacheObject *self)
     Py_CLEAR(self->writer);
     Py_CLEAR(self->last_write_error);
     Py_CLEAR(self->errors);
-    Py_CLEAR(self->bg);
     return 0;
 }
 
@@ -2136,7 +2156,7 @@ keys_get(PyObject *o, struct keys *ks)
                         "keys must be an iterable of keys, not one key");
         return -1;
     }
-    ks->seq = PySequence_Fast(o, "keys must be an iterable");
+    ks->seq = snapshot(o, "keys must be an iterable");
     if (ks->seq == NULL) {
         return -1;
     }
@@ -2459,8 +2479,8 @@ Cache_set_many(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (items == NULL) {
         return NULL;
     }
-    seq = PySequence_Fast(items, "set_many() needs a mapping or an "
-                                 "iterable of (key, value) pairs");
+    seq = snapshot(items, "set_many() needs a mapping or an "
+                          "iterable of (key, value) pairs");
     Py_DECREF(items);
     if (seq == NULL) {
         return NULL;
@@ -3033,6 +3053,7 @@ fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
     corral_status_t st;
     int64_t wait_ms, error_ms, sie;
     int background, early, err = 0;
+    struct bgctx *bg = NULL;
     double beta = 0;
     corral_t *c = NULL;
     corral_near_t *h = NULL;
@@ -3103,7 +3124,7 @@ fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
     if (c == NULL && h == NULL) {
         goto out;
     }
-    if (background && bg_put(self, &k, &x) < 0) {
+    if (background && (bg = bg_new(&x)) == NULL) {
         if (h != NULL) {
             near_leave(nr);
         } else {
@@ -3111,9 +3132,12 @@ fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
         }
         goto out;
     }
+    if (background) {
+        o.options |= CORRAL_FETCH_RELEASE; /* the engine frees bg */
+    }
     {
         corral_loader_fn fn = background ? loader_background : loader_inline;
-        void *ud = background ? (void *)self : (void *)&x;
+        void *ud = background ? (void *)bg : (void *)&x;
         PyThreadState *save = PyEval_SaveThread();
         st = h != NULL
                  ? corral_near_fetch(h, k.p, (size_t)k.n, fn, ud, &o, &item,
@@ -3502,6 +3526,7 @@ Cache_close(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (self->cache == NULL) {
+        wait_closed(self);
         Py_RETURN_NONE;
     }
     if (callback_depth > 0) {
