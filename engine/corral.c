@@ -231,8 +231,8 @@ corral_destroy(corral_t *c)
     if (c == NULL) {
         return;
     }
+    fetch_stop(c);   /* background refreshes finish (they may put) */
     writer_close(c); /* every acknowledged write reaches the writer */
-    fetch_stop(c);   /* background refreshes finish */
     for (unsigned i = 0; i < c->nshards; i++) {
         shard_deinit(&c->shards[i]);
     }

@@ -787,6 +787,6 @@ writer_close(struct corral *c)
             e = next;
         }
     }
-    writer_free(w);
     atomic_store(&c->writer, NULL);
+    writer_free(w);
 }

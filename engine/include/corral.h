@@ -215,10 +215,15 @@ CORRAL_API corral_status_t corral_create(const corral_config_t *cfg,
 /*
  * corral_destroy - free a cache and every item in it.  NULL is a no-op.
  *
+ * First the background refreshes still queued run (their loaders may use
+ * the cache, corral_put() included), then every write-behind write
+ * queued is written (waiting as long as the writer keeps failing; see
+ * corral_write_flush), then the cache's threads stop.
  * Items still pinned by the caller stay valid until released (after
  * this returns, not while it runs).
- * Not thread-safe: no other call on this cache may run or follow.
- * O(items).
+ * Not thread-safe: no other call on this cache may run or follow, except
+ * from those loaders and writers while it runs.
+ * O(items), plus the waits above.
  */
 CORRAL_API void corral_destroy(corral_t *cache);
 

@@ -826,6 +826,61 @@ test_fetch_release(void)
     CU_ASSERT_EQUAL(atomic_load(&owned_misuse), 0);
 }
 
+/* A background refresh still queued when the cache is destroyed runs
+ * before the writer goes: its loader may put. */
+static atomic_bool destroying;
+static _Atomic int refresh_put_status = -100;
+static _Atomic int puts_written;
+
+static int
+count_writer(const corral_write_t *w, void *ud)
+{
+    (void)w;
+    (void)ud;
+    atomic_fetch_add(&puts_written, 1);
+    return 0;
+}
+
+static int
+putting_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
+{
+    corral_t *c = ud;
+    struct timespec pause = {0, 200 * 1000000};
+    (void)key;
+    (void)nkey;
+    while (!atomic_load(&destroying)) {
+        struct timespec tick = {0, 1000000};
+        nanosleep(&tick, NULL);
+    }
+    nanosleep(&pause, NULL); /* corral_destroy is well under way */
+    atomic_store(&refresh_put_status,
+                 (int)corral_put(c, "other", 5, "p", 1, 0, 0, NULL));
+    return corral_load_set(ld, "new", 3, 0) == CORRAL_OK ? 0 : -1;
+}
+
+static void
+test_refresh_puts_during_destroy(void)
+{
+    corral_t *c = mk();
+    struct fixed f = {0};
+    corral_fetch_opts_t o =
+        stale_opts(CORRAL_FETCH_BACKGROUND | CORRAL_FETCH_NO_EARLY);
+    corral_item_t *it = NULL;
+
+    atomic_store(&destroying, false);
+    atomic_store(&puts_written, 0);
+    CU_ASSERT(corral_use_write_through(c, count_writer, NULL) == CORRAL_OK);
+    load_then_age(c, &f, "old", &o, 12);
+    CU_ASSERT(corral_fetch(c, "k", 1, putting_loader, c, &o, &it, NULL) ==
+              CORRAL_OK);
+    CU_ASSERT(it && value_is(it, "old"));
+    corral_item_release(it);
+    atomic_store(&destroying, true);
+    corral_destroy(c);
+    CU_ASSERT_EQUAL(atomic_load(&refresh_put_status), CORRAL_OK);
+    CU_ASSERT_EQUAL(atomic_load(&puts_written), 1);
+}
+
 /*
  * XFetch: refresh early with probability exp(-gap / (delta * beta)).  A
  * load that took 5 s of clock time, 1 s before expiry: each fetch refreshes
@@ -1093,6 +1148,7 @@ static const struct cu_test fresh_tests[] = {
     CU_TEST(test_refresh_cas),
     CU_TEST(test_background_refresh),
     CU_TEST(test_fetch_release),
+    CU_TEST(test_refresh_puts_during_destroy),
     CU_TEST(test_early_refresh),
     CU_TEST(test_stale_if_error),
     CU_END,
