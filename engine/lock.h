@@ -129,12 +129,16 @@ static inline void
 rw_unlock(struct rwlock *l)
 {
     uint32_t s = atomic_load_explicit(&l->state, memory_order_relaxed);
+    /* seq_cst, as rw_wake's load of sleepers and rw_sleep's two
+     * operations: either this unlock sees the sleeper's count or the
+     * sleeper sees this unlock's state (no lost wake-up).  On x86 the
+     * same instruction as a release. */
     if (s & RW_WRITER) {
         s = atomic_fetch_and_explicit(&l->state, ~RW_WRITER,
-                                      memory_order_release);
+                                      memory_order_seq_cst);
     } else {
         s = atomic_fetch_sub_explicit(&l->state, RW_READER,
-                                      memory_order_release);
+                                      memory_order_seq_cst);
         if (s >= 2 * RW_READER) {
             return; /* other readers still hold it: nobody to wake */
         }

@@ -773,8 +773,11 @@ typedef struct corral_event {
 } corral_event_t;
 
 /* An event callback.  Runs with no engine lock held, one at a time per
- * cache, on a thread that made a change; it may call into the cache,
- * including corral_unsubscribe() of itself. */
+ * stream (the invalidation events of corral_subscribe() are one stream,
+ * the evictions of corral_subscribe_evictions() another: callbacks of
+ * the two may run at the same time), on a thread that made a change; it
+ * may call into the cache, including corral_unsubscribe() of itself and
+ * corral_put()/corral_remove(). */
 typedef void (*corral_event_fn)(const corral_event_t *ev, void *ud);
 
 typedef struct corral_sub corral_sub_t;
@@ -812,7 +815,9 @@ CORRAL_API void corral_unsubscribe(corral_t *cache, corral_sub_t *sub);
  * introspection such as memcached's "watch evictions".  A stream of its
  * own, with its own ring and sequence numbers, so that evictions never
  * crowd invalidations out of corral_subscribe's ring; the same delivery
- * rules, and a subscriber that falls behind gets CORRAL_EVENT_GAP.  Events
+ * rules (its callbacks run one at a time, but may run while an
+ * invalidation callback runs on another thread), and a subscriber that
+ * falls behind gets CORRAL_EVENT_GAP.  Events
  * are recorded only while someone subscribes.  End it with
  * corral_unsubscribe().  Returns CORRAL_OK or CORRAL_ENOMEM.
  */
