@@ -108,6 +108,13 @@ stripe_grow(struct tags *t, struct tag_stripe *s)
     mem_free(old);
 }
 
+/* The remembered invalidation epoch of a tag without a record. */
+static uint64_t *
+forgotten_of(struct tag_stripe *s, uint64_t h)
+{
+    return &s->forgotten[(h >> 32) % TAG_FORGOTTEN];
+}
+
 struct tag_rec *
 tag_acquire(struct tags *t, const char *name, size_t len)
 {
@@ -130,7 +137,7 @@ tag_acquire(struct tags *t, const char *name, size_t len)
         pthread_mutex_unlock(&s->lock);
         return NULL;
     }
-    atomic_init(&r->inval, 0);
+    atomic_init(&r->inval, *forgotten_of(s, h));
     atomic_init(&r->refs, 1);
     r->len = (uint32_t)len;
     r->hash = h;
@@ -179,6 +186,14 @@ tag_release(struct tag_rec *r)
     }
     *pp = r->hnext;
     s->count--;
+    {
+        uint64_t *f = forgotten_of(s, r->hash);
+        uint64_t inval = atomic_load_explicit(&r->inval,
+                                              memory_order_relaxed);
+        if (inval > *f) {
+            *f = inval;
+        }
+    }
     atomic_fetch_sub_explicit(&t->records, 1, memory_order_relaxed);
     pthread_mutex_unlock(&s->lock);
     mem_free(r);
@@ -197,6 +212,8 @@ tag_invalidate(struct tags *t, const char *name, size_t len)
     r = stripe_find(s, h, name, len);
     if (r != NULL) {
         atomic_store_explicit(&r->inval, e, memory_order_release);
+    } else {
+        *forgotten_of(s, h) = e;
     }
     pthread_mutex_unlock(&s->lock);
     return e;

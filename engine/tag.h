@@ -13,6 +13,16 @@
  * mutex, by tag hash; records are reference-counted by the items that
  * hold them and freed with the last one.
  *
+ * A tag without a record (none was made yet, or its last item went)
+ * still has a past: a load that began before its invalidation may attach
+ * the tag afterwards, stamped with the epoch of its start (leases,
+ * fetch.c).  So each stripe remembers, in a small table by tag hash, the
+ * latest invalidation epoch of the tags that had no record then and of
+ * the records it freed, and a new record starts from its slot.  Tags
+ * sharing a slot only make such loads miss more often (the value is not
+ * cached); a store, which reads the epoch after taking its records, is
+ * never affected.
+ *
  *   item ext: | mask | flags? | ntags | epoch (8) | rec* x ntags |
  *                                                     |
  *   registry stripe: bucket -> rec { inval, refs, hnext, name } <-+
@@ -38,6 +48,7 @@
 #include "mem.h"
 
 #define TAG_STRIPES 16u
+#define TAG_FORGOTTEN 256u          /* slots per stripe */
 #define TAG_PREFIX_RULES_MAX 64u
 
 struct tags;
@@ -53,10 +64,11 @@ struct tag_rec {
 };
 
 struct tag_stripe {
-    pthread_mutex_t lock;       /* guards buckets, chains and counts */
+    pthread_mutex_t lock;       /* guards everything here */
     struct tag_rec **buckets;
     size_t nbuckets;
     size_t count;
+    uint64_t forgotten[TAG_FORGOTTEN]; /* inval of tags with no record */
 } __attribute__((aligned(64)));
 
 struct tags {

@@ -435,6 +435,7 @@ struct gate {
     bool open;
     const char *value;
     const char *tag;
+    bool tag_late;       /* attach the tag after the gate, not before */
     int error;
     _Atomic int calls;
 };
@@ -455,7 +456,7 @@ gate_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     (void)key;
     (void)nkey;
     atomic_fetch_add(&g->calls, 1);
-    if (g->tag != NULL) {
+    if (g->tag != NULL && !g->tag_late) {
         corral_load_tags(ld, &g->tag, 1);
     }
     pthread_mutex_lock(&g->lock);
@@ -467,6 +468,9 @@ gate_loader(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     pthread_mutex_unlock(&g->lock);
     if (g->error != 0) {
         return g->error;
+    }
+    if (g->tag != NULL && g->tag_late) {
+        corral_load_tags(ld, &g->tag, 1);
     }
     return corral_load_set(ld, g->value, strlen(g->value), 0) == CORRAL_OK
                ? 0
@@ -977,8 +981,13 @@ test_stale_if_error(void)
 
 enum change { CH_SET, CH_DELETE, CH_TAG, CH_PREFIX, CH_FLUSH, CH_NONE };
 
+/* A load of "user:1" with tag T, and a change while it runs.  tag_late:
+ * the loader attaches its tag after the change (as a loader that reads
+ * the backend first would), so T may have no record when the change
+ * comes; held_elsewhere: another item holds T until just after the
+ * change, so T's record goes away between the change and the attach. */
 static void
-lease_case(enum change ch)
+lease_case_ex(enum change ch, bool tag_late, bool held_elsewhere)
 {
     corral_t *c = mk();
     struct gate g;
@@ -988,6 +997,15 @@ lease_case(enum change ch)
 
     gate_init(&g, "loaded");
     g.tag = "T";
+    g.tag_late = tag_late;
+    if (held_elsewhere) {
+        const char *t = "T";
+        corral_store_opts_t so = {0};
+        so.tags = &t;
+        so.ntags = 1;
+        CU_ASSERT(corral_store(c, "other", 5, "o", 1, &so, NULL) ==
+                  CORRAL_OK);
+    }
     memset(&fe, 0, sizeof(fe));
     fe.c = c;
     fe.key = "user:1";
@@ -1016,6 +1034,9 @@ lease_case(enum change ch)
     case CH_NONE:
         break;
     }
+    if (held_elsewhere) {
+        corral_delete(c, "other", 5);
+    }
     /* 3. the load finishes */
     gate_open(&g);
     pthread_join(th, NULL);
@@ -1040,9 +1061,17 @@ lease_case(enum change ch)
 }
 
 static void
+lease_case(enum change ch)
+{
+    lease_case_ex(ch, false, false);
+}
+
+static void
 test_lease_no_change(void)
 {
     lease_case(CH_NONE);
+    lease_case_ex(CH_NONE, true, false);
+    lease_case_ex(CH_NONE, true, true);
 }
 
 static void
@@ -1061,6 +1090,22 @@ static void
 test_lease_tag(void)
 {
     lease_case(CH_TAG);
+}
+
+/* The tag is invalidated while no record of it exists, and the loader
+ * attaches it afterwards: still a change during the load. */
+static void
+test_lease_tag_without_record(void)
+{
+    lease_case_ex(CH_TAG, true, false);
+}
+
+/* The tag's record, invalidated during the load, goes with the last item
+ * holding it before the loader attaches the tag. */
+static void
+test_lease_tag_record_gone(void)
+{
+    lease_case_ex(CH_TAG, true, true);
 }
 
 static void
@@ -1159,6 +1204,8 @@ static const struct cu_test lease_tests[] = {
     CU_TEST(test_lease_set),
     CU_TEST(test_lease_delete),
     CU_TEST(test_lease_tag),
+    CU_TEST(test_lease_tag_without_record),
+    CU_TEST(test_lease_tag_record_gone),
     CU_TEST(test_lease_prefix),
     CU_TEST(test_lease_flush),
     CU_END,
