@@ -515,6 +515,23 @@ exec_tags(struct exec_ctx *x, const struct proto_cmd *cmd,
     return n;
 }
 
+/*
+ * memcached's limit on an item's size: its header (56 bytes with the CAS),
+ * the key and a terminator, the value and its "\r\n", and 4 bytes of
+ * client flags unless they are 0, against -I.  The engine's own header is
+ * smaller, so without this a value up to 35 bytes over memcached's limit
+ * would be stored.
+ */
+#define MC_ITEM_HEADER 59u
+
+static bool
+mc_too_large(const struct exec_ctx *x, size_t nkey, size_t nvalue,
+             uint32_t flags)
+{
+    return nvalue + nkey + MC_ITEM_HEADER + (flags != 0 ? 4u : 0u) >
+           x->st->item_size_max;
+}
+
 static void
 exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
@@ -535,8 +552,21 @@ exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
     log_peek(x, cmd->key, cmd->nkey, &seen);
     o.tags = ntags > 0 ? tags.ptr : NULL;
     o.ntags = (size_t)ntags;
-    st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
-                      cmd->nvalue, &o, NULL);
+    if (mc_too_large(x, cmd->nkey, cmd->nvalue, cmd->flags)) {
+        st = CORRAL_ETOOBIG;
+        if (o.mode == CORRAL_SET && o.cas == 0) {
+            corral_delete(x->cache, cmd->key, cmd->nkey); /* as the engine */
+        }
+    } else {
+        st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
+                          cmd->nvalue, &o, NULL);
+        if (st == CORRAL_ETOOBIG &&
+            (o.mode == CORRAL_APPEND || o.mode == CORRAL_PREPEND)) {
+            /* the data fits, the value it would make does not: memcached
+             * keeps the old value and says NOT_STORED */
+            st = CORRAL_ENOTSTORED;
+        }
+    }
     log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
               &seen);
     switch (st) {
@@ -1012,8 +1042,19 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
     o.flags = m->client_flags;
     o.exptime = proto_meta_has(cmd, 'T') ? m->ttl : 0;
     log_peek(x, cmd->key, cmd->nkey, &seen);
-    st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
-                      cmd->nvalue, &o, &cas);
+    if (mc_too_large(x, cmd->nkey, cmd->nvalue, o.flags)) {
+        st = CORRAL_ETOOBIG;
+        if (o.mode == CORRAL_SET) {
+            corral_delete(x->cache, cmd->key, cmd->nkey); /* as the engine */
+        }
+    } else {
+        st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
+                          cmd->nvalue, &o, &cas);
+        if (st == CORRAL_ETOOBIG &&
+            (o.mode == CORRAL_APPEND || o.mode == CORRAL_PREPEND)) {
+            st = CORRAL_ENOTSTORED; /* as in exec_store */
+        }
+    }
     log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
               &seen);
     switch (st) {

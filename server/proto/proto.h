@@ -56,8 +56,8 @@
  *   - value size: the parser refuses a data block longer than
  *     limits.value_max (SERVER_ERROR object too large for cache, data
  *     swallowed).  memcached counts its item header too, so a value
- *     slightly under the limit can still be too large: the engine says
- *     so (CORRAL_ETOOBIG) after the block was read, and exec replies
+ *     slightly under the limit can still be too large: exec applies
+ *     memcached's rule after the block was read and replies
  *     PROTO_ERR_TOO_LARGE.  In both cases memcached also deletes the key
  *     for "set" and for every "ms" (not for add/replace/append/prepend/
  *     cas): on PROTO_EINVAL with PROTO_ERR_TOO_LARGE, cmd->type and the

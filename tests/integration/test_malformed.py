@@ -23,6 +23,12 @@ from harness import Client  # noqa: E402
 K251 = b"k" * 251
 BIG = 2 * 1024 * 1024
 
+
+def set_block(line, n, after=b""):
+    """A storage command of n bytes of data: "<line> <n><after>"."""
+    return line + b" %d" % n + after + b"\r\n" + b"v" * n + b"\r\n"
+
+
 CASES = [
     ("unknown command", b"bogus\r\n"),
     ("empty line", b"\r\n"),
@@ -57,6 +63,29 @@ CASES = [
     ("append too large keeps the old value",
      b"set old2 0 0 1\r\nx\r\nappend old2 0 0 %d\r\n" % BIG + b"z" * BIG +
      b"\r\nget old2\r\n"),
+    # memcached's item limit counts its header, the key and the client
+    # flags: with -I 1m and a 2-byte key, 1048515 bytes of value fit and
+    # 1048516 do not (4 bytes fewer with flags)
+    ("value at the item limit", set_block(b"set sz 0 0", 1048515) +
+     b"mg sz s\r\n"),
+    ("value one byte over the item limit", set_block(b"set sy 0 0", 1048516) +
+     b"mg sy s\r\n"),
+    ("value with flags at the item limit", set_block(b"set sx 1 0", 1048511) +
+     b"mg sx s f\r\n"),
+    ("value with flags over the item limit",
+     set_block(b"set sw 1 0", 1048512) + b"mg sw s\r\n"),
+    ("ms at the item limit", set_block(b"ms sv", 1048515, b" F0") +
+     b"mg sv s\r\n"),
+    ("ms over the item limit", set_block(b"ms su", 1048516) +
+     b"mg su s\r\n"),
+    # an append whose data fits but whose result would not: NOT_STORED,
+    # and the old value stays
+    ("append over the item limit keeps the old value",
+     set_block(b"set ap 0 0", 1000000) + set_block(b"append ap 0 0", 100000) +
+     set_block(b"prepend ap 0 0", 100000) + b"mg ap s\r\n"),
+    ("ms MA over the item limit keeps the old value",
+     set_block(b"set am 0 0", 1000000) + set_block(b"ms am", 100000, b" MA") +
+     set_block(b"ms am", 100000, b" MP q") + b"mn\r\nmg am s\r\n"),
     ("cas without unique", b"cas a 0 0 1\r\nx\r\n"),
     ("cas bad unique", b"cas a 0 0 1 abc\r\nx\r\n"),
     ("incr without delta", b"incr a\r\n"),
