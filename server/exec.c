@@ -1451,8 +1451,10 @@ static void
 exec_stats_settings(struct exec_ctx *x)
 {
     const struct settings *st = x->st;
+    corral_config_t cfg;
 
-    out_stat_u64(x, "maxbytes", st->max_memory);
+    corral_config_get(x->cache, &cfg); /* cache_memlimit may change it */
+    out_stat_u64(x, "maxbytes", cfg.max_memory);
     out_stat_u64(x, "maxconns", st->max_conns);
     out_stat_u64(x, "tcpport", listener_port(x->srv->listener));
     out_stat_u64(x, "udpport", 0);
@@ -2065,6 +2067,24 @@ exec_verbosity(struct exec_ctx *x, const struct proto_cmd *cmd)
     classic_reply(x, cmd, PROTO_REPLY_OK);
 }
 
+/* cache_memlimit <megabytes>: memcached's limits and replies.  The
+ * engine also refuses a limit that leaves a shard less than two items of
+ * -I (its shard count is fixed at startup). */
+static void
+exec_memlimit(struct exec_ctx *x, const struct proto_cmd *cmd)
+{
+    if (cmd->level < 8) {
+        classic_err(x, cmd, PROTO_ERR_MEMLIMIT_TOO_SMALL);
+    } else if (cmd->level > 1000000000u) {
+        classic_err(x, cmd, PROTO_ERR_MEMLIMIT_NOT_BYTES);
+    } else if (corral_set_max_memory(x->cache, (size_t)cmd->level << 20) !=
+               CORRAL_OK) {
+        classic_err(x, cmd, PROTO_ERR_MEMLIMIT_FAILED);
+    } else {
+        classic_reply(x, cmd, PROTO_REPLY_OK);
+    }
+}
+
 static void
 exec_shutdown(struct exec_ctx *x, const struct proto_cmd *cmd)
 {
@@ -2181,6 +2201,9 @@ exec_one(struct exec_ctx *x, struct proto_cmd *cmd)
         break;
     case PROTO_CMD_VERBOSITY:
         exec_verbosity(x, cmd);
+        break;
+    case PROTO_CMD_CACHE_MEMLIMIT:
+        exec_memlimit(x, cmd);
         break;
     case PROTO_CMD_QUIT:
         conn_quit(x->c);

@@ -504,6 +504,7 @@ parse_flush_all(struct proto_cmd *cmd, const struct proto_line *ln,
     return PROTO_OK;
 }
 
+/* verbosity <level> and cache_memlimit <megabytes>, [noreply] */
 static proto_status_t
 parse_verbosity(struct proto_cmd *cmd, const struct proto_line *ln,
                 size_t *out_consumed)
@@ -513,8 +514,13 @@ parse_verbosity(struct proto_cmd *cmd, const struct proto_line *ln,
     }
     cmd->noreply = noreply_maybe(ln);
     if (!proto_num_u32(ln->tok[1].p, ln->tok[1].len, &cmd->level)) {
-        return proto_fail(cmd, PROTO_ERR_BAD_FORMAT, ln->size, 0,
-                          out_consumed);
+        /* memcached: "CLIENT_ERROR bad command line format" for the one,
+         * "ERROR" for the other */
+        return proto_fail(cmd,
+                          cmd->type == PROTO_CMD_VERBOSITY
+                              ? PROTO_ERR_BAD_FORMAT
+                              : PROTO_ERR_ERROR,
+                          ln->size, 0, out_consumed);
     }
     *out_consumed = ln->size;
     return PROTO_OK;
@@ -683,6 +689,7 @@ proto_parse(struct proto_cmd *cmd, const char *buf, size_t len,
     case PROTO_CMD_FLUSH_ALL:
         return parse_flush_all(cmd, &ln, out_consumed);
     case PROTO_CMD_VERBOSITY:
+    case PROTO_CMD_CACHE_MEMLIMIT:
         return parse_verbosity(cmd, &ln, out_consumed);
     case PROTO_CMD_STATS:
         set_args(cmd, &ln);

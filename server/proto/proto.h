@@ -170,6 +170,7 @@ void proto_limits_init(struct proto_limits *lim);
     X(STATS, "stats")                                                         \
     X(VERSION, "version")                                                     \
     X(VERBOSITY, "verbosity")                                                 \
+    X(CACHE_MEMLIMIT, "cache_memlimit")                                       \
     X(QUIT, "quit")                                                           \
     X(SHUTDOWN, "shutdown")                                                   \
     X(WATCH, "watch")                                                         \
@@ -270,6 +271,13 @@ typedef enum proto_status {
     X(WATCH_MIXED, "CLIENT_ERROR invalidations cannot be watched with "      \
                    "other streams")                                           \
     X(INVALIDATE_FAILED, "SERVER_ERROR invalidation failed")                  \
+    /* cache_memlimit, memcached's replies */                                 \
+    X(MEMLIMIT_TOO_SMALL,                                                     \
+      "MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m")               \
+    X(MEMLIMIT_NOT_BYTES,                                                     \
+      "MEMLIMIT_ADJUST_FAILED input value is megabytes not bytes")            \
+    X(MEMLIMIT_FAILED,                                                        \
+      "MEMLIMIT_ADJUST_FAILED out of bounds or unable to adjust")             \
     /* corrald's own refusal, in memcached's "-F" wording */                  \
     X(VERBOSITY_DISABLED, "CLIENT_ERROR verbosity not allowed")               \
     /* authentication (-Y), memcached's replies */                            \
@@ -427,7 +435,7 @@ struct proto_cmd {
     size_t nvalue;
 
     uint64_t delta;         /* incr/decr; ma's D (= meta.delta) */
-    uint32_t level;         /* verbosity */
+    uint32_t level;         /* verbosity; cache_memlimit's megabytes */
     proto_shutdown_t shutdown;
     uint32_t watch;         /* PROTO_WATCH() bits */
 

@@ -524,6 +524,48 @@ def t_idle_timeout(res):
         res.eq(srv.stop(), 0, "exit 0")
 
 
+def t_memlimit(res):
+    """cache_memlimit changes the limit at run time: reported by both
+    stats, and a lower one evicts down to it."""
+    def stat(c, which, name):
+        c.send(which)
+        m = re.search(rb"STAT %s (\d+)" % name, c.read_until(b"END\r\n"))
+        return int(m.group(1)) if m else -1
+
+    with harness.corrald(["-t", "1", "-m", "64"]) as srv, \
+            Client(srv.port) as c:
+        value = b"v" * 1000
+        for i in range(40000):
+            c.send(b"set m%d 0 0 %d noreply\r\n%s\r\n" % (i, len(value),
+                                                            value))
+        res.eq(c.request(b"mn\r\n"), b"MN\r\n", "memlimit: filled")
+        before = stat(c, b"stats\r\n", b"bytes")
+        res.check(before > 32 << 20, "memlimit: over 32 MiB stored",
+                  str(before))
+        res.eq(c.request(b"cache_memlimit 32\r\n"), b"OK\r\n",
+               "cache_memlimit 32")
+        res.eq(stat(c, b"stats settings\r\n", b"maxbytes"), 32 << 20,
+               "memlimit: stats settings maxbytes")
+        res.eq(stat(c, b"stats\r\n", b"limit_maxbytes"), 32 << 20,
+               "memlimit: stats limit_maxbytes")
+        res.check(0 < stat(c, b"stats\r\n", b"bytes") <= 32 << 20,
+                  "memlimit: evicted down to the new limit")
+        res.check(stat(c, b"stats\r\n", b"evictions") > 0,
+                  "memlimit: by evictions")
+        res.eq(c.request(b"cache_memlimit 7\r\n"),
+               b"MEMLIMIT_TOO_SMALL cannot set maxbytes to less than 8m\r\n",
+               "cache_memlimit below 8")
+        # -I 1m with the shards picked for 64 MiB: 8 MiB leaves a shard
+        # less than two items
+        res.eq(c.request(b"cache_memlimit 8\r\n"),
+               b"MEMLIMIT_ADJUST_FAILED out of bounds or unable to "
+               b"adjust\r\n", "cache_memlimit the engine refuses")
+        res.eq(c.request(b"cache_memlimit 128 noreply\r\nmn\r\n"),
+               b"MN\r\n", "cache_memlimit noreply")
+        res.eq(stat(c, b"stats\r\n", b"limit_maxbytes"), 128 << 20,
+               "memlimit: raised again")
+
+
 def main():
     res = harness.Results("classic")
     harness.overall_deadline(400)
@@ -539,7 +581,7 @@ def main():
                   "no sanitizer report", err[-2000:])
     for t in (t_conn_limit, t_sigterm_drain, t_sigint_and_shutdown,
               t_options, t_environment, t_threads_and_logging,
-              t_idle_timeout):
+              t_idle_timeout, t_memlimit):
         res.run(t)
     res.finish()
 

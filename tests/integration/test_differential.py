@@ -67,9 +67,10 @@ Also designed around, so that the exchanges can be identical at all:
     increment rewrites a number in place depends on them.
   * stats items, slabs, conns and cachedump are not sent: they describe
     memcached's slab classes and file descriptors.
-  * memcached's tuning commands for its own allocator (cache_memlimit,
-    slabs reassign/automove, lru, lru_crawler with arguments) are not
-    sent: corrald has no such knobs and answers ERROR.
+  * memcached's tuning commands for its own allocator (slabs
+    reassign/automove, lru, lru_crawler with arguments) are not sent:
+    corrald has no such knobs and answers ERROR.  cache_memlimit is not
+    sent either (it would change eviction); test_malformed compares it.
   * no command line longer than 2048 bytes without a newline (memcached
     closes the connection), no quit or shutdown: the session must live.
 
