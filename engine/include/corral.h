@@ -82,7 +82,7 @@ extern "C" {
     X(ERANGE, -8, "buffer too small")                                         \
     X(ETIMEDOUT, -9, "timed out")                                             \
     X(ESTALE, -10, "stale: superseded by a newer write or invalidation")      \
-    X(EBUSY, -11, "busy: the loader is backing off or its circuit is open") \
+    X(EBUSY, -11, "busy: a circuit is open or a queue is full")              \
     X(ELOAD, -12, "the loader failed")
 
 typedef enum corral_status {
@@ -381,8 +381,9 @@ CORRAL_API corral_status_t corral_get_copy(corral_t *cache, const void *key,
  *
  * @n: number of keys.  @keys, @nkeys: the keys and their lengths.
  * @out_items (OUT): n slots; slot i receives the pinned item for key i, or
- *       NULL on a miss or a bad key.  The caller releases every non-NULL
- *       slot with corral_item_release().
+ *       NULL on a miss, a bad key, or a hit that could not be pinned
+ *       (no memory for the thread's pin slots).  The caller releases
+ *       every non-NULL slot with corral_item_release().
  * Returns the number of hits.  Thread-safe; O(n) expected.
  */
 CORRAL_API size_t corral_get_multi(corral_t *cache, size_t n,
@@ -501,8 +502,10 @@ typedef struct corral_store_opts {
     uint32_t flags;        /* client flags (ignored by append/prepend) */
     int64_t exptime;       /* expiry (ignored by append/prepend) */
     uint64_t cas;          /* nonzero: store only if the item exists with
-                            * this CAS (CORRAL_CAS requires it; other modes
-                            * accept it as an extra condition) */
+                            * this CAS (CORRAL_CAS needs it: with 0 it
+                            * matches no item, CORRAL_EEXISTS or
+                            * CORRAL_ENOTFOUND; other modes accept it as
+                            * an extra condition) */
     unsigned options;      /* CORRAL_STORE_* */
     const char *const *tags; /* NUL-terminated tag names, or NULL; copied.
                               * Append and prepend keep the item's tags and
@@ -520,9 +523,10 @@ typedef struct corral_store_opts {
  * Returns CORRAL_OK; CORRAL_ENOTSTORED when an add finds the key or a
  * replace, append or prepend does not; for a CAS store, CORRAL_ENOTFOUND
  * when the key is absent and CORRAL_EEXISTS when the CAS differs;
- * CORRAL_ETOOBIG when the item would exceed max_item_size (a failed set
- * without a CAS also removes the old value, as memcached does); CORRAL_ENOMEM when
- * nothing can be evicted to make room; CORRAL_EINVAL for a bad key, more
+ * CORRAL_ETOOBIG when the item would exceed max_item_size; CORRAL_ENOMEM
+ * when nothing can be evicted to make room (after either, a set without a
+ * CAS has also removed the old value, as memcached does, and subscribers
+ * get a delete event); CORRAL_EINVAL for a bad key, more
  * than CORRAL_TAGS_MAX tags or a tag that is empty or too long.
  * A nonzero opts->cas makes CORRAL_SET behave as CORRAL_CAS, and makes
  * append and prepend require it (CORRAL_EEXISTS otherwise); add and
@@ -599,7 +603,8 @@ CORRAL_API corral_status_t corral_delete_ex(corral_t *cache, const void *key,
                                             const corral_delete_opts_t *opts);
 
 /*
- * corral_touch - set a key's expiry without reading it.
+ * corral_touch - set a key's expiry without reading its value.  Counts
+ * as an access for eviction, as memcached's touch does.
  * Returns CORRAL_OK, CORRAL_ENOTFOUND or CORRAL_EINVAL.  The CAS is kept.
  * Shard lock exclusive; O(1).
  */
@@ -789,7 +794,8 @@ typedef struct corral_sub corral_sub_t;
  * being evicted are not invalidations and send nothing.
  * @since: 0 to start with the next event; else the first sequence number
  *       wanted (replayed while the ring still holds it; otherwise the
- *       first event delivered is CORRAL_EVENT_GAP).
+ *       first event delivered is CORRAL_EVENT_GAP; a number not given
+ *       out yet means the next event).
  * @out_sub (OUT): the subscription, ended with corral_unsubscribe().
  * Returns CORRAL_OK or CORRAL_ENOMEM.  A subscriber that falls more than
  * event_ring events behind gets CORRAL_EVENT_GAP and continues from the
@@ -874,8 +880,12 @@ typedef int (*corral_loader_fn)(corral_load_t *load, const void *key,
 
 /*
  * corral_load_set - the loaded value (copied) and its client flags.
- * Returns CORRAL_OK, CORRAL_ETOOBIG or CORRAL_ENOMEM.  Calling it again
- * replaces the value.
+ * Returns CORRAL_OK, CORRAL_ETOOBIG (the value alone exceeds
+ * max_item_size; with the key, tags and metadata the item may still be
+ * too large when stored: the fetch then returns CORRAL_ETOOBIG) or
+ * CORRAL_ENOMEM.  Calling it again replaces the value.  A loader that
+ * returns 0 without calling it (or corral_load_absent) loads an empty
+ * value.
  */
 CORRAL_API corral_status_t corral_load_set(corral_load_t *load,
                                            const void *value, size_t nvalue,
@@ -974,7 +984,8 @@ typedef struct corral_fetch_opts {
  * Returns CORRAL_OK; CORRAL_ENOTFOUND when the loader said the key is
  * absent (now or in a negative entry still cached); CORRAL_ELOAD;
  * CORRAL_ETIMEDOUT; CORRAL_EBUSY (breaker open, nothing stale to serve);
- * CORRAL_ENOMEM; CORRAL_EINVAL.  Thread-safe.
+ * CORRAL_ETOOBIG (the loaded item exceeds max_item_size); CORRAL_ENOMEM;
+ * CORRAL_EINVAL.  Thread-safe.
  */
 CORRAL_API corral_status_t corral_fetch(corral_t *cache, const void *key,
                                         size_t nkey, corral_loader_fn loader,
@@ -1025,8 +1036,9 @@ typedef int (*corral_batch_writer_fn)(const corral_write_t *writes,
 
 /*
  * corral_use_write_through - route corral_put() and corral_remove()
- * through fn before the cache is changed.  Returns CORRAL_OK, or
- * CORRAL_EINVAL if a writer is already set.
+ * through fn before the cache is changed.  Returns CORRAL_OK,
+ * CORRAL_EINVAL if fn is NULL or a writer is already set, or
+ * CORRAL_ENOMEM.
  */
 CORRAL_API corral_status_t corral_use_write_through(corral_t *cache,
                                                     corral_writer_fn fn,
