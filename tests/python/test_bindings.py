@@ -894,6 +894,15 @@ class TestCached(CacheTest):
         self.assertLessEqual(len(echo.key(long_arg)), 250)
         self.assertNotEqual(echo.key(long_arg), echo.key(long_arg + "y"))
 
+        # a long non-ASCII name: the key is cut in bytes, not characters
+        def wide(s):
+            return s.encode()
+
+        wide.__qualname__ = "\u00e9" * 200
+        wide = c.cached(ttl=10)(wide)
+        self.assertLessEqual(len(wide.key(long_arg)), 250)
+        self.assertEqual(wide(long_arg), long_arg.encode())
+
     def test_concurrent_calls_run_once(self):
         c = self.cache
         calls = []

@@ -162,6 +162,7 @@ def _close_all():
 def _default_key(func):
     """A key builder: the function's qualified name and its arguments."""
     name = "%s.%s" % (func.__module__, func.__qualname__)
+    prefix = name.encode("utf-8", "surrogatepass")[:KEY_MAX - 34]
 
     def make_key(*args, **kwargs):
         key = "%s:%r" % (name, args)
@@ -171,7 +172,9 @@ def _default_key(func):
         if len(raw) <= KEY_MAX:
             return raw
         digest = hashlib.blake2b(raw, digest_size=16).hexdigest()
-        return ("%s:#%s" % (name[:KEY_MAX - 34], digest)).encode()
+        # cut in bytes: a name of non-ASCII characters takes more bytes
+        # than characters
+        return prefix + b":#" + digest.encode()
 
     return make_key
 
