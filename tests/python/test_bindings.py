@@ -348,6 +348,25 @@ class TestBasics(CacheTest):
         self.assertGreaterEqual(cfg["shards"], 1)
         self.assertIn("items", repr(c))
 
+    def test_set_max_memory(self):
+        c = corral.Cache(32 << 20, max_item_size=64 << 10)
+        try:
+            for i in range(20000):
+                c.set("m%d" % i, b"v" * 1000)
+            self.assertGreater(c.stats()["bytes"], 16 << 20)
+            c.set_max_memory(16 << 20)
+            self.assertEqual(c.config["max_memory"], 16 << 20)
+            self.assertLessEqual(c.stats()["mem_used"], 16 << 20)
+            self.assertGreater(c.stats()["evictions"], 0)
+            with self.assertRaises(corral.InvalidArgument):
+                c.set_max_memory(1000)
+            with self.assertRaises(ValueError):
+                c.set_max_memory(-1)
+            c.set_max_memory(64 << 20)
+            self.assertEqual(c.stats()["limit_maxbytes"], 64 << 20)
+        finally:
+            c.close()
+
     def test_eviction_bounds_memory(self):
         c = corral.Cache(1 << 20)  # the minimum
         try:

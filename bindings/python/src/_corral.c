@@ -2918,6 +2918,46 @@ Cache_sweep(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     return PyLong_FromSize_t(freed);
 }
 
+static const char *const max_memory_names[] = {"max_memory", NULL};
+static const struct argspec max_memory_spec = {"set_max_memory",
+                                               max_memory_names, 1, 1};
+
+static PyObject *
+Cache_set_max_memory(CacheObject *self, PyObject *const *args,
+                     Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[1];
+    uint64_t bytes;
+    corral_status_t st;
+    corral_t *c;
+
+    if (parse_args(&max_memory_spec, args, nargs, kwnames, a) < 0 ||
+        arg_upto(a[0], "max_memory", 0, SIZE_MAX, &bytes) < 0) {
+        return NULL;
+    }
+    c = cache_enter(self);
+    if (c == NULL) {
+        return NULL;
+    }
+    {
+        PyThreadState *save = PyEval_SaveThread();
+        st = corral_set_max_memory(c, (size_t)bytes);
+        PyEval_RestoreThread(save);
+    }
+    cache_leave(self);
+    if (st == CORRAL_EINVAL) {
+        PyErr_Format(InvalidArgument,
+                     "set_max_memory(%llu): at least 1 MiB and two items of "
+                     "max_item_size per shard",
+                     (unsigned long long)bytes);
+        return NULL;
+    }
+    if (st != CORRAL_OK) {
+        return raise_status(st, "set_max_memory", NULL);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Cache_stats(CacheObject *self, PyObject *unused)
 {
@@ -3665,6 +3705,11 @@ static PyMethodDef Cache_methods[] = {
      "sweep(budget=1000)\n--\n\n"
      "Free expired, flushed and removed items, examining about budget\n"
      "items.  The number freed."},
+    {"set_max_memory", FASTKW(Cache_set_max_memory),
+     "set_max_memory(max_memory)\n--\n\n"
+     "Change the memory limit (bytes); a lower one evicts down to it\n"
+     "before returning.  InvalidArgument under 1 MiB or under two items\n"
+     "of max_item_size per shard."},
     {"stats", (PyCFunction)Cache_stats, METH_NOARGS,
      "stats()\n--\n\n"
      "The cache's statistics as a dict of ints (memcached's names where\n"
