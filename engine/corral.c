@@ -1962,13 +1962,18 @@ corral_set_max_memory(corral_t *c, size_t max_memory)
     if (max_memory < MIN_MAX_MEMORY || per < 2 * c->cfg.max_item_size) {
         return CORRAL_EINVAL;
     }
+    /* The limit first, then each shard takes its share of the limit as it
+     * is when the shard is locked: of two calls at once, every shard ends
+     * with the share of the one that stored last. */
+    atomic_store_explicit(&c->max_memory, max_memory, memory_order_relaxed);
     for (unsigned i = 0; i < c->nshards; i++) {
         struct shard *s = &c->shards[i];
         shard_wrlock(s);
-        shard_set_budget(s, per);
+        shard_set_budget(s, atomic_load_explicit(&c->max_memory,
+                                                 memory_order_relaxed) /
+                                c->nshards);
         shard_unlock(s);
     }
-    atomic_store_explicit(&c->max_memory, max_memory, memory_order_relaxed);
     cache_deliver(c);
     return CORRAL_OK;
 }

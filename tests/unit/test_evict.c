@@ -1084,6 +1084,46 @@ test_walk_past_emptied_segments(void)
     corral_destroy(c);
 }
 
+/* Two threads changing the limit at once: every shard ends with its
+ * share of the limit the cache reports. */
+struct limit_changer {
+    corral_t *c;
+    size_t a, b;
+};
+
+static void *
+change_limits(void *arg)
+{
+    struct limit_changer *l = arg;
+    for (int i = 0; i < 300; i++) {
+        corral_set_max_memory(l->c, i % 2 ? l->a : l->b);
+    }
+    return NULL;
+}
+
+static void
+test_limit_changes_concurrent(void)
+{
+    corral_t *c = new_cache(64 * MIB, 4096, 8, 0);
+    struct limit_changer one = {c, 32 * MIB, 48 * MIB};
+    struct limit_changer two = {c, 40 * MIB, 56 * MIB};
+    pthread_t t1, t2;
+    corral_config_t cfg;
+    bool same = true;
+
+    pthread_create(&t1, NULL, change_limits, &one);
+    pthread_create(&t2, NULL, change_limits, &two);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    corral_config_get(c, &cfg);
+    for (unsigned i = 0; i < c->nshards; i++) {
+        same = same && c->shards[i].budget == cfg.max_memory / c->nshards;
+    }
+    CU_ASSERT(same);
+    CU_ASSERT_EQUAL(accounting_stats(c).limit_maxbytes, cfg.max_memory);
+    corral_destroy(c);
+}
+
 static const struct cu_test limit_tests[] = {
     CU_TEST(test_limit_1mib_one_shard),
     CU_TEST(test_limit_auto_shards),
@@ -1121,6 +1161,7 @@ static const struct cu_test segment_tests[] = {
     CU_TEST(test_overwrites_keep_working_set),
     CU_TEST(test_compaction_still_evicts),
     CU_TEST(test_compaction_concurrent),
+    CU_TEST(test_limit_changes_concurrent),
     CU_END,
 };
 
