@@ -54,6 +54,7 @@ struct wb_entry {
     uint64_t h;
     uint64_t seq;
     uint64_t due_ms;             /* not before (delay, or retry backoff) */
+    int64_t expires;
     uint32_t attempts;
     uint32_t flags;
     corral_write_op_t op;
@@ -280,27 +281,27 @@ wb_set_gauge(struct writer *w)
     stat_set(&w->c->shards[0].stats, ST_write_queue, w->count);
 }
 
-/* Fill an entry's write from the arguments (values copied). */
+/* Fill an entry's write from wr (the value copied). */
 static bool
-wb_fill(struct wb_entry *e, corral_write_op_t op, const void *value,
-        size_t nvalue, uint32_t flags, uint64_t seq)
+wb_fill(struct wb_entry *e, const corral_write_t *wr)
 {
     char *v = NULL;
-    if (op == CORRAL_WRITE_SET) {
-        v = malloc(nvalue ? nvalue : 1);
+    if (wr->op == CORRAL_WRITE_SET) {
+        v = malloc(wr->nvalue ? wr->nvalue : 1);
         if (v == NULL) {
             return false;
         }
-        if (nvalue > 0) {
-            memcpy(v, value, nvalue);
+        if (wr->nvalue > 0) {
+            memcpy(v, wr->value, wr->nvalue);
         }
     }
     free(e->value);
     e->value = v;
-    e->nvalue = op == CORRAL_WRITE_SET ? nvalue : 0;
-    e->op = op;
-    e->flags = flags;
-    e->seq = seq;
+    e->nvalue = wr->op == CORRAL_WRITE_SET ? wr->nvalue : 0;
+    e->op = wr->op;
+    e->flags = wr->flags;
+    e->expires = wr->expires;
+    e->seq = wr->seq;
     return true;
 }
 
@@ -372,24 +373,19 @@ corral_use_write_behind(corral_t *c, corral_batch_writer_fn fn, void *ud,
 
 /* Queue a write (w->lock held).  May wait for room. */
 static corral_status_t
-wb_enqueue(struct writer *w, uint64_t h, corral_write_op_t op,
-           const void *key, size_t nkey, const void *value, size_t nvalue,
-           uint32_t flags, uint64_t seq)
+wb_enqueue(struct writer *w, uint64_t h, const corral_write_t *wr)
 {
-    struct wb_entry *e = wb_find(w, h, key, nkey);
+    struct wb_entry *e = wb_find(w, h, wr->key, wr->nkey);
     struct wb_entry *slot;
 
     if (e != NULL && !e->inflight) {
         slot = e; /* coalesce with the queued write */
         COUNT(&w->c->shards[0], write_coalesced);
-        return wb_fill(slot, op, value, nvalue, flags, seq) ? CORRAL_OK
-                                                            : CORRAL_ENOMEM;
+        return wb_fill(slot, wr) ? CORRAL_OK : CORRAL_ENOMEM;
     }
     if (e != NULL && e->newer != NULL) {
         COUNT(&w->c->shards[0], write_coalesced);
-        return wb_fill(e->newer, op, value, nvalue, flags, seq)
-                   ? CORRAL_OK
-                   : CORRAL_ENOMEM;
+        return wb_fill(e->newer, wr) ? CORRAL_OK : CORRAL_ENOMEM;
     }
     while (w->count >= w->o.queue_max) {
         if (w->o.refuse_when_full) {
@@ -397,20 +393,19 @@ wb_enqueue(struct writer *w, uint64_t h, corral_write_op_t op,
         }
         pthread_cond_signal(&w->work);
         pthread_cond_wait(&w->room, &w->lock);
-        e = wb_find(w, h, key, nkey); /* the map may have changed */
+        e = wb_find(w, h, wr->key, wr->nkey); /* the map may have changed */
         if (e != NULL && (!e->inflight || e->newer != NULL)) {
-            return wb_enqueue(w, h, op, key, nkey, value, nvalue, flags,
-                              seq);
+            return wb_enqueue(w, h, wr);
         }
     }
     slot = calloc(1, sizeof(*slot));
-    if (slot == NULL || !wb_fill(slot, op, value, nvalue, flags, seq)) {
+    if (slot == NULL || !wb_fill(slot, wr)) {
         free(slot);
         return CORRAL_ENOMEM;
     }
     slot->h = h;
-    slot->nkey = (uint8_t)nkey;
-    memcpy(slot->key, key, nkey);
+    slot->nkey = (uint8_t)wr->nkey;
+    memcpy(slot->key, wr->key, wr->nkey);
     slot->due_ms = mono_ms() + (uint64_t)w->o.delay_ms;
     w->count++;
     if (e != NULL) {
@@ -559,6 +554,7 @@ wb_main(void *arg)
             writes[i].value = e->value;
             writes[i].nvalue = e->nvalue;
             writes[i].flags = e->flags;
+            writes[i].expires = e->expires;
             writes[i].seq = e->seq;
             results[i] = 0;
         }
@@ -630,21 +626,21 @@ write_locked(struct corral *c, struct writer *w, uint64_t h,
              const void *value, size_t nvalue, uint32_t flags,
              int64_t exptime, int *out_error)
 {
-    uint64_t seq = atomic_fetch_add(&c->write_seq, 1) + 1;
     corral_status_t st;
+    corral_write_t wr;
 
+    memset(&wr, 0, sizeof(wr));
+    wr.op = op;
+    wr.key = key;
+    wr.nkey = nkey;
+    wr.value = value;
+    wr.nvalue = nvalue;
+    wr.flags = flags;
+    wr.expires = op == CORRAL_WRITE_SET ? exptime_abs(exptime, cache_now(c))
+                                        : 0;
+    wr.seq = atomic_fetch_add(&c->write_seq, 1) + 1;
     if (w->mode == MODE_THROUGH) {
-        corral_write_t wr;
-        int err;
-        memset(&wr, 0, sizeof(wr));
-        wr.op = op;
-        wr.key = key;
-        wr.nkey = nkey;
-        wr.value = value;
-        wr.nvalue = nvalue;
-        wr.flags = flags;
-        wr.seq = seq;
-        err = w->through(&wr, w->ud);
+        int err = w->through(&wr, w->ud);
         if (err != 0) {
             COUNT(cache_shard(c, h), write_errors);
             if (out_error != NULL) {
@@ -654,7 +650,7 @@ write_locked(struct corral *c, struct writer *w, uint64_t h,
         }
     } else {
         pthread_mutex_lock(&w->lock);
-        st = wb_enqueue(w, h, op, key, nkey, value, nvalue, flags, seq);
+        st = wb_enqueue(w, h, &wr);
         pthread_mutex_unlock(&w->lock);
         if (st != CORRAL_OK) {
             return st;

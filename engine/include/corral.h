@@ -1014,6 +1014,11 @@ typedef struct corral_write {
     uint64_t seq;           /* increases with every put/remove of the
                              * cache: a key's writes reach the writer in
                              * increasing seq */
+    int64_t expires;        /* SET: when the value expires, in Unix
+                             * seconds by the cache's clock (corral_put's
+                             * exptime resolved as corral_set resolves
+                             * it; 1 for one already past), 0 = never;
+                             * DELETE: 0 */
 } corral_write_t;
 
 /*

@@ -974,6 +974,8 @@ class TestWriters(CacheTest):
         self.assertIsInstance(w, corral.Write)
         self.assertEqual((w.op, w.key, w.value, w.flags), ("set", b"k", b"v1",
                                                             5))
+        self.assertEqual(len(w), 5)  # expires is an attribute only
+        self.assertTrue(time.time() + 98 <= w.expires <= time.time() + 101)
         with self.assertRaises(corral.WriteError) as cm:
             c.put("refused", b"x")
         self.assertIsInstance(cm.exception.exception, PermissionError)
@@ -984,6 +986,7 @@ class TestWriters(CacheTest):
         self.assertIsNone(c.get("k"))
         self.assertEqual(seen[-1].op, "delete")
         self.assertIsNone(seen[-1].value)
+        self.assertEqual(seen[-1].expires, 0)
         self.assertGreater(seen[-1].seq, seen[0].seq)
 
     def test_writer_puts_other_keys(self):

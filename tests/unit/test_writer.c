@@ -60,6 +60,7 @@ struct backend {
     char last_key[64];
     char last_value[64];
     corral_write_op_t last_op;
+    int64_t last_expires;
 };
 
 static int
@@ -74,6 +75,7 @@ through(const corral_write_t *w, void *ud)
     snprintf(b->last_value, sizeof(b->last_value), "%.*s", (int)w->nvalue,
              (const char *)w->value);
     b->last_op = w->op;
+    b->last_expires = w->expires;
     if (w->op == CORRAL_WRITE_SET && cached(b->c, b->last_key, b->last_value)) {
         b->cache_had_it_first = true;
     }
@@ -102,6 +104,22 @@ test_write_through(void)
     CU_ASSERT(cached(c, "k", "v1"));
     CU_ASSERT_STRING_EQUAL(b.last_value, "v1");
     CU_ASSERT(!b.cache_had_it_first);
+    CU_ASSERT_EQUAL(b.last_expires, 0);
+    /* the expiry reaches the writer resolved to a Unix time */
+    {
+        int64_t before = (int64_t)time(NULL);
+        CU_ASSERT(corral_put(c, "t", 1, "v", 1, 0, 100, &err) == CORRAL_OK);
+        CU_ASSERT(b.last_expires >= before + 99 &&
+                  b.last_expires <= (int64_t)time(NULL) + 101);
+        CU_ASSERT(corral_put(c, "t", 1, "v", 1, 0, 2000000000, &err) ==
+                  CORRAL_OK);
+        CU_ASSERT_EQUAL(b.last_expires, 2000000000);
+        CU_ASSERT(corral_put(c, "t", 1, "v", 1, 0, -1, &err) == CORRAL_OK);
+        CU_ASSERT_EQUAL(b.last_expires, 1);
+        CU_ASSERT(corral_remove(c, "t", 1, &err) == CORRAL_OK);
+        CU_ASSERT_EQUAL(b.last_expires, 0);
+        b.calls -= 4;
+    }
 
     /* a failing writer: the error comes back, the cache is untouched */
     b.fail_with = 9;
@@ -329,17 +347,18 @@ test_write_behind_full_and_flush(void)
 struct counted {
     pthread_mutex_t lock;
     long written;
+    int64_t last_expires;
 };
 
 static int
 counted_batch(const corral_write_t *w, size_t n, int *results, void *ud)
 {
     struct counted *s = ud;
-    (void)w;
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++) {
         results[i] = 0;
         s->written++;
+        s->last_expires = w[i].expires;
     }
     pthread_mutex_unlock(&s->lock);
     return 0;
@@ -591,6 +610,12 @@ test_put_too_large(void)
         CU_ASSERT(cached(c, "k", "old"));
         CU_ASSERT(corral_write_flush(c, -1, NULL) == CORRAL_OK);
         CU_ASSERT_EQUAL(behind ? s.written : b.calls, 1);
+        /* a queued write keeps its expiry */
+        CU_ASSERT(corral_put(c, "e", 1, "x", 1, 0, 2000000000, NULL) ==
+                  CORRAL_OK);
+        CU_ASSERT(corral_write_flush(c, -1, NULL) == CORRAL_OK);
+        CU_ASSERT_EQUAL(behind ? s.last_expires : b.last_expires,
+                        2000000000);
         corral_destroy(c);
     }
     free(v);

@@ -68,6 +68,7 @@ class Write(NamedTuple):
     value: Optional[bytes]
     flags: int
     seq: int
+    expires: int  # an attribute, not part of the tuple
 
 
 class Event(NamedTuple):

@@ -1285,7 +1285,7 @@ static PyObject *
 write_new(const corral_write_t *w)
 {
     PyObject *o = PyStructSequence_New(WriteType);
-    PyObject *f[5];
+    PyObject *f[6];
 
     if (o == NULL) {
         return NULL;
@@ -1297,9 +1297,10 @@ write_new(const corral_write_t *w)
                : Py_NewRef(Py_None);
     f[3] = PyLong_FromUnsignedLong(w->flags);
     f[4] = PyLong_FromUnsignedLongLong(w->seq);
-    for (int i = 0; i < 5; i++) {
+    f[5] = PyLong_FromLongLong(w->expires);
+    for (int i = 0; i < 6; i++) {
         if (f[i] == NULL) {
-            for (int j = i + 1; j < 5; j++) {
+            for (int j = i + 1; j < 6; j++) {
                 Py_XDECREF(f[j]);
             }
             Py_DECREF(o);
@@ -4486,6 +4487,9 @@ static PyStructSequence_Field write_fields[] = {
     {"flags", "the client flags of a set"},
     {"seq", "increases with every put/remove of the cache: a key's "
             "writes arrive in increasing seq"},
+    {"expires", "a set's expiry as a Unix time (its ttl resolved when it "
+                "was put; 1 if already past), 0 = never; 0 for a delete "
+                "(an attribute, not part of the tuple)"},
     {NULL, NULL}};
 
 static PyStructSequence_Desc write_desc = {
