@@ -414,6 +414,13 @@ class TestBasics(CacheTest):
             c.set("k", b"v", 5, ttl=5)
         with self.assertRaises(TypeError):
             c.get()
+        # out-of-range numbers are ValueErrors, not OverflowErrors
+        with self.assertRaises(ValueError):
+            c.set("k", b"v", ttl=2 ** 63)
+        with self.assertRaises(ValueError):
+            c.set("k", b"v", flags=2 ** 32)
+        with self.assertRaises(ValueError):
+            c.touch("k", -2 ** 64)
 
     def test_exception_hierarchy(self):
         expect = {

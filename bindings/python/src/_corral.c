@@ -274,6 +274,11 @@ arg_i64(PyObject *o, const char *name, int64_t dflt, int64_t *out)
     }
     v = PyLong_AsLongLong(o);
     if (v == -1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be in -2**63..2**63-1",
+                         name);
+        }
         return -1;
     }
     *out = (int64_t)v;
