@@ -265,6 +265,12 @@ corral_config_get(const corral_t *c, corral_config_t *out_cfg)
 /* ---------------------------------------------------------------------- */
 /* Items                                                                  */
 
+/* Bytes of private copies handed out and not yet released, all caches:
+ * an item pinned more times than its count holds is copied for each
+ * further pin (a multiget naming one key 100,000 times, say), and
+ * without a bound those copies could take any amount of memory. */
+static _Atomic size_t private_copy_bytes;
+
 CORRAL_API void
 corral_item_release(corral_item_t *h)
 {
@@ -276,8 +282,11 @@ corral_item_release(corral_item_t *h)
         pin_unref(pin_item(h));
         break;
     default:
-        if (h != NULL) {
-            item_unref(pin_item(h)); /* a private copy */
+        if (h != NULL) { /* a private copy (pin_for_caller) */
+            atomic_fetch_sub_explicit(&private_copy_bytes,
+                                      item_real_size(pin_item(h)),
+                                      memory_order_relaxed);
+            item_unref(pin_item(h));
         }
         break;
     }
@@ -477,6 +486,8 @@ corral_item_t *
 pin_for_caller(struct corral *c, item_t *it)
 {
     _Atomic(item_t *) *slot = pin_slot();
+    size_t limit, size;
+    item_t *copy;
 
     if (likely(slot != NULL)) {
         return pin_fill(slot, it);
@@ -484,7 +495,28 @@ pin_for_caller(struct corral *c, item_t *it)
     if (likely(item_pin(it))) {
         return pin_counted(it);
     }
-    return (corral_item_t *)item_clone(&c->mem, it);
+    /* Private copies may take an eighth of the limit (at least one item
+     * of the largest size); past that the lookup is refused (ENOMEM). */
+    limit = atomic_load_explicit(&c->max_memory, memory_order_relaxed) / 8;
+    if (limit < c->cfg.max_item_size) {
+        limit = c->cfg.max_item_size;
+    }
+    if (atomic_load_explicit(&private_copy_bytes, memory_order_relaxed) >=
+            limit ||
+        (copy = item_clone(&c->mem, it)) == NULL) {
+        return NULL;
+    }
+    size = item_real_size(copy);
+    if (atomic_fetch_add_explicit(&private_copy_bytes, size,
+                                  memory_order_relaxed) +
+            size >
+        limit) {
+        atomic_fetch_sub_explicit(&private_copy_bytes, size,
+                                  memory_order_relaxed);
+        item_unref(copy);
+        return NULL;
+    }
+    return (corral_item_t *)copy;
 }
 
 /* Count a lookup that found a dead item, and unlink it. */

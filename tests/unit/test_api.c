@@ -2926,6 +2926,47 @@ test_many_pins(void)
     corral_destroy(c);
 }
 
+/* Pins past what an item's count holds are private copies, bounded to an
+ * eighth of the memory limit (a multiget naming one key 100,000 times
+ * used to copy it 35,000 times); past that the lookup is refused with
+ * CORRAL_ENOMEM, and releasing the copies gives the room back. */
+static void
+test_private_copies_bounded(void)
+{
+    enum { NPINS = 70000 };
+    corral_config_t cfg;
+    corral_t *c = NULL;
+    corral_item_t **items = calloc(NPINS, sizeof(*items));
+    static char value[64 * 1024];
+    size_t ok = 0, refused = 0, other = 0;
+    corral_item_t *again = NULL;
+
+    corral_config_init(&cfg);
+    cfg.max_memory = 16 * MIB; /* copies: 2 MiB, about 31 of 64 KiB */
+    c = new_cache_cfg(&cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(items);
+    memset(value, 'v', sizeof(value));
+    CU_ASSERT_EQUAL(corral_set(c, K("big"), value, sizeof(value), 0, 0),
+                    CORRAL_OK);
+    for (size_t i = 0; i < NPINS; i++) {
+        corral_status_t st = corral_get(c, K("big"), &items[i]);
+        ok += st == CORRAL_OK;
+        refused += st == CORRAL_ENOMEM;
+        other += st != CORRAL_OK && st != CORRAL_ENOMEM;
+    }
+    CU_ASSERT_EQUAL(other, 0);
+    CU_ASSERT(refused > 0);
+    CU_ASSERT(ok >= 65000 && ok < 65300 + 40); /* the count, then ~31 */
+    for (size_t i = 0; i < NPINS; i++) {
+        corral_item_release(items[i]); /* NULL for the refused ones */
+    }
+    /* the room is back: a lookup works, and copies are made again */
+    CU_ASSERT_EQUAL(corral_get(c, K("big"), &again), CORRAL_OK);
+    corral_item_release(again);
+    free(items);
+    corral_destroy(c);
+}
+
 /* ---------------------------------------------------------------------- */
 
 static const struct cu_test lifecycle_tests[] = {
@@ -3021,6 +3062,7 @@ static const struct cu_test pin_tests[] = {
     CU_TEST(test_pinned_survives_eviction),
     CU_TEST(test_pinned_outlives_cache),
     CU_TEST(test_many_pins),
+    CU_TEST(test_private_copies_bounded),
     CU_END,
 };
 
