@@ -71,12 +71,15 @@ server_snapshot(struct server *srv, struct server_snapshot *out)
     pthread_mutex_lock(&srv->reset_lock);
     base = srv->baseline;
     pthread_mutex_unlock(&srv->reset_lock);
-#define SNAP_SUB(name) out->name -= base.name;
+    /* A reset between the read above and the baseline's may have moved
+     * the baseline past what was read: 0 then, not a wrapped count. */
+#define SNAP_SUB(name)                                                         \
+    out->name = out->name > base.name ? out->name - base.name : 0;
     WORKER_COUNTERS(SNAP_SUB)
+    SNAP_SUB(total_conns)
+    SNAP_SUB(rejected_conns)
+    SNAP_SUB(listen_disabled_num)
 #undef SNAP_SUB
-    out->total_conns -= base.total_conns;
-    out->rejected_conns -= base.rejected_conns;
-    out->listen_disabled_num -= base.listen_disabled_num;
     out->conn_structures = out->curr_conns;
 }
 
