@@ -1002,6 +1002,7 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
     corral_status_t st;
     item_t *it;
 
+again:
     shard_wrlock(s);
     it = table_find(&s->table, L->h, L->key, L->nkey);
     if (it != NULL) {
@@ -1021,9 +1022,29 @@ load_missing(struct leader *L, uint32_t now_s, corral_item_t **out_item,
     kr = keyrec_find(&s->keyrecs, L->h, L->key, L->nkey);
     if (kr != NULL && kr->state == KEYREC_LOADING) {
         struct attempt *at = kr->cur;
+        /* A load whose lease a write, delete, prefix invalidation or
+         * flush has broken since it began may return what the key was
+         * before: a caller arriving now asked after the change, so it
+         * waits for that load to end, then looks again (and loads, if
+         * the key is still missing). */
+        bool outdated =
+            kr->broken ||
+            atomic_load(&c->fetch.flush_gen) != kr->flush_gen ||
+            prefix_changed(s, kr, L->key, L->nkey);
         atomic_fetch_add_explicit(&at->refs, 1, memory_order_relaxed);
         shard_unlock(s);
-        return wait_for(c, s, at, &L->o, out_item, out_error);
+        if (!outdated) {
+            return wait_for(c, s, at, &L->o, out_item, out_error);
+        }
+        st = wait_for(c, s, at, &L->o, out_item, NULL);
+        if (st == CORRAL_ETIMEDOUT) {
+            return st;
+        }
+        corral_item_release(*out_item);
+        *out_item = NULL;
+        now = now_ms(c);
+        now_s = cache_now(c);
+        goto again;
     }
     if (kr != NULL && now < kr->error_until_ms) {
         int err = kr->last_error;

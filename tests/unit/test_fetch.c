@@ -1120,6 +1120,65 @@ test_lease_flush(void)
     lease_case(CH_FLUSH);
 }
 
+/* A caller that arrives after the key changed while a load runs does not
+ * take that load's (older) result: it waits for it, then loads itself.
+ * Without a change it joins the load as usual. */
+static void
+join_after_change(enum change ch)
+{
+    corral_t *c = mk();
+    struct gate g, g2;
+    struct fetcher fe, fe2;
+    pthread_t th, th2;
+    uint64_t waits;
+
+    gate_init(&g, "loaded");
+    gate_init(&g2, "after");
+    gate_open(&g2);
+    memset(&fe, 0, sizeof(fe));
+    fe.c = c;
+    fe.key = "user:1";
+    fe.g = &g;
+    fe.o.ttl = 100;
+    fe2 = fe;
+    fe2.g = &g2;
+    pthread_create(&th, NULL, fetcher_main, &fe);
+    gate_wait_entered(&g);
+    if (ch == CH_DELETE) {
+        corral_delete(c, "user:1", 6);
+    } else if (ch == CH_FLUSH) {
+        corral_flush(c, 0);
+    }
+    waits = STAT(c, load_waits);
+    pthread_create(&th2, NULL, fetcher_main, &fe2);
+    while (STAT(c, load_waits) == waits) {
+        struct timespec tick = {0, 1000000};
+        nanosleep(&tick, NULL); /* until the second caller waits */
+    }
+    gate_open(&g);
+    pthread_join(th, NULL);
+    pthread_join(th2, NULL);
+    CU_ASSERT_EQUAL(fe.st, CORRAL_OK);
+    CU_ASSERT_STRING_EQUAL(fe.got, "loaded");
+    CU_ASSERT_EQUAL(fe2.st, CORRAL_OK);
+    if (ch == CH_NONE) {
+        CU_ASSERT_STRING_EQUAL(fe2.got, "loaded");
+        CU_ASSERT_EQUAL(atomic_load(&g2.calls), 0);
+    } else {
+        CU_ASSERT_STRING_EQUAL(fe2.got, "after");
+        CU_ASSERT_EQUAL(atomic_load(&g2.calls), 1);
+    }
+    corral_destroy(c);
+}
+
+static void
+test_join_after_change(void)
+{
+    join_after_change(CH_NONE);
+    join_after_change(CH_DELETE);
+    join_after_change(CH_FLUSH);
+}
+
 /* A waiter gives up after wait_ms; the load still completes for others. */
 static void
 test_wait_timeout(void)
@@ -1206,6 +1265,7 @@ static const struct cu_test lease_tests[] = {
     CU_TEST(test_lease_tag),
     CU_TEST(test_lease_tag_without_record),
     CU_TEST(test_lease_tag_record_gone),
+    CU_TEST(test_join_after_change),
     CU_TEST(test_lease_prefix),
     CU_TEST(test_lease_flush),
     CU_END,
