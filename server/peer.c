@@ -35,8 +35,9 @@
  * A link whose peer turns out to be this very process (the same node id
  * in the sync line: a peer list shared by every node) closes for good.
  * Links reconnect after failures with exponential backoff and jitter
- * (100 ms doubling to 5 s), and use TCP keepalive to notice a peer that
- * vanished without closing.
+ * (100 ms doubling to 5 s; it starts over once a link has stayed up for
+ * 5 s), and use TCP keepalive to notice a peer that vanished without
+ * closing.
  *
  * Threads: the main loop only (see peer.h); counters and the state read
  * by "stats invalidations" are atomics.
@@ -102,6 +103,7 @@ struct peer_link {
     ev_io io;
     ev_timer timer;
     double backoff;
+    double up_since;           /* ev_now of the last sync line, or 0 */
     bool got_ok;               /* the "OK" answering watch was read */
     bool resumed;              /* the watch asked since= */
     uint64_t next;             /* the peer's seq expected next; 0: none */
@@ -255,8 +257,18 @@ link_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 static void
 link_schedule(struct peer_link *l)
 {
-    double d = l->backoff;
+    double d;
     unsigned r = rand_r(&l->ps->seed);
+
+    /* A link that stayed up a while starts its backoff over; one that
+     * fails right after its sync line (a peer that accepts, then sends
+     * garbage or closes) keeps doubling it. */
+    if (l->up_since > 0 &&
+        ev_now(l->ps->loop) - l->up_since >= PEER_BACKOFF_MAX) {
+        l->backoff = PEER_BACKOFF_MIN;
+    }
+    l->up_since = 0;
+    d = l->backoff;
 
     /* +-20 % jitter, so that nodes restarted together spread out */
     d *= 0.8 + 0.4 * ((double)(r % 1000) / 1000.0);
@@ -343,7 +355,7 @@ link_line(struct peer_link *l, const struct proto_watch_event *ev)
         }
         atomic_store_explicit(&l->node, ev->node, memory_order_relaxed);
         l->next = ev->next;
-        l->backoff = PEER_BACKOFF_MIN;
+        l->up_since = ev_now(ps->loop);
         link_set_state(l, PEER_UP);
         log_info("peer %s: link up (node %016" PRIx64 ", next %" PRIu64 ")",
                  l->name, ev->node, ev->next);
