@@ -1159,7 +1159,15 @@ conn_streaming(const struct conn *c)
 bool
 conn_idle_check(struct conn *c, double now, double timeout)
 {
-    if (c->stream != NULL || now - c->last_active < timeout) {
+    if (c->closing && now - c->last_active >= CONN_CLOSING_GRACE) {
+        /* its last lines wait behind output the client does not read
+         * (a watcher dropped for lagging, say): they will not get out */
+        log_verbose("<%d not reading its last replies: closed", c->fd);
+        conn_close(c);
+        return true;
+    }
+    if (timeout <= 0 || c->stream != NULL ||
+        now - c->last_active < timeout) {
         return false;
     }
     log_verbose("<%d idle timeout", c->fd);

@@ -41,9 +41,15 @@ void conn_close(struct conn *c);
  */
 void conn_drain(struct conn *c);
 
+/* Seconds a closing connection may wait for its client to read its last
+ * replies before it is closed without them. */
+#define CONN_CLOSING_GRACE 10.0
+
 /*
  * conn_idle_check - close @c if it has been idle for @timeout seconds at
- * time @now (the idle timeout).  Returns true if it was closed.
+ * time @now (the idle timeout; 0: none), or if it is closing and its
+ * client has read nothing for CONN_CLOSING_GRACE seconds.  Returns true
+ * if it was closed.
  */
 bool conn_idle_check(struct conn *c, double now, double timeout);
 

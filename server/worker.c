@@ -304,11 +304,11 @@ worker_init(struct worker *w, struct server *srv, unsigned id)
         pthread_mutex_destroy(&w->lock);
         return -1;
     }
-    if (srv->settings->idle_timeout > 0) {
-        ev_timer_init(&w->idle_timer, worker_on_idle, 1., 1.);
-        w->idle_timer.data = w;
-        ev_timer_start(w->loop, &w->idle_timer);
-    }
+    /* every second: idle connections (with -o idle_timeout) and
+     * closing ones whose client reads nothing */
+    ev_timer_init(&w->idle_timer, worker_on_idle, 1., 1.);
+    w->idle_timer.data = w;
+    ev_timer_start(w->loop, &w->idle_timer);
     return 0;
 }
 

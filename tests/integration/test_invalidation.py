@@ -466,6 +466,30 @@ def t_lag_drop(res):
         res.eq(srv.stop(), 0, "exit 0")
 
 
+def t_lag_drop_unread(res):
+    """A watcher dropped for lagging that never reads again is closed once
+    its client has read nothing for the closing grace (10 s): its last
+    line waits behind output it will not read, and it held its slot for
+    ever."""
+    args = ["-t", "1", "--watch-history", "200000", "--watch-lag", "2000"]
+    with harness.corrald(args) as srv:
+        slow = Watcher(srv.port, rcvbuf=4096)
+        n = 60000
+        with Client(srv.port) as c:
+            blob = b"".join(b"invalidate_tag unread%d noreply\r\n" % i
+                            for i in range(n))
+            c.sock.sendall(blob + b"mn\r\n")
+            res.eq(c.read_line(), b"MN\r\n", "%d invalidations done" % n)
+        res.check(harness.wait_for(
+            lambda: inv_stats(srv.port).get("watchers_lagged") == "1", 30),
+            "unread: the watcher is dropped for lagging")
+        res.check(harness.wait_for(
+            lambda: inv_stats(srv.port).get("watchers") == "0", 30),
+            "unread: and its connection closed although it never read")
+        slow.close()
+        res.eq(srv.stop(), 0, "unread: exit 0")
+
+
 def t_shutdown_line(res):
     with harness.corrald(["-t", "2"]) as srv:
         w = Watcher(srv.port)
@@ -533,7 +557,7 @@ def t_stats(res, port):
 
 def main():
     res = harness.Results("invalidation")
-    harness.overall_deadline(300)
+    harness.overall_deadline(400)
     with harness.corrald(["-t", "2"]) as srv:
         for t in (t_tagged_stores, t_prefix, t_watch_lines, t_watch_filters,
                   t_watch_since, t_stats):
@@ -544,7 +568,7 @@ def main():
                   "WARNING: ThreadSanitizer" not in err,
                   "no sanitizer report", err[-2000:])
     for t in (t_key_tags, t_memcached_refuses, t_history_gap, t_lag_drop,
-              t_shutdown_line, t_disabled):
+              t_lag_drop_unread, t_shutdown_line, t_disabled):
         res.run(t)
     res.finish()
 
