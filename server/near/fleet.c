@@ -386,14 +386,18 @@ fleet_ms(struct fleet_load *L, struct fleet_conn **cp,
     }
 }
 
-/* Give a lease back at once (the backend failed): delete the empty item
- * it holds, if it is still that one. */
+/* Give a lease back at once (the backend failed), if the item is still
+ * the one won: delete the empty item a miss's lease holds, or, for a
+ * stale or recache win over a value, mark the value stale again (md I),
+ * which keeps serving it and hands the next caller a new win. */
 static void
-fleet_md(struct fleet_load *L, struct fleet_conn **cp, uint64_t cas)
+fleet_md(struct fleet_load *L, struct fleet_conn **cp, uint64_t cas,
+         bool keep_value)
 {
     char req[FLEET_REQ_MAX], out[FLEET_LINE_MAX];
-    int len = snprintf(req, sizeof(req), "md %.*s%s C%llu\r\n", (int)L->nkey,
-                       L->key, L->b64 ? " b" : "", (unsigned long long)cas);
+    int len = snprintf(req, sizeof(req), "md %.*s%s C%llu%s\r\n",
+                       (int)L->nkey, L->key, L->b64 ? " b" : "",
+                       (unsigned long long)cas, keep_value ? " I" : "");
 
     fleet_simple(L, cp, req, (size_t)len, NULL, 0, out, sizeof(out));
 }
@@ -477,8 +481,8 @@ fleet_answer(struct fleet_load *L, struct fleet_conn **cp,
         *rc = fleet_backend(L, load, key, nkey, &v);
         if (*rc == 0) {
             fleet_ms(L, cp, &v, r->cas);
-        } else if (!r->stale && r->nvalue == 0) {
-            fleet_md(L, cp, r->cas);
+        } else {
+            fleet_md(L, cp, r->cas, r->stale || r->nvalue > 0);
         }
         free(v.data);
         return 1;
@@ -488,8 +492,12 @@ fleet_answer(struct fleet_load *L, struct fleet_conn **cp,
         *rc = fleet_take(L, load, r);
         return 1;
     }
-    if (r->hit && r->stale && r->nvalue > 0) {
-        count(&n->fleet_stale_served);
+    if (r->hit && r->nvalue > 0) {
+        /* another process refreshes it: a stale value (X), or one still
+         * good that a recache (R) handed a win for */
+        if (r->stale) {
+            count(&n->fleet_stale_served);
+        }
         *rc = fleet_take(L, load, r);
         return 1;
     }

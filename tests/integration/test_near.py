@@ -230,6 +230,36 @@ def t_fleet_failure(res, port, tmpdir):
             res.eq(p.close(), 0, "%s exits 0" % p.name)
 
 
+def t_fleet_stale_failure(res, port, tmpdir):
+    """A winner over a stale value whose backend fails gives the win back
+    too (md I: still stale, a new win for the next caller), so the next
+    process refreshes instead of being served the stale value until it
+    expires."""
+    procs = [Proc(port, "S%d" % i) for i in range(2)]
+    try:
+        for p in procs:
+            res.eq(p.cmd("wait"), "synced", "%s is live" % p.name)
+        log = os.path.join(tmpdir, "fleet-stale")
+        key = "fleet:stale"
+        with harness.Client(port) as c:
+            res.eq(c.request(b"ms %s 2 T0\r\nv0\r\n" % key.encode()),
+                   b"HD\r\n", "fleet stale: stored")
+            res.eq(c.request(b"md %s I\r\n" % key.encode()), b"HD\r\n",
+                   "fleet stale: marked stale")
+        res.eq(procs[0].cmd("fleet %s %s 0 1 fail" % (key, log)), "error",
+               "fleet stale: the winner's backend fails")
+        got = procs[1].cmd("fleet %s %s 0 1" % (key, log))
+        with open(log) as f:
+            loads = f.read().splitlines()
+        res.eq(len(loads), 2, "fleet stale: the next process wins and "
+               "loads (%r)" % loads)
+        res.eq(got, "hit v" + (loads[-1].split()[1] if loads else "?"),
+               "fleet stale: and gets its own value")
+    finally:
+        for p in procs:
+            res.eq(p.close(), 0, "%s exits 0" % p.name)
+
+
 def main():
     res = harness.Results("near")
     harness.overall_deadline(200)
@@ -243,6 +273,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmpdir:
             res.run(t_fleet, srv_box[0].port, tmpdir)
             res.run(t_fleet_failure, srv_box[0].port, tmpdir)
+            res.run(t_fleet_stale_failure, srv_box[0].port, tmpdir)
         res.run(t_outage, a, b, srv_box)
     finally:
         res.eq(a.close(), 0, "process A exits 0")
