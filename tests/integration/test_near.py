@@ -203,6 +203,22 @@ def t_fleet(res, port, tmpdir):
             res.eq(p.close(), 0, "%s exits 0" % p.name)
 
 
+def fail_then_load(res, procs, key, log, what, check_stub=False):
+    """procs[0] wins KEY and its backend fails; procs[1] must then win
+    and load at once (LOG lists the backend's loads)."""
+    res.eq(procs[0].cmd("fleet %s %s 0 1 fail" % (key, log)), "error",
+           "%s: the backend's error reaches the caller" % what)
+    if check_stub:
+        res.eq(procs[0].cmd("send mg %s v" % key), "EN",
+               "%s: the lease was given back (no stub left)" % what)
+    got = procs[1].cmd("fleet %s %s 0 1" % (key, log))
+    with open(log) as f:
+        loads = f.read().splitlines()
+    res.eq(len(loads), 2, "%s: the next process loads (%r)" % (what, loads))
+    res.eq(got, "hit v" + (loads[-1].split()[1] if loads else "?"),
+           "%s: and gets its own value" % what)
+
+
 def t_fleet_failure(res, port, tmpdir):
     """A lease winner whose backend fails gives the lease back at once (it
     deletes the empty stub it holds): no stub is left on the server, and
@@ -212,19 +228,9 @@ def t_fleet_failure(res, port, tmpdir):
     try:
         for p in procs:
             res.eq(p.cmd("wait"), "synced", "%s is live" % p.name)
-        log = os.path.join(tmpdir, "fleet-failure")
-        key = "fleet:failing"
-        res.eq(procs[0].cmd("fleet %s %s 0 1 fail" % (key, log)), "error",
-               "fleet failure: the backend's error reaches the caller")
-        res.eq(procs[0].cmd("send mg %s v" % key), "EN",
-               "fleet failure: the lease was given back (no stub left)")
-        got = procs[1].cmd("fleet %s %s 0 1" % (key, log))
-        with open(log) as f:
-            loads = f.read().splitlines()
-        res.eq(len(loads), 2, "fleet failure: the next process loads "
-               "(%r)" % loads)
-        res.eq(got, "hit v" + (loads[-1].split()[1] if loads else "?"),
-               "fleet failure: and gets its own value")
+        fail_then_load(res, procs, "fleet:failing",
+                       os.path.join(tmpdir, "fleet-failure"),
+                       "fleet failure", check_stub=True)
     finally:
         for p in procs:
             res.eq(p.close(), 0, "%s exits 0" % p.name)
@@ -246,15 +252,7 @@ def t_fleet_stale_failure(res, port, tmpdir):
                    b"HD\r\n", "fleet stale: stored")
             res.eq(c.request(b"md %s I\r\n" % key.encode()), b"HD\r\n",
                    "fleet stale: marked stale")
-        res.eq(procs[0].cmd("fleet %s %s 0 1 fail" % (key, log)), "error",
-               "fleet stale: the winner's backend fails")
-        got = procs[1].cmd("fleet %s %s 0 1" % (key, log))
-        with open(log) as f:
-            loads = f.read().splitlines()
-        res.eq(len(loads), 2, "fleet stale: the next process wins and "
-               "loads (%r)" % loads)
-        res.eq(got, "hit v" + (loads[-1].split()[1] if loads else "?"),
-               "fleet stale: and gets its own value")
+        fail_then_load(res, procs, key, log, "fleet stale")
     finally:
         for p in procs:
             res.eq(p.close(), 0, "%s exits 0" % p.name)
