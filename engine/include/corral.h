@@ -352,7 +352,9 @@ CORRAL_API void corral_item_info(const corral_t *cache,
  * Returns CORRAL_OK, CORRAL_ENOTFOUND (absent, expired, flushed or
  * invalidated) or CORRAL_EINVAL (bad key); CORRAL_ENOMEM only when the
  * item is pinned about 65,000 times at once and the private copy handed
- * out instead cannot be allocated.
+ * out instead cannot be made: no memory, or the private copies
+ * outstanding (of all caches in the process) already take an eighth of
+ * max_memory (at least max_item_size).
  * Counts as an access for eviction.  Thread-safe; takes the key's shard
  * lock shared; O(1) expected.
  */
