@@ -524,12 +524,33 @@ exec_tags(struct exec_ctx *x, const struct proto_cmd *cmd,
  */
 #define MC_ITEM_HEADER 59u
 
-static bool
-mc_too_large(const struct exec_ctx *x, size_t nkey, size_t nvalue,
-             uint32_t flags)
+/*
+ * Store cmd's value as memcached would: refused by memcached's item size
+ * rule (a set without a CAS also drops the old value, as the engine does
+ * for a value it refuses), and an append or prepend whose data fits but
+ * whose result would not is NOT_STORED, the old value kept.
+ */
+static corral_status_t
+exec_store_value(struct exec_ctx *x, const struct proto_cmd *cmd,
+                 const corral_store_opts_t *o, uint64_t *out_cas)
 {
-    return nvalue + nkey + MC_ITEM_HEADER + (flags != 0 ? 4u : 0u) >
-           x->st->item_size_max;
+    corral_status_t st;
+
+    if (cmd->nvalue + cmd->nkey + MC_ITEM_HEADER +
+            (o->flags != 0 ? 4u : 0u) >
+        x->st->item_size_max) {
+        if (o->mode == CORRAL_SET && o->cas == 0) {
+            corral_delete(x->cache, cmd->key, cmd->nkey);
+        }
+        return CORRAL_ETOOBIG;
+    }
+    st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
+                      cmd->nvalue, o, out_cas);
+    if (st == CORRAL_ETOOBIG &&
+        (o->mode == CORRAL_APPEND || o->mode == CORRAL_PREPEND)) {
+        st = CORRAL_ENOTSTORED;
+    }
+    return st;
 }
 
 static void
@@ -552,21 +573,7 @@ exec_store(struct exec_ctx *x, const struct proto_cmd *cmd)
     log_peek(x, cmd->key, cmd->nkey, &seen);
     o.tags = ntags > 0 ? tags.ptr : NULL;
     o.ntags = (size_t)ntags;
-    if (mc_too_large(x, cmd->nkey, cmd->nvalue, cmd->flags)) {
-        st = CORRAL_ETOOBIG;
-        if (o.mode == CORRAL_SET && o.cas == 0) {
-            corral_delete(x->cache, cmd->key, cmd->nkey); /* as the engine */
-        }
-    } else {
-        st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
-                          cmd->nvalue, &o, NULL);
-        if (st == CORRAL_ETOOBIG &&
-            (o.mode == CORRAL_APPEND || o.mode == CORRAL_PREPEND)) {
-            /* the data fits, the value it would make does not: memcached
-             * keeps the old value and says NOT_STORED */
-            st = CORRAL_ENOTSTORED;
-        }
-    }
+    st = exec_store_value(x, cmd, &o, NULL);
     log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
               &seen);
     switch (st) {
@@ -1042,19 +1049,7 @@ exec_ms(struct exec_ctx *x, const struct proto_cmd *cmd)
     o.flags = m->client_flags;
     o.exptime = proto_meta_has(cmd, 'T') ? m->ttl : 0;
     log_peek(x, cmd->key, cmd->nkey, &seen);
-    if (mc_too_large(x, cmd->nkey, cmd->nvalue, o.flags)) {
-        st = CORRAL_ETOOBIG;
-        if (o.mode == CORRAL_SET) {
-            corral_delete(x->cache, cmd->key, cmd->nkey); /* as the engine */
-        }
-    } else {
-        st = corral_store(x->cache, cmd->key, cmd->nkey, cmd->value,
-                          cmd->nvalue, &o, &cas);
-        if (st == CORRAL_ETOOBIG &&
-            (o.mode == CORRAL_APPEND || o.mode == CORRAL_PREPEND)) {
-            st = CORRAL_ENOTSTORED; /* as in exec_store */
-        }
-    }
+    st = exec_store_value(x, cmd, &o, &cas);
     log_store(x, cmd->key, cmd->nkey, o.mode, st, o.exptime, cmd->nvalue,
               &seen);
     switch (st) {
