@@ -488,6 +488,18 @@ prefix_changed(const struct shard *s, const struct keyrec *kr,
     return false;
 }
 
+/* Whether the load of kr still holds its lease: no write or delete of
+ * the key (kr->broken), flush or prefix invalidation covering it since it
+ * began (tags are checked against the loaded item).  Shard lock held. */
+static bool
+lease_intact(struct corral *c, const struct shard *s,
+             const struct keyrec *kr, const void *key, size_t nkey)
+{
+    return !kr->broken &&
+           atomic_load(&c->fetch.flush_gen) == kr->flush_gen &&
+           !prefix_changed(s, kr, key, nkey);
+}
+
 /* Build the item a successful load produced (no lock held). */
 static corral_status_t
 build_item(const struct leader *L, corral_load_t *ld, uint64_t now_ns,
@@ -611,9 +623,7 @@ lead(struct leader *L)
     if (err == 0) {
         bool stored = false;
         if (it != NULL) {
-            bool lease = !kr->broken &&
-                         atomic_load(&c->fetch.flush_gen) == kr->flush_gen &&
-                         !prefix_changed(s, kr, L->key, L->nkey);
+            bool lease = lease_intact(c, s, kr, L->key, L->nkey);
             if (item_ntags(it) > 0) {
                 /* stamped with the epoch of the load's start: a tag
                  * invalidated since then already covers it */
@@ -1027,13 +1037,10 @@ again:
          * before: a caller arriving now asked after the change, so it
          * waits for that load to end, then looks again (and loads, if
          * the key is still missing). */
-        bool outdated =
-            kr->broken ||
-            atomic_load(&c->fetch.flush_gen) != kr->flush_gen ||
-            prefix_changed(s, kr, L->key, L->nkey);
+        bool intact = lease_intact(c, s, kr, L->key, L->nkey);
         atomic_fetch_add_explicit(&at->refs, 1, memory_order_relaxed);
         shard_unlock(s);
-        if (!outdated) {
+        if (intact) {
             return wait_for(c, s, at, &L->o, out_item, out_error);
         }
         st = wait_for(c, s, at, &L->o, out_item, NULL);
