@@ -619,28 +619,16 @@ key_unlock(struct writer *w, struct key_lock *rec)
 }
 
 /* Write the backend (or queue the write), then change the cache, under
- * the key lock. */
+ * the key lock.  wr gets its sequence number here. */
 static corral_status_t
 write_locked(struct corral *c, struct writer *w, uint64_t h,
-             corral_write_op_t op, const void *key, size_t nkey,
-             const void *value, size_t nvalue, uint32_t flags,
-             int64_t exptime, int *out_error)
+             corral_write_t *wr, int64_t exptime, int *out_error)
 {
     corral_status_t st;
-    corral_write_t wr;
 
-    memset(&wr, 0, sizeof(wr));
-    wr.op = op;
-    wr.key = key;
-    wr.nkey = nkey;
-    wr.value = value;
-    wr.nvalue = nvalue;
-    wr.flags = flags;
-    wr.expires = op == CORRAL_WRITE_SET ? exptime_abs(exptime, cache_now(c))
-                                        : 0;
-    wr.seq = atomic_fetch_add(&c->write_seq, 1) + 1;
+    wr->seq = atomic_fetch_add(&c->write_seq, 1) + 1;
     if (w->mode == MODE_THROUGH) {
-        int err = w->through(&wr, w->ud);
+        int err = w->through(wr, w->ud);
         if (err != 0) {
             COUNT(cache_shard(c, h), write_errors);
             if (out_error != NULL) {
@@ -650,16 +638,17 @@ write_locked(struct corral *c, struct writer *w, uint64_t h,
         }
     } else {
         pthread_mutex_lock(&w->lock);
-        st = wb_enqueue(w, h, &wr);
+        st = wb_enqueue(w, h, wr);
         pthread_mutex_unlock(&w->lock);
         if (st != CORRAL_OK) {
             return st;
         }
     }
-    if (op == CORRAL_WRITE_SET) {
-        return corral_set(c, key, nkey, value, nvalue, flags, exptime);
+    if (wr->op == CORRAL_WRITE_SET) {
+        return corral_set(c, wr->key, wr->nkey, wr->value, wr->nvalue,
+                          wr->flags, exptime);
     }
-    st = corral_delete(c, key, nkey);
+    st = corral_delete(c, wr->key, wr->nkey);
     return st == CORRAL_ENOTFOUND ? CORRAL_OK : st;
 }
 
@@ -670,6 +659,7 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
 {
     struct writer *w = atomic_load(&c->writer);
     struct key_lock rec;
+    corral_write_t wr;
     corral_status_t st;
     uint64_t h;
 
@@ -685,6 +675,15 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
         item_size_ext(nkey, nvalue, flags, 0, 0) > c->cfg.max_item_size) {
         return CORRAL_ETOOBIG;
     }
+    memset(&wr, 0, sizeof(wr));
+    wr.op = op;
+    wr.key = key;
+    wr.nkey = nkey;
+    wr.value = value;
+    wr.nvalue = nvalue;
+    wr.flags = flags;
+    wr.expires = op == CORRAL_WRITE_SET ? exptime_abs(exptime, cache_now(c))
+                                        : 0;
     h = hash_key(c->seed, key, nkey);
     COUNT(cache_shard(c, h), writes);
 
@@ -692,8 +691,7 @@ write_one(corral_t *c, corral_write_op_t op, const void *key, size_t nkey,
         return CORRAL_EBUSY;
     }
     cache_hold_delivery(true);
-    st = write_locked(c, w, h, op, key, nkey, value, nvalue, flags, exptime,
-                      out_error);
+    st = write_locked(c, w, h, &wr, exptime, out_error);
     key_unlock(w, &rec);
     cache_hold_delivery(false);
     cache_deliver(c);
