@@ -427,6 +427,15 @@ def t_history_gap(res):
         res.eq(srv.stop(), 0, "exit 0")
 
 
+def invalidate_many(res, port, prefix, n):
+    """n tag invalidations (tags prefix0..), in one pipelined write."""
+    with Client(port) as c:
+        blob = b"".join(b"invalidate_tag %s%d noreply\r\n" % (prefix, i)
+                        for i in range(n))
+        c.sock.sendall(blob + b"mn\r\n")
+        res.eq(c.read_line(), b"MN\r\n", "%d invalidations done" % n)
+
+
 def t_lag_drop(res):
     args = ["-t", "2", "--watch-history", "200000", "--watch-lag", "2000"]
     with harness.corrald(args) as srv:
@@ -434,11 +443,7 @@ def t_lag_drop(res):
         node = slow.sync["node"]
         first = int(slow.sync["next"])
         n = 60000
-        with Client(srv.port) as c:
-            blob = b"".join(b"invalidate_tag lag%d noreply\r\n" % i
-                            for i in range(n))
-            c.sock.sendall(blob + b"mn\r\n")
-            res.eq(c.read_line(), b"MN\r\n", "%d invalidations done" % n)
+        invalidate_many(res, srv.port, b"lag", n)
         # the slow watcher now reads everything it was sent
         lines = slow.lines_until(lambda x: x.get("type") == b"lagged",
                                  limit=n + 10)
@@ -474,12 +479,7 @@ def t_lag_drop_unread(res):
     args = ["-t", "1", "--watch-history", "200000", "--watch-lag", "2000"]
     with harness.corrald(args) as srv:
         slow = Watcher(srv.port, rcvbuf=4096)
-        n = 60000
-        with Client(srv.port) as c:
-            blob = b"".join(b"invalidate_tag unread%d noreply\r\n" % i
-                            for i in range(n))
-            c.sock.sendall(blob + b"mn\r\n")
-            res.eq(c.read_line(), b"MN\r\n", "%d invalidations done" % n)
+        invalidate_many(res, srv.port, b"unread", 60000)
         res.check(harness.wait_for(
             lambda: inv_stats(srv.port).get("watchers_lagged") == "1", 30),
             "unread: the watcher is dropped for lagging")
