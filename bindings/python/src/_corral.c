@@ -1231,32 +1231,29 @@ loader_inline(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     return rc;
 }
 
-/* A background fetch's context, on the heap: the engine may run its
- * refresh after fetch() returned.  Holds references to the loader and the
- * tags; freed by the engine's release call (CORRAL_FETCH_RELEASE). */
-struct bgctx {
-    struct lctx x;
-};
-
-static struct bgctx *
+/* A background fetch's context: a heap copy of x, since the engine may
+ * run its refresh after fetch() returned.  Holds references to the loader
+ * and the tags; freed by the engine's release call
+ * (CORRAL_FETCH_RELEASE). */
+static struct lctx *
 bg_new(const struct lctx *x)
 {
-    struct bgctx *b = PyMem_RawMalloc(sizeof(*b));
+    struct lctx *b = PyMem_RawMalloc(sizeof(*b));
     if (b == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    b->x = *x;
-    Py_INCREF(b->x.loader);
-    Py_XINCREF(b->x.tags);
+    *b = *x;
+    Py_INCREF(b->loader);
+    Py_XINCREF(b->tags);
     return b;
 }
 
-/* The trampoline of background fetches: the loader is in a bgctx. */
+/* The trampoline of background fetches: ud is bg_new's copy. */
 static int
 loader_background(corral_load_t *ld, const void *key, size_t nkey, void *ud)
 {
-    struct bgctx *b = ud;
+    struct lctx *b = ud;
     PyGILState_STATE g;
     int rc = 0;
 
@@ -1271,12 +1268,12 @@ loader_background(corral_load_t *ld, const void *key, size_t nkey, void *ud)
     }
     g = PyGILState_Ensure();
     if (ld == NULL) {
-        Py_DECREF(b->x.loader);
-        Py_XDECREF(b->x.tags);
+        Py_DECREF(b->loader);
+        Py_XDECREF(b->tags);
         PyMem_RawFree(b);
     } else {
         callback_depth++;
-        rc = run_loader(&b->x, ld);
+        rc = run_loader(b, ld);
         callback_depth--;
     }
     PyGILState_Release(g);
@@ -1773,6 +1770,17 @@ deferred_destroy(void *arg)
     return NULL;
 }
 
+/* Let other threads run for a millisecond (GIL held on entry and exit):
+ * the wait of close() for calls and closes in progress elsewhere. */
+static void
+nap_without_gil(void)
+{
+    PyThreadState *save = PyEval_SaveThread();
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    PyEval_RestoreThread(save);
+}
+
 /* A close that another thread began has finished (GIL held; released
  * while waiting).  Not from a callback of this cache: its close may be
  * waiting for that callback to return. */
@@ -1783,10 +1791,7 @@ wait_closed(CacheObject *self)
         return;
     }
     while (self->closing) {
-        PyThreadState *save = PyEval_SaveThread();
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        PyEval_RestoreThread(save);
+        nap_without_gil();
     }
 }
 
@@ -1843,12 +1848,7 @@ cache_close(CacheObject *self, int finalizer)
     }
     self->cache = NULL;
     while (self->active > 0) {
-        {
-            PyThreadState *save = PyEval_SaveThread();
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-            PyEval_RestoreThread(save);
-        }
+        nap_without_gil();
     }
     /* no near cache method runs now (each counts in `active` too), and
      * none can start: their threads apply events to c until destroyed */
@@ -3099,7 +3099,7 @@ fetch_impl(CacheObject *self, NearObject *nr, PyObject *const *args,
     corral_status_t st;
     int64_t wait_ms, error_ms, sie;
     int background, early, err = 0;
-    struct bgctx *bg = NULL;
+    struct lctx *bg = NULL;
     double beta = 0;
     corral_t *c = NULL;
     corral_near_t *h = NULL;
@@ -3976,10 +3976,7 @@ near_close(NearObject *self, int finalizer)
     h = near_unlink(self);
     owner->active++;
     while (self->active > 0) {
-        PyThreadState *save = PyEval_SaveThread();
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-        PyEval_RestoreThread(save);
+        nap_without_gil();
     }
     {
         PyThreadState *save = PyEval_SaveThread();
