@@ -1825,12 +1825,17 @@ corral_decr(corral_t *c, const void *key, size_t nkey, uint64_t delta,
 /* ---------------------------------------------------------------------- */
 /* Flush, sweep, stats                                                    */
 
-/* Flush now or at `when`; the event carries origin. */
+/* Flush now or at `when`; the events carry origin.  With keep_pending (a
+ * flush for missed invalidations, not a user's), an immediate flush leaves
+ * a delayed one that has not come yet pending, and says so in a second
+ * event, so that whoever applies the events in order ends in the same
+ * state. */
 static void
-flush_all(struct corral *c, int64_t when, uint64_t origin)
+flush_all(struct corral *c, int64_t when, uint64_t origin, bool keep_pending)
 {
     uint32_t now = cache_now(c);
     uint32_t at = when > 0 ? exptime_abs(when, now) : 0;
+    uint32_t pending = 0;
 
     COUNT(&c->shards[0], cmd_flush);
     fetch_flushed(&c->fetch);
@@ -1839,8 +1844,13 @@ flush_all(struct corral *c, int64_t when, uint64_t origin)
          * before the deadline are flushed once it arrives. */
         atomic_store(&c->oldest_live, at - 1);
     } else {
+        uint32_t ol = atomic_load(&c->oldest_live);
         at = 0;
-        atomic_store(&c->oldest_live, 0);
+        if (keep_pending && ol > now) {
+            pending = ol + 1;
+        } else {
+            atomic_store(&c->oldest_live, 0);
+        }
         for (unsigned i = 0; i < c->nshards; i++) {
             struct shard *s = &c->shards[i];
             shard_wrlock(s);
@@ -1853,6 +1863,9 @@ flush_all(struct corral *c, int64_t when, uint64_t origin)
         struct shard *s = &c->shards[0];
         shard_wrlock(s); /* events are recorded under a shard lock */
         emit(c, s, CORRAL_EVENT_FLUSH, NULL, 0, 0, origin, at);
+        if (pending != 0) {
+            emit(c, s, CORRAL_EVENT_FLUSH, NULL, 0, 0, origin, pending);
+        }
         shard_unlock(s);
         cache_deliver(c);
     }
@@ -1862,7 +1875,7 @@ CORRAL_API corral_status_t
 corral_flush(corral_t *c, int64_t when)
 {
     assert(c != NULL);
-    flush_all(c, when, 0);
+    flush_all(c, when, 0, false);
     return CORRAL_OK;
 }
 
@@ -1943,7 +1956,10 @@ corral_invalidate(corral_t *c, const corral_invalidation_t *inv)
     case CORRAL_EVENT_PREFIX:
         return invalidate_prefix(c, inv->name, inv->len, inv->origin);
     case CORRAL_EVENT_FLUSH:
-        flush_all(c, inv->flush_time, inv->origin);
+        flush_all(c, inv->flush_time, inv->origin, false);
+        return CORRAL_OK;
+    case CORRAL_EVENT_GAP:
+        flush_all(c, 0, inv->origin, true);
         return CORRAL_OK;
     default:
         return CORRAL_EINVAL;

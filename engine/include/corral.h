@@ -839,7 +839,8 @@ CORRAL_API uint64_t corral_event_seq(corral_t *cache);
 
 /* What corral_invalidate() invalidates. */
 typedef struct corral_invalidation {
-    corral_event_type_t type;   /* DELETE (a key), TAG, PREFIX or FLUSH */
+    corral_event_type_t type;   /* DELETE (a key), TAG, PREFIX, FLUSH or
+                                 * GAP (see corral_invalidate) */
     const void *name;           /* the key, tag (NUL-terminated) or prefix */
     size_t len;
     int64_t flush_time;         /* FLUSH: an exptime, as corral_flush() */
@@ -851,6 +852,12 @@ typedef struct corral_invalidation {
  * peer, a server stream), tagging the event it causes with an origin so
  * that whoever forwards events can tell local changes from relayed ones.
  * A DELETE of an absent key still produces its event.
+ * GAP is the flush of a cache that missed invalidations (a stream that
+ * broke): every item is invalidated at once, as by a FLUSH at once, but a
+ * delayed flush that has not come yet stays pending, where a FLUSH would
+ * cancel it.  Its events are a FLUSH at once and, when a delayed flush
+ * stays pending, a FLUSH at that time, so that a subscriber applying them
+ * in order ends in the same state.
  * Returns CORRAL_OK or CORRAL_EINVAL.  Thread-safe.
  */
 CORRAL_API corral_status_t corral_invalidate(corral_t *cache,

@@ -2250,6 +2250,64 @@ test_flush_replaces_pending(void)
     corral_destroy(c);
 }
 
+/* Flush events seen by gap_log. */
+struct flush_log {
+    size_t n;
+    int64_t at[4];
+    uint64_t origin[4];
+};
+
+static void
+gap_log(const corral_event_t *ev, void *ud)
+{
+    struct flush_log *l = ud;
+    if (ev->type == CORRAL_EVENT_FLUSH && l->n < 4) {
+        l->at[l->n] = ev->flush_time;
+        l->origin[l->n++] = ev->origin;
+    }
+}
+
+/* A GAP invalidation (the flush of a cache that missed events) flushes
+ * now but leaves a delayed flush pending, and its events say both. */
+static void
+test_flush_gap_keeps_pending(void)
+{
+    corral_t *c = new_cache();
+    corral_invalidation_t gap = {.type = CORRAL_EVENT_GAP, .origin = 7};
+    struct flush_log l = {0};
+    corral_sub_t *sub;
+
+    CU_ASSERT_FATAL(corral_subscribe(c, gap_log, &l, 0, &sub) == CORRAL_OK);
+    CU_ASSERT_EQUAL(put(c, "a", "v"), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_flush(c, 10), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_invalidate(c, &gap), CORRAL_OK);
+    CU_ASSERT(absent(c, "a"));
+    CU_ASSERT_EQUAL(put(c, "b", "v"), CORRAL_OK);
+    advance(5);
+    CU_ASSERT(value_is(c, "b", "v"));
+    advance(5); /* T0 + 10: the delayed flush still comes */
+    CU_ASSERT(absent(c, "b"));
+    CU_ASSERT_EQUAL_FATAL(l.n, 3);
+    CU_ASSERT_EQUAL(l.at[0], (int64_t)T0 + 10); /* corral_flush(c, 10) */
+    CU_ASSERT_EQUAL(l.at[1], 0);                /* the gap: now */
+    CU_ASSERT_EQUAL(l.at[2], (int64_t)T0 + 10); /* ... and still pending */
+    CU_ASSERT_EQUAL(l.origin[1], 7);
+    CU_ASSERT_EQUAL(l.origin[2], 7);
+
+    /* with nothing pending (the delayed flush came), one event, and the
+     * flush is as a FLUSH at once */
+    CU_ASSERT_EQUAL(put(c, "c", "v"), CORRAL_OK);
+    CU_ASSERT_EQUAL(corral_invalidate(c, &gap), CORRAL_OK);
+    CU_ASSERT(absent(c, "c"));
+    CU_ASSERT_EQUAL(put(c, "d", "v"), CORRAL_OK);
+    advance(100);
+    CU_ASSERT(value_is(c, "d", "v"));
+    CU_ASSERT_EQUAL(l.n, 4);
+    CU_ASSERT_EQUAL(l.at[3], 0);
+    corral_unsubscribe(c, sub);
+    corral_destroy(c);
+}
+
 static void
 test_sweep(void)
 {
@@ -3042,6 +3100,7 @@ static const struct cu_test arith_tests[] = {
 static const struct cu_test flush_tests[] = {
     CU_TEST(test_flush_now),
     CU_TEST(test_flush_delayed),
+    CU_TEST(test_flush_gap_keeps_pending),
     CU_TEST(test_flush_absolute_time),
     CU_TEST(test_flush_replaces_pending),
     CU_TEST(test_sweep),

@@ -165,18 +165,22 @@ test_invalidate_with_origin(void)
     inv.type = CORRAL_EVENT_FLUSH;
     CU_ASSERT(corral_invalidate(c, &inv) == CORRAL_OK);
     inv.type = CORRAL_EVENT_GAP;
+    CU_ASSERT(corral_invalidate(c, &inv) == CORRAL_OK);
+    inv.type = CORRAL_EVENT_EVICT;
     CU_ASSERT(corral_invalidate(c, &inv) == CORRAL_EINVAL);
     inv.type = CORRAL_EVENT_DELETE;
     inv.len = 0;
     CU_ASSERT(corral_invalidate(c, &inv) == CORRAL_EINVAL);
 
-    CU_ASSERT_EQUAL_FATAL(l.n, 5);
-    for (size_t i = 0; i < 5; i++) {
+    CU_ASSERT_EQUAL_FATAL(l.n, 6);
+    for (size_t i = 0; i < 6; i++) {
         CU_ASSERT_EQUAL(l.r[i].origin, 42);
     }
     CU_ASSERT_STRING_EQUAL(l.r[1].name, "absent");
     CU_ASSERT_EQUAL(l.r[1].cas, 0);
     CU_ASSERT_EQUAL(l.r[4].type, CORRAL_EVENT_FLUSH);
+    CU_ASSERT_EQUAL(l.r[5].type, CORRAL_EVENT_FLUSH); /* the gap's */
+    CU_ASSERT_EQUAL(l.r[5].flush_time, 0);
     corral_unsubscribe(c, sub);
     corral_destroy(c);
 }
