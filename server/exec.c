@@ -2017,9 +2017,9 @@ exec_apply_remote(struct server *srv, const struct proto_watch_event *ev,
         inv.flush_time = ev->at;
         break;
     case PROTO_WEV_GAP:
-        /* missed events: everything may be stale */
-        inv.type = CORRAL_EVENT_FLUSH;
-        inv.flush_time = 0;
+        /* missed events: everything may be stale (a delayed flush still
+         * to come stays pending) */
+        inv.type = CORRAL_EVENT_GAP;
         break;
     default:
         return 0;

@@ -30,6 +30,8 @@
  * holds <next> (the peer says "gap") -- this node cannot know what it
  * missed, so it flushes its cache (an event with the peer's origin, which
  * this node's own watchers hear) rather than keep possibly stale items.
+ * Such a flush leaves this node's own delayed flush pending, and the
+ * peer's delayed flush, given in its sync line, is scheduled here too.
  * A "lagged" or "shutdown" line gives <next> before the peer closes.
  *
  * A link whose peer turns out to be this very process (the same node id
@@ -106,6 +108,7 @@ struct peer_link {
     double up_since;           /* ev_now of the last sync line, or 0 */
     bool got_ok;               /* the "OK" answering watch was read */
     bool resumed;              /* the watch asked since= */
+    int64_t sync_at;           /* the peer's pending flush, from its sync */
     uint64_t next;             /* the peer's seq expected next; 0: none */
     char *rbuf;
     size_t rlen;
@@ -190,6 +193,22 @@ link_flush_here(struct peer_link *l, uint64_t origin, const char *why)
     log_info("peer %s: %s: flushing this node's cache", l->name, why);
     exec_apply_remote(l->ps->srv, &ev, origin != 0 ? origin : 1);
     atomic_fetch_add_explicit(&l->flushes, 1, memory_order_relaxed);
+}
+
+/* After a flush for lost events: schedule the peer's delayed flush that
+ * its sync line gave (none: at is 0), which those events may have held. */
+static void
+link_flush_at(struct peer_link *l, uint64_t origin, int64_t at)
+{
+    struct proto_watch_event ev;
+
+    if (at <= 0) {
+        return;
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.type = PROTO_WEV_FLUSH;
+    ev.at = at;
+    exec_apply_remote(l->ps->srv, &ev, origin != 0 ? origin : 1);
 }
 
 static void
@@ -352,7 +371,9 @@ link_line(struct peer_link *l, const struct proto_watch_event *ev)
             /* no continuity with anything this node heard before (a
              * resumed link that lost some is told so by a gap line) */
             link_flush_here(l, ev->node, "first link to this peer");
+            link_flush_at(l, ev->node, ev->at);
         }
+        l->sync_at = ev->at;
         atomic_store_explicit(&l->node, ev->node, memory_order_relaxed);
         l->next = ev->next;
         l->up_since = ev_now(ps->loop);
@@ -362,6 +383,7 @@ link_line(struct peer_link *l, const struct proto_watch_event *ev)
         return true;
     case PROTO_WEV_GAP:
         link_flush_here(l, node, "missed events");
+        link_flush_at(l, node, l->sync_at);
         l->next = ev->next;
         return true;
     case PROTO_WEV_LAGGED:

@@ -150,6 +150,9 @@ struct watch_hub {
     uint64_t head;            /* positions written so far */
     uint64_t next_seq;        /* the seq the next event will carry */
     bool gap_open;            /* the last slot is a GAP awaiting `next` */
+    int64_t flush_at;         /* the last flush event's time (0: at once):
+                               * a delayed flush still to come is told to
+                               * a new watcher in its sync line */
     _Atomic uint64_t avail;   /* positions readers may serve, published
                                * after they are written (a hint, read
                                * without the lock) */
@@ -304,6 +307,9 @@ watch_record(struct watch_hub *hub, const struct proto_watch_event *ev)
     } else if (len > 0) {
         memcpy(s->name, ev->name, len);
     }
+    if (s->type == PROTO_WEV_FLUSH) {
+        hub->flush_at = ev->at;
+    }
     if (s->type == PROTO_WEV_GAP) {
         /* delivery resumes at the next event recorded */
         hub->gap_open = true;
@@ -372,10 +378,11 @@ now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Queue a control line (sync, gap, lagged, shutdown). */
+/* Queue a control line (sync, gap, lagged, shutdown); at is the sync's
+ * pending flush (0: none). */
 static void
 queue_control(struct conn *c, proto_wev_t type, uint64_t node, uint64_t seq,
-              uint64_t next)
+              uint64_t next, int64_t at)
 {
     struct proto_watch_event ev;
     char *buf;
@@ -387,6 +394,7 @@ queue_control(struct conn *c, proto_wev_t type, uint64_t node, uint64_t seq,
     ev.node = node;
     ev.seq = seq;
     ev.next = next;
+    ev.at = at;
     buf = conn_out_reserve(c, PROTO_WATCH_LINE_MAX);
     if (buf == NULL) {
         return;
@@ -534,7 +542,7 @@ watcher_next_seq(const struct watcher *wt)
 static void
 watcher_finish(struct watcher *wt, proto_wev_t type)
 {
-    queue_control(wt->c, type, 0, 0, watcher_next_seq(wt));
+    queue_control(wt->c, type, 0, 0, watcher_next_seq(wt), 0);
     wt->done = true;
     conn_quit(wt->c);
 }
@@ -752,6 +760,7 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
     struct watch_worker *ww = w->id < hub->nworkers ? hub->ww[w->id] : NULL;
     struct watcher *wt;
     uint64_t start, oldest_seq, next_seq;
+    int64_t flush_at;
     bool gap = false;
 
     if (ww == NULL) {
@@ -771,6 +780,8 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
 
     pthread_mutex_lock(&hub->lock);
     next_seq = hub->next_seq;
+    flush_at = hub->flush_at > (int64_t)(now_us() / 1000000) ? hub->flush_at
+                                                            : 0;
     start = hub_avail_locked(hub);
     if (cmd->since != 0) {
         uint64_t oldest = hub_oldest_locked(hub);
@@ -791,9 +802,9 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
 
     wt->pos = start;
     queue_control(c, PROTO_WEV_SYNC, node, 0,
-                  gap || cmd->since == 0 ? next_seq : cmd->since);
+                  gap || cmd->since == 0 ? next_seq : cmd->since, flush_at);
     if (gap) {
-        queue_control(c, PROTO_WEV_GAP, 0, cmd->since, next_seq);
+        queue_control(c, PROTO_WEV_GAP, 0, cmd->since, next_seq, 0);
         srv_counter_add(&ww->gaps, 1);
     } else if (cmd->since != 0) {
         atomic_fetch_add_explicit(&hub->replays, 1, memory_order_relaxed);

@@ -17,7 +17,8 @@
  * and corral_near_fetch() loads from the loader without reusing the
  * local copy.  Whenever the library cannot know what it missed -- at
  * every (re)connection, and on a "gap" line -- it flushes the local
- * cache.  A server that vanishes without closing the connection is
+ * cache; a delayed flush_all pending on the server when the stream
+ * starts (its sync line says when) is scheduled locally too.  A server that vanishes without closing the connection is
  * noticed by TCP keepalive (within about 5 s), and the stream is then
  * treated as broken.  Items stored with tags or under prefixes follow the
  * server's tag and prefix invalidations only if they were given the same

@@ -64,18 +64,38 @@ near_set_synced(struct corral_near *n, int v)
     pthread_mutex_unlock(&n->lock);
 }
 
+/* Forget everything now.  type: CORRAL_EVENT_FLUSH also cancels a
+ * delayed flush still to come (the server's state replaces the local one
+ * at a sync line); CORRAL_EVENT_GAP keeps it. */
 static void
-near_flush(struct corral_near *n)
+near_flush(struct corral_near *n, corral_event_type_t type)
 {
     corral_invalidation_t inv;
     uint64_t node = atomic_load(&n->node);
 
     memset(&inv, 0, sizeof(inv));
-    inv.type = CORRAL_EVENT_FLUSH;
+    inv.type = type;
     inv.flush_time = 0;
     inv.origin = node != 0 ? node : 1;
     corral_invalidate(n->cache, &inv);
     atomic_fetch_add_explicit(&n->flushes, 1, memory_order_relaxed);
+}
+
+/* The server's delayed flush still to come (its sync line's at=). */
+static void
+near_flush_at(struct corral_near *n, int64_t at)
+{
+    corral_invalidation_t inv;
+    uint64_t node = atomic_load(&n->node);
+
+    if (at <= 0) {
+        return;
+    }
+    memset(&inv, 0, sizeof(inv));
+    inv.type = CORRAL_EVENT_FLUSH;
+    inv.flush_time = at;
+    inv.origin = node != 0 ? node : 1;
+    corral_invalidate(n->cache, &inv);
 }
 
 /* The stream broke: stop serving, then forget everything (once: what is
@@ -85,7 +105,7 @@ near_lost(struct corral_near *n)
 {
     if (atomic_load(&n->synced)) {
         near_set_synced(n, 0);
-        near_flush(n);
+        near_flush(n, CORRAL_EVENT_GAP);
     }
 }
 
@@ -268,12 +288,13 @@ near_parse(struct corral_near *n, bool *got_ok)
         switch (ev.type) {
         case PROTO_WEV_SYNC:
             atomic_store(&n->node, ev.node);
-            near_flush(n);
+            near_flush(n, CORRAL_EVENT_FLUSH);
+            near_flush_at(n, ev.at);
             atomic_fetch_add_explicit(&n->connects, 1, memory_order_relaxed);
             near_set_synced(n, 1);
             break;
         case PROTO_WEV_GAP:
-            near_flush(n);
+            near_flush(n, CORRAL_EVENT_GAP);
             break;
         case PROTO_WEV_LAGGED:
         case PROTO_WEV_SHUTDOWN:

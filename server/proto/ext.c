@@ -645,6 +645,10 @@ proto_compose_watch(char *buf, size_t cap, const struct proto_watch_event *ev)
         cur_str(&o, " type=sync node=");
         cur_hex16(&o, ev->node);
         cur_field_u64(&o, "next", ev->next);
+        if (ev->at != 0) {
+            cur_str(&o, " at=");
+            cur_i64(&o, ev->at);
+        }
         break;
     case PROTO_WEV_GAP:
         cur_str(&o, " type=gap");

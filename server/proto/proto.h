@@ -819,7 +819,7 @@ long proto_uri_decode(const char *src, size_t n, char *dst, size_t cap);
  * the connection receives one line per event, memcached-style key=value
  * pairs ending in "\n" as memcached's watch lines do:
  *
- *   ts=<sec.usec> type=sync node=<id> next=<seq>         always first
+ *   ts=<sec.usec> type=sync node=<id> next=<seq> [at=<unix time>]  first
  *   ts=<sec.usec> seq=<n> type=delete key=<k> cas=<c> origin=<id>
  *   ts=<sec.usec> seq=<n> type=overwrite key=<k> cas=<c> origin=<id>
  *   ts=<sec.usec> seq=<n> type=stale key=<k> cas=<c> origin=<id>

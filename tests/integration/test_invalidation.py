@@ -302,6 +302,29 @@ def t_watch_lines(res, port):
     w.close()
 
 
+def t_sync_pending_flush(res, port):
+    """The sync line names a delayed flush still to come, and only then."""
+    w = Watcher(port)
+    res.check("at" not in w.sync, "no pending flush: no at= in sync")
+    w.close()
+    with Client(port) as c:
+        before = int(time.time())
+        res.eq(c.request(b"flush_all 1000\r\n"), b"OK\r\n", "flush_all 1000")
+        after = int(time.time())
+        w = Watcher(port)
+        at = int(w.sync.get("at", b"0"))
+        res.check(before + 1000 <= at <= after + 1000,
+                  "a new watcher's sync line says when the flush comes",
+                  w.sync["_raw"])
+        w.close()
+        res.eq(c.request(b"flush_all\r\n"), b"OK\r\n",
+               "flush_all at once cancels it")
+        w = Watcher(port)
+        res.check("at" not in w.sync, "and the sync line says so",
+                  w.sync["_raw"])
+        w.close()
+
+
 def t_watch_filters(res, port):
     wp = Watcher(port, b"prefix=user%3A")
     wt = Watcher(port, b"tag=t1 tag=t2")
@@ -559,8 +582,9 @@ def main():
     res = harness.Results("invalidation")
     harness.overall_deadline(400)
     with harness.corrald(["-t", "2"]) as srv:
-        for t in (t_tagged_stores, t_prefix, t_watch_lines, t_watch_filters,
-                  t_watch_since, t_stats):
+        for t in (t_tagged_stores, t_prefix, t_watch_lines,
+                  t_sync_pending_flush, t_watch_filters, t_watch_since,
+                  t_stats):
             res.run(t, srv.port)
         res.eq(srv.stop(), 0, "corrald exits 0 on SIGTERM")
         err = srv.stderr_text()

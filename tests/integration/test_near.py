@@ -6,7 +6,8 @@ and writes made through either of them or any other client.
   - a value read through one process is served locally afterwards; a
     write through the other process makes that local copy miss;
   - tags and prefixes invalidated on the server reach the local copies
-    stored with the same tags or keys, and a flush_all empties them;
+    stored with the same tags or keys, and a flush_all empties them (a
+    delayed one too, for a process that connected while it was pending);
   - while the server is gone, lookups through the near API miss and
     reads go to the loader; once it is back the local cache is flushed;
   - corral_near_fetch_fleet: several processes, several threads each,
@@ -111,6 +112,35 @@ def t_tags_prefix_flush(res, a, b):
     res.eq(a.cmd("send flush_all"), "OK", "flush_all on the server")
     wait_for(lambda: b.cmd("get t2") == "miss", "t2 to go")
     res.check(True, "a flush empties B's local cache")
+
+
+def t_delayed_flush(res, a, port):
+    """A near cache that connects while a delayed flush_all is pending
+    learns it from the sync line: its copies of items the server flushes
+    then are flushed too."""
+    delay = int(6 * harness.SLOW)
+    due = time.time() + delay
+    res.eq(a.cmd("send flush_all %d" % delay), "OK", "a delayed flush_all")
+    c = Proc(port, "C")
+    try:
+        res.eq(c.cmd("wait"), "synced", "C connects after it")
+        a.cmd("set df v")
+        res.eq(c.cmd("fetch df"), "hit v", "C caches an item stored before "
+                                           "the flush time")
+        res.check(time.time() < due - 2, "(before the flush time)")
+        res.eq(c.cmd("get df"), "hit v", "and serves it until then")
+        with harness.Client(port) as cl:
+            def server_miss():
+                cl.send(b"get df\r\n")
+                return cl.read_value_reply() == b"END\r\n"
+            wait_for(server_miss, "the server's flush", timeout=delay + 10)
+        wait_for(lambda: c.cmd("get df") == "miss", "C's copy to go")
+        res.check(True, "C's copy goes with the server's item")
+        # what is stored in the flush's last second goes too (memcached):
+        # let it pass before the next test stores
+        time.sleep(max(0.0, due + 1 - time.time()))
+    finally:
+        res.eq(c.close(), 0, "C exits 0")
 
 
 def t_outage(res, a, b, srv_box):
@@ -267,6 +297,7 @@ def main():
     try:
         res.run(t_coherence, a, b)
         res.run(t_tags_prefix_flush, a, b)
+        res.run(t_delayed_flush, a, srv_box[0].port)
         res.run(t_readme_example, srv_box[0].port)
         with tempfile.TemporaryDirectory() as tmpdir:
             res.run(t_fleet, srv_box[0].port, tmpdir)

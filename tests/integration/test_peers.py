@@ -10,6 +10,8 @@ three behind twemproxy (nutcracker) with keys spread by the proxy.
     since they cannot know what its last moments sent; links come back;
   - a node that could not keep up (stopped while its peer's history
     moved on) is told "gap" when it comes back, and flushes;
+  - a delayed flush_all pending on a node reaches a peer that links to
+    it later (the sync line), and survives the flushes for new links;
   - behind twemproxy, items spread by the proxy with tags in their keys
     (--key-tags): a tag invalidated through any node misses everywhere.
 
@@ -257,6 +259,52 @@ def t_restart(res, cl):
     res.check(True, "and the others' reach it")
 
 
+def t_delayed_flush(res):
+    """A delayed flush_all survives the peers' safety flushes: B restarts
+    while A's flush is pending; B learns it from A's sync line, and A's
+    own flush for its first link to the new B keeps it pending (it used
+    to cancel it, as an immediate flush_all does)."""
+    cl = Cluster(n=2)
+    try:
+        cl.wait_links()
+        a, b = cl.ports
+        cl.nodes[1].signal(signal.SIGKILL)
+        cl.nodes[1].wait()
+        cl.nodes[1].close()
+        wait_for(lambda: inv_stats(a).get("peers_up") == "0", "A sees B down")
+        delay = int(8 * harness.SLOW)
+        due = time.time() + delay
+        res.eq(request(a, b"flush_all %d\r\n" % delay), b"OK\r\n",
+               "a delayed flush_all on A while B is down")
+        flushes = int(inv_stats(a)["peer_flushes"])
+        cl.start(1)
+        cl.wait_links()
+        wait_for(lambda: int(inv_stats(a)["peer_flushes"]) > flushes and
+                 int(inv_stats(b)["peer_flushes"]) > 0,
+                 "both nodes flush for the new link")
+        for p in (a, b):
+            request(p, b"set before:%d 0 0 1\r\nx\r\n" % p)
+        res.check(time.time() < due - 2,
+                  "the items were stored before the flush time")
+        res.check(hit(a, b"before:%d" % a) and hit(b, b"before:%d" % b),
+                  "both items are live until then")
+        wait_for(lambda: not hit(a, b"before:%d" % a),
+                 "A's delayed flush", timeout=delay + 15)
+        res.check(True, "A's pending flush outlived its link flush")
+        wait_for(lambda: not hit(b, b"before:%d" % b),
+                 "A's delayed flush on B", timeout=15)
+        res.check(True, "B scheduled A's pending flush from the sync line")
+        # an item stored in the flush's last second goes too (memcached)
+        time.sleep(max(0.0, due + 1 - time.time()))
+        for p in (a, b):
+            request(p, b"set after:%d 0 0 1\r\nx\r\n" % p)
+        res.check(hit(a, b"after:%d" % a) and hit(b, b"after:%d" % b),
+                  "items stored after the flush time stay")
+    finally:
+        rcs = cl.close()
+        res.eq(rcs, [0, 0], "the nodes exit 0")
+
+
 def t_unreachable(res):
     """C stops (SIGSTOP) while A invalidates far more than A's history
     holds: A drops C's link as lagged; when C resumes it is told "gap"
@@ -396,6 +444,7 @@ def main():
         rcs = cl.close()
         res.eq(rcs, [0, 0, 0], "the three nodes exit 0")
     res.run(t_unreachable)
+    res.run(t_delayed_flush)
     res.run(t_twemproxy)
     res.finish()
 

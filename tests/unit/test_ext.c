@@ -407,6 +407,9 @@ test_stream_lines(void)
     ev.node = 0x0123456789abcdefu;
     ev.next = 9;
     check_line(&ev, "ts=0.000001 type=sync node=0123456789abcdef next=9\n");
+    ev.at = 1800000000; /* a delayed flush still to come */
+    check_line(&ev, "ts=0.000001 type=sync node=0123456789abcdef next=9 "
+                    "at=1800000000\n");
     memset(&ev, 0, sizeof(ev));
     ev.type = PROTO_WEV_GAP;
     ev.seq = 3;
