@@ -354,6 +354,9 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
 
     proto_keys_begin(&it, cmd);
     if (touch) {
+        struct conn_mark start;
+
+        conn_out_mark(x->c, &start);
         while (proto_iter_next(&it, &k, &nk)) {
             corral_item_t *item = NULL;
             corral_status_t st;
@@ -362,7 +365,9 @@ exec_get(struct exec_ctx *x, const struct proto_cmd *cmd)
             st = corral_gat(x->cache, k, nk, cmd->exptime, &item);
             log_get(x, k, nk, st == CORRAL_OK ? item : NULL, 0);
             if (st == CORRAL_ENOMEM) {
-                /* memcached drops what it had queued for this command. */
+                /* memcached drops what it had queued for this command
+                 * (the touches stay done, as there) */
+                conn_out_rewind(x->c, &start);
                 nomem_err(x, PROTO_ERR_GET_NOMEM);
                 return;
             }

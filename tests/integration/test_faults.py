@@ -9,6 +9,8 @@ bounded in count and time:
     read their replies) hold only their own bounded buffers: the others
     are served, the resident size barely moves, and the idle timeout
     closes them;
+  - a gat refused for memory half way (a non-reader holding one item
+    pinned 66,000 times) answers the error alone, as memcached;
   - clients that disconnect in the middle of a value or of a large reply:
     no crash, no leak (the ASan build checks leaks at exit; valgrind runs
     corrald once in builds without sanitizers, when it is installed);
@@ -215,6 +217,40 @@ def t_slow_clients(res):
                   "slow: every connection closed")
         res.eq(srv.stop(), 0, "slow: exit 0")
         no_sanitizer_report(res, srv, "slow")
+
+
+def t_gat_refused(res):
+    """A gat refused for memory half way answers the error alone: the
+    VALUE lines queued for its earlier keys are dropped (memcached)."""
+    with harness.corrald(["-t", "2", "-m", "64"]) as srv:
+        big = b"b" * 200000
+        with Client(srv.port) as c:
+            res.eq(c.request(b"set big 0 0 %d\r\n" % len(big) + big +
+                             b"\r\n"), b"STORED\r\n", "gat refused: set big")
+            res.eq(c.request(b"set a 0 0 1\r\na\r\n"), b"STORED\r\n",
+                   "gat refused: set a")
+        # A client that never reads holds big pinned once per key it
+        # named: past the 16-bit reference count, every further pin is a
+        # private copy, and those are bounded to an eighth of the memory.
+        # What its socket took is released; the rest stays pinned.
+        hog = socket.create_connection(("127.0.0.1", srv.port))
+        hog.sendall(b"get" + b" big" * 66000 + b"\r\n")
+        res.check(wait_for(lambda: int(stats(srv.port)["get_hits"]) > 65000,
+                           30), "gat refused: the non-reader's get ran")
+        with Client(srv.port) as c:
+            c.send(b"gat 0 a" + b" big" * 200 + b"\r\n")
+            reply = c.read_value_reply()
+            values = reply.count(b"VALUE ")
+            res.eq((values, reply[-60:]),
+                   (0, b"SERVER_ERROR out of memory writing get response"
+                       b"\r\n"),
+                   "gat refused: the error alone, no VALUE before it")
+            res.eq(c.request(b"mn\r\n"), b"MN\r\n",
+                   "gat refused: the connection goes on")
+        reset_close(hog)
+        res.check(version_ok(srv.port), "gat refused: still serving")
+        res.eq(srv.stop(), 0, "gat refused: exit 0")
+        no_sanitizer_report(res, srv, "gat refused")
 
 
 def closed_by_server(s, timeout):
@@ -785,7 +821,8 @@ def t_engine_alloc_failures(res):
 def main():
     res = harness.Results("faults")
     harness.overall_deadline(600)
-    for t in (t_conn_limit, t_slow_clients, t_idle_timeout_slow,
+    for t in (t_conn_limit, t_slow_clients, t_gat_refused,
+              t_idle_timeout_slow,
               t_disconnects, t_disconnects_valgrind, t_descriptors_exhausted,
               t_flood,
               t_sigterm_pipelines, t_server_alloc_failures,
