@@ -164,7 +164,8 @@ CORRAL_NEAR_API corral_status_t corral_near_fetch(
  *
  * The talk with the server uses a small pool of connections of this
  * library's own (up to CORRAL_NEAR_FLEET_POOL idle ones), separate from
- * the invalidation stream.  Keys that are not valid memcached text keys
+ * the invalidation stream; an idle one the server has closed (a restart)
+ * is dropped when next taken, before anything is sent on it.  Keys that are not valid memcached text keys
  * (over 250 bytes, spaces, control characters) travel base64 (flag b)
  * when they fit, else the process loads alone.
  */

@@ -91,18 +91,46 @@ now_ms(void)
 /* ---------------------------------------------------------------------- */
 /* Connections                                                            */
 
+static void
+fleet_conn_close(struct fleet_conn *c)
+{
+    if (c != NULL) {
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* Whether a pooled connection is still open.  An idle connection has
+ * nothing to read: readable means the server closed it (it restarted, or
+ * timed the connection out) or reset it, and a request sent on it would
+ * fail.  Found before sending, so that nothing is retried: a request
+ * whose fate is unknown (a timeout) may have won a lease. */
+static bool
+fleet_conn_alive(const struct fleet_conn *c)
+{
+    struct pollfd p = {c->fd, POLLIN, 0};
+    return poll(&p, 1, 0) == 0;
+}
+
 static struct fleet_conn *
 fleet_conn_get(corral_near_t *n)
 {
-    struct fleet_conn *c = NULL;
+    struct fleet_conn *c;
 
-    pthread_mutex_lock(&n->pool_lock);
-    if (n->npool > 0) {
-        c = n->pool[--n->npool];
-    }
-    pthread_mutex_unlock(&n->pool_lock);
-    if (c != NULL) {
-        return c;
+    for (;;) {
+        c = NULL;
+        pthread_mutex_lock(&n->pool_lock);
+        if (n->npool > 0) {
+            c = n->pool[--n->npool];
+        }
+        pthread_mutex_unlock(&n->pool_lock);
+        if (c == NULL) {
+            break;
+        }
+        if (fleet_conn_alive(c)) {
+            return c;
+        }
+        fleet_conn_close(c);
     }
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
@@ -114,15 +142,6 @@ fleet_conn_get(corral_near_t *n)
         return NULL;
     }
     return c;
-}
-
-static void
-fleet_conn_close(struct fleet_conn *c)
-{
-    if (c != NULL) {
-        close(c->fd);
-        free(c);
-    }
 }
 
 /* Back to the pool (a clean connection: no reply pending). */

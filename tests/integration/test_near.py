@@ -148,6 +148,8 @@ def t_outage(res, a, b, srv_box):
     port = srv.port
     a.cmd("set o value")
     res.eq(b.cmd("fetch o"), "hit value", "B caches o")
+    res.check(b.cmd("fleet o:fleet /dev/null 0 1").startswith("hit v"),
+              "B's fleet fetch leaves a pooled connection")
     srv.signal(signal.SIGKILL)
     srv.wait()
     wait_for(lambda: b.cmd("synced") == "0", "B to notice")
@@ -160,6 +162,13 @@ def t_outage(res, a, b, srv_box):
     res.eq(b.cmd("wait"), "synced", "B reconnects to the new server")
     res.eq(a.cmd("wait"), "synced", "A too")
     res.eq(b.cmd("get o"), "miss", "its local cache was flushed")
+    before = dict(kv.split("=") for kv in b.cmd("fleetstats").split())
+    res.check(b.cmd("fleet o:fleet2 /dev/null 0 1").startswith("hit v"),
+              "a fleet fetch after the restart")
+    after = dict(kv.split("=") for kv in b.cmd("fleetstats").split())
+    res.eq((int(after["fallbacks"]) - int(before["fallbacks"]),
+            int(after["loads"]) - int(before["loads"])), (0, 1),
+           "goes through the new server, not the dead pooled connection")
     a.cmd("set o again")
     res.eq(b.cmd("fetch o"), "hit again", "and it reads through again")
     a.cmd("set o later")
