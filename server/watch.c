@@ -150,6 +150,9 @@ struct watch_hub {
     uint64_t head;            /* positions written so far */
     uint64_t next_seq;        /* the seq the next event will carry */
     bool gap_open;            /* the last slot is a GAP awaiting `next` */
+    uint64_t lost_local;      /* the last seq overwritten in the ring that
+                               * an origin=local watcher would have been
+                               * sent (0: none) */
     int64_t flush_at;         /* the last flush event's time (0: at once):
                                * a delayed flush still to come is told to
                                * a new watcher in its sync line */
@@ -287,6 +290,11 @@ watch_record(struct watch_hub *hub, const struct proto_watch_event *ev)
         hub->gap_open = false;
     }
     s = &hub->ring[hub->head % hub->cap];
+    if (hub->head >= hub->cap &&
+        (s->origin == hub->srv->node_id || s->type == PROTO_WEV_FLUSH ||
+         s->type == PROTO_WEV_GAP)) {
+        hub->lost_local = s->seq;
+    }
     free(s->heap);
     s->heap = NULL;
     s->seq = ev->seq;
@@ -789,11 +797,18 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
         oldest_seq = oldest < hub_avail_locked(hub)
                          ? hub->ring[oldest % hub->cap].seq
                          : next_seq;
-        if ((cmd->node != 0 && cmd->node != node) || cmd->since > next_seq ||
-            cmd->since < oldest_seq) {
+        if ((cmd->node != 0 && cmd->node != node) || cmd->since > next_seq) {
             gap = true;
-        } else {
+        } else if (cmd->since >= oldest_seq) {
             start = hub_find_locked(hub, cmd->since);
+        } else if (cmd->node == node && wt->local_only &&
+                   wt->nprefix + wt->ntag == 0 &&
+                   cmd->since > hub->lost_local) {
+            /* what left the history since then was other nodes' events,
+             * which this watcher (a peer) is not sent anyway */
+            start = oldest;
+        } else {
+            gap = true;
         }
     }
     wt->allow = hub->head - start > hub->lag_max ? hub->head - start

@@ -10,6 +10,9 @@ three behind twemproxy (nutcracker) with keys spread by the proxy.
     since they cannot know what its last moments sent; links come back;
   - a node that could not keep up (stopped while its peer's history
     moved on) is told "gap" when it comes back, and flushes;
+  - a link resuming past more of other nodes' events than the history
+    holds is not told "gap" (it is not sent those), only when the node's
+    own were lost;
   - a delayed flush_all pending on a node reaches a peer that links to
     it later (the sync line), and survives the flushes for new links;
   - behind twemproxy, items spread by the proxy with tags in their keys
@@ -259,6 +262,53 @@ def t_restart(res, cl):
     res.check(True, "and the others' reach it")
 
 
+def t_resume_past_relayed(res):
+    """A peer resuming its origin=local stream is not told "gap" because
+    the history lost other nodes' events, which it is not sent anyway;
+    it is when the history lost one of the node's own."""
+    b = harness.corrald(["-t", "2"])
+    a = harness.corrald(["-t", "2", "--watch-history", "16",
+                         "--peer", "127.0.0.1:%d" % b.port])
+    try:
+        wait_for(lambda: inv_stats(a.port).get("peers_up") == "1",
+                 "A's link to B")
+        w = Watcher(a.port, b"origin=local")
+        node = w.sync["node"]
+        request(a.port, b"invalidate_tag mine1\r\n")
+        since = int(w.line()["seq"]) + 1
+        w.close()
+        base = int(inv_stats(a.port)["watch_next_seq"])
+        with Client(b.port) as c:
+            c.sock.sendall(b"".join(b"invalidate_tag b%d noreply\r\n" % i
+                                    for i in range(40)) + b"mn\r\n")
+            res.eq(c.read_line(), b"MN\r\n", "40 invalidations on B")
+        wait_for(lambda: int(inv_stats(a.port)["watch_next_seq"]) >=
+                 base + 40, "A records B's 40 events")
+        request(a.port, b"invalidate_tag mine2\r\n")
+        r = Watcher(a.port, b"origin=local since=%d node=%s" % (since, node))
+        ln = r.line()
+        res.eq((ln.get("type"), ln.get("tag")), (b"tag", b"mine2"),
+               "resumed past 40 relayed events (history 16): no gap, the "
+               "node's next own event")
+        r.close()
+        r = Watcher(a.port, b"since=%d node=%s" % (since, node))
+        res.eq(r.line().get("type"), b"gap",
+               "a watcher of every origin is told gap")
+        r.close()
+        with Client(a.port) as c:
+            c.sock.sendall(b"".join(b"invalidate_tag a%d noreply\r\n" % i
+                                    for i in range(20)) + b"mn\r\n")
+            res.eq(c.read_line(), b"MN\r\n", "20 invalidations on A")
+        r = Watcher(a.port, b"origin=local since=%d node=%s" % (since, node))
+        res.eq(r.line().get("type"), b"gap",
+               "once the history lost one of the node's own events: gap")
+        r.close()
+    finally:
+        res.eq([a.stop(), b.stop()], [0, 0], "the nodes exit 0")
+        a.close()
+        b.close()
+
+
 def t_delayed_flush(res):
     """A delayed flush_all survives the peers' safety flushes: B restarts
     while A's flush is pending; B learns it from A's sync line, and A's
@@ -444,6 +494,7 @@ def main():
         rcs = cl.close()
         res.eq(rcs, [0, 0, 0], "the three nodes exit 0")
     res.run(t_unreachable)
+    res.run(t_resume_past_relayed)
     res.run(t_delayed_flush)
     res.run(t_twemproxy)
     res.finish()
