@@ -106,6 +106,7 @@ struct watch_worker {
     struct watch_hub *hub;
     struct worker *w;
     ev_async async;
+    ev_timer beat;            /* every second: heartbeats */
     bool attached;            /* under hub->lock */
     atomic_uint nwatchers;    /* read by watch_record() */
     atomic_bool signalled;    /* an ev_async is pending or the worker is
@@ -136,6 +137,8 @@ struct watcher {
     uint64_t node;            /* this server's id, for origin=local */
     bool local_only;
     bool done;                /* final line queued */
+    unsigned heartbeat;       /* seconds between pings when quiet; 0 none */
+    ev_tstamp quiet_since;    /* when a line was last queued */
     size_t nprefix, ntag;
     struct wfilter *prefix, *tag;
     char *names;              /* the filters' bytes */
@@ -169,6 +172,7 @@ struct watch_hub {
 };
 
 static void ww_on_async(struct ev_loop *loop, ev_async *a, int revents);
+static void ww_on_beat(struct ev_loop *loop, ev_timer *t, int revents);
 static uint64_t hub_avail_locked(const struct watch_hub *hub);
 
 /* ---------------------------------------------------------------------- */
@@ -239,6 +243,9 @@ watch_worker_attach(struct watch_hub *hub, struct worker *w)
     ev_async_init(&ww->async, ww_on_async);
     ww->async.data = ww;
     ev_async_start(w->loop, &ww->async);
+    ev_timer_init(&ww->beat, ww_on_beat, 1., 1.);
+    ww->beat.data = ww;
+    ev_timer_start(w->loop, &ww->beat);
     pthread_mutex_lock(&hub->lock);
     ww->attached = true;
     hub->ww[w->id] = ww;
@@ -262,6 +269,7 @@ watch_worker_detach(struct watch_hub *hub, struct worker *w)
     pthread_mutex_unlock(&hub->lock);
     if (ww != NULL) {
         ev_async_stop(w->loop, &ww->async);
+        ev_timer_stop(w->loop, &ww->beat);
     }
 }
 
@@ -634,6 +642,36 @@ serve(struct watcher *wt)
     }
     if (sent > 0) {
         srv_counter_add(&ww->lines_sent, sent);
+        wt->quiet_since = ev_now(ww->w->loop);
+    }
+}
+
+/*
+ * Every second: a watcher that asked for heartbeats (heartbeat=S) and
+ * was sent nothing for S seconds, with nothing queued, gets a ping line,
+ * so that its client can tell a quiet server from one that stopped (a
+ * stopped process's kernel still answers TCP keepalives).
+ */
+static void
+ww_on_beat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct watch_worker *ww = t->data;
+    struct watcher *wt, *next;
+    ev_tstamp now = ev_now(loop);
+
+    (void)revents;
+    for (wt = ww->list; wt != NULL; wt = next) {
+        struct conn *c = wt->c;
+
+        next = wt->next;
+        if (wt->heartbeat == 0 || wt->done ||
+            now - wt->quiet_since < wt->heartbeat ||
+            conn_out_pending(c) != 0) {
+            continue;
+        }
+        queue_control(c, PROTO_WEV_PING, 0, 0, watcher_next_seq(wt), 0);
+        wt->quiet_since = now;
+        conn_send(c); /* may close c and free wt */
     }
 }
 
@@ -785,6 +823,8 @@ watch_add(struct watch_hub *hub, struct conn *c, const struct proto_cmd *cmd,
     wt->ww = ww;
     wt->c = c;
     wt->node = node;
+    wt->heartbeat = cmd->heartbeat;
+    wt->quiet_since = ev_now(w->loop);
 
     pthread_mutex_lock(&hub->lock);
     next_seq = hub->next_seq;

@@ -435,6 +435,13 @@ proto_parse_watch_invalidations(struct proto_cmd *cmd,
                                   out_consumed);
             }
             node_given = true;
+        } else if (word_kv(w, n, "heartbeat", &v, &vn)) {
+            uint64_t hb;
+            if (!parse_dec64(v, vn, &hb) || hb == 0 || hb > 3600) {
+                return proto_fail(cmd, PROTO_ERR_WATCH_FILTER, ln->size, 0,
+                                  out_consumed);
+            }
+            cmd->heartbeat = (uint32_t)hb;
         } else {
             return proto_fail(cmd, PROTO_ERR_WATCH_FILTER, ln->size, 0,
                               out_consumed);
@@ -657,6 +664,7 @@ proto_compose_watch(char *buf, size_t cap, const struct proto_watch_event *ev)
         break;
     case PROTO_WEV_LAGGED:
     case PROTO_WEV_SHUTDOWN:
+    case PROTO_WEV_PING:
         cur_str(&o, " type=");
         cur_str(&o, wev_names[ev->type]);
         cur_field_u64(&o, "next", ev->next);

@@ -453,6 +453,7 @@ struct proto_cmd {
     unsigned ntags;
     uint64_t since;         /* watch invalidations since=<seq>; 0: none */
     uint64_t node;          /* watch invalidations node=<hex>; 0: none */
+    uint32_t heartbeat;     /* watch invalidations heartbeat=<s>; 0: none */
 
     char key_buf[PROTO_KEY_MAX]; /* storage for a base64-decoded key */
 };
@@ -745,9 +746,10 @@ size_t proto_base64_encode(const char *src, size_t n, char *dst, size_t cap);
  * A malformed line is PROTO_ERR_ERROR (word count) or PROTO_ERR_BAD_FORMAT.
  *
  * watch invalidations [prefix=P]... [tag=T]... [origin=local]
- *       [since=SEQ [node=ID]]
+ *       [since=SEQ [node=ID]] [heartbeat=S]
  * P and T are percent-encoded as on the stream (proto_uri_encode()); SEQ
- * is decimal, ID 1..16 hex digits.  Any other word, or 22 words or more
+ * is decimal, ID 1..16 hex digits, S seconds (1..3600) between ping lines
+ * on a stream that has nothing else to send.  Any other word, or 22 words or more
  * after "watch" (memcached's tokenizer would drop the rest), is
  * PROTO_ERR_WATCH_FILTER; "invalidations" with another stream name is
  * PROTO_ERR_WATCH_MIXED.  The stream itself: proto_compose_watch().
@@ -829,6 +831,7 @@ long proto_uri_decode(const char *src, size_t n, char *dst, size_t cap);
  *   ts=<sec.usec> type=gap missed=<seq> next=<seq>     flush everything
  *   ts=<sec.usec> type=lagged next=<seq>               last line: closed
  *   ts=<sec.usec> type=shutdown next=<seq>             last line: closed
+ *   ts=<sec.usec> type=ping next=<seq>                 heartbeat=S only
  *
  * Keys, tags and prefixes are URI-encoded; ids are 16 hex digits; seq
  * numbers grow by one per event of the server (filters and origin=local
@@ -846,7 +849,8 @@ long proto_uri_decode(const char *src, size_t n, char *dst, size_t cap);
     X(SYNC, "sync")                                                           \
     X(GAP, "gap")                                                             \
     X(LAGGED, "lagged")                                                       \
-    X(SHUTDOWN, "shutdown")
+    X(SHUTDOWN, "shutdown")                                                   \
+    X(PING, "ping")
 
 typedef enum proto_wev {
     PROTO_WEV_NONE = 0, /* a line of a type this library does not know */

@@ -326,6 +326,27 @@ def t_sync_pending_flush(res, port):
         w.close()
 
 
+def t_heartbeat(res, port):
+    """heartbeat=S: a ping line after S quiet seconds, saying where the
+    stream is; none without it."""
+    w = Watcher(port, b"heartbeat=1")
+    start = w.sync["next"]
+    ln = w.line()
+    res.eq((ln.get("type"), ln.get("next")), (b"ping", start),
+           "a quiet stream with heartbeat=1 pings, next= where it is")
+    with Client(port) as c:
+        c.request(b"invalidate_tag hb\r\n")
+    ln = w.line()
+    res.eq(ln.get("type"), b"tag", "events still come")
+    ln = w.line()
+    res.eq((ln.get("type"), int(ln.get("next", b"0"))),
+           (b"ping", int(start) + 1), "the next ping says the new position")
+    w.close()
+    w = Watcher(port)
+    res.eq(w.quiet(2.5), [], "no ping without heartbeat=")
+    w.close()
+
+
 def t_watch_filters(res, port):
     wp = Watcher(port, b"prefix=user%3A")
     wt = Watcher(port, b"tag=t1 tag=t2")
@@ -584,8 +605,8 @@ def main():
     harness.overall_deadline(400)
     with harness.corrald(["-t", "2"]) as srv:
         for t in (t_tagged_stores, t_prefix, t_watch_lines,
-                  t_sync_pending_flush, t_watch_filters, t_watch_since,
-                  t_stats):
+                  t_sync_pending_flush, t_heartbeat, t_watch_filters,
+                  t_watch_since, t_stats):
             res.run(t, srv.port)
         res.eq(srv.stop(), 0, "corrald exits 0 on SIGTERM")
         err = srv.stderr_text()

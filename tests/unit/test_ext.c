@@ -188,6 +188,9 @@ static const struct tcase watch_cases[] = {
      "watch invalidations since=5 node=00ff"},
     {"watch invalidations since=18446744073709551615\r\n",
      "watch invalidations since=18446744073709551615"},
+    {"watch invalidations heartbeat=1\r\n", "watch invalidations heartbeat=1"},
+    {"watch invalidations heartbeat=3600\r\n",
+     "watch invalidations heartbeat=3600"},
     {"watch invalidations mutations\r\n", MIXED},
     {"watch fetchers invalidations\r\n", MIXED},
     {"watch invalidations foo\r\n", BAD_FILTER},
@@ -202,6 +205,10 @@ static const struct tcase watch_cases[] = {
     {"watch invalidations prefix=%2\r\n", BAD_FILTER},
     {"watch invalidations tag=%zz\r\n", BAD_FILTER},
     {"watch invalidations origin=remote\r\n", BAD_FILTER},
+    {"watch invalidations heartbeat=0\r\n", BAD_FILTER},
+    {"watch invalidations heartbeat=3601\r\n", BAD_FILTER},
+    {"watch invalidations heartbeat=x\r\n", BAD_FILTER},
+    {"watch invalidations heartbeat=\r\n", BAD_FILTER},
     /* 22 words after watch: memcached's tokenizer would drop some */
     {"watch invalidations a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 "
      "a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1 a=1\r\n",
@@ -229,10 +236,11 @@ test_watch_fields(void)
 
     CU_ASSERT_EQUAL(parse1(&cmd,
                            "watch invalidations prefix=a%20b tag=user%3A1 "
-                           "origin=local since=42 node=AbC\r\n",
+                           "origin=local since=42 node=AbC heartbeat=2\r\n",
                            NULL),
                     PROTO_OK);
     CU_ASSERT_EQUAL(cmd.watch, PROTO_WATCH(INVALIDATIONS));
+    CU_ASSERT_EQUAL(cmd.heartbeat, 2);
     CU_ASSERT_EQUAL(cmd.since, 42);
     CU_ASSERT_EQUAL(cmd.node, 0xabc);
     proto_args_begin(&it, &cmd);
@@ -257,6 +265,7 @@ test_watch_fields(void)
     CU_ASSERT_EQUAL(parse1(&cmd, "watch invalidations\r\n", NULL), PROTO_OK);
     CU_ASSERT_EQUAL(cmd.since, 0);
     CU_ASSERT_EQUAL(cmd.node, 0);
+    CU_ASSERT_EQUAL(cmd.heartbeat, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -421,6 +430,8 @@ test_stream_lines(void)
     check_line(&ev, "ts=0.000000 type=lagged next=11\n");
     ev.type = PROTO_WEV_SHUTDOWN;
     check_line(&ev, "ts=0.000000 type=shutdown next=11\n");
+    ev.type = PROTO_WEV_PING;
+    check_line(&ev, "ts=0.000000 type=ping next=11\n");
 }
 
 static void
