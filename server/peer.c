@@ -5,8 +5,9 @@
  * Protocol.  A link is an ordinary client connection to the peer that
  * sends one command and then reads the invalidation stream (proto.h):
  *
- *   first time:    watch invalidations origin=local
- *   reconnecting:  watch invalidations origin=local since=<next> node=<id>
+ *   first time:    watch invalidations origin=local heartbeat=1
+ *   reconnecting:  watch invalidations origin=local heartbeat=1
+ *                      since=<next> node=<id>
  *
  *   peer ─► OK
  *        ─► ts=... type=sync node=<id> next=<seq>
@@ -38,8 +39,10 @@
  * in the sync line: a peer list shared by every node) closes for good.
  * Links reconnect after failures with exponential backoff and jitter
  * (100 ms doubling to 5 s; it starts over once a link has stayed up for
- * 5 s), and use TCP keepalive to notice a peer that vanished without
- * closing.
+ * 5 s).  A link that reads nothing for PEER_SILENCE seconds (the peer
+ * sends a ping line every second when it has nothing else) is closed
+ * and reconnected: that notices a peer that vanished without closing or
+ * whose process stopped, which TCP keepalive alone does not.
  *
  * Threads: the main loop only (see peer.h); counters and the state read
  * by "stats invalidations" are atomics.
@@ -71,6 +74,7 @@
 #define PEER_RBUF (64 * 1024)
 #define PEER_BACKOFF_MIN 0.1
 #define PEER_BACKOFF_MAX 5.0
+#define PEER_SILENCE 5.0 /* seconds without a byte: the link is dead */
 
 /* The link's kernel receive buffer: bounded, like the peer's send buffer
  * for watchers, so that a node that stops reading is seen to fall behind
@@ -104,6 +108,7 @@ struct peer_link {
     int fd;
     ev_io io;
     ev_timer timer;
+    ev_timer silence;          /* restarted by every read */
     double backoff;
     double up_since;           /* ev_now of the last sync line, or 0 */
     bool got_ok;               /* the "OK" answering watch was read */
@@ -138,6 +143,7 @@ struct peers {
 
 static void link_schedule(struct peer_link *l);
 static void link_on_io(struct ev_loop *loop, ev_io *w, int revents);
+static void link_on_silence(struct ev_loop *loop, ev_timer *t, int revents);
 
 static void
 link_set_state(struct peer_link *l, enum peer_state s)
@@ -163,6 +169,7 @@ link_close(struct peer_link *l)
         close(l->fd);
         l->fd = -1;
     }
+    ev_timer_stop(l->ps->loop, &l->silence);
     l->rlen = 0;
     l->got_ok = false;
 }
@@ -270,6 +277,19 @@ link_on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     ev_io_init(&l->io, link_on_io, fd, EV_WRITE);
     l->io.data = l;
     ev_io_start(l->ps->loop, &l->io);
+    ev_timer_again(l->ps->loop, &l->silence);
+}
+
+/* Nothing read for PEER_SILENCE seconds, though the peer sends a ping
+ * every second while it has nothing else: it is stopped or unreachable
+ * (TCP keepalive is answered by a stopped process's kernel), or it never
+ * accepted the connection. */
+static void
+link_on_silence(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    link_fail(t->data, "silent");
 }
 
 /* Schedule the next connection attempt after the current backoff. */
@@ -310,11 +330,12 @@ link_send_watch(struct peer_link *l)
     l->resumed = node != 0 && l->next != 0;
     if (l->resumed) {
         n = snprintf(cmd, sizeof(cmd),
-                     "watch invalidations origin=local since=%" PRIu64
-                     " node=%016" PRIx64 "\r\n",
+                     "watch invalidations origin=local heartbeat=1 "
+                     "since=%" PRIu64 " node=%016" PRIx64 "\r\n",
                      l->next, node);
     } else {
-        n = snprintf(cmd, sizeof(cmd), "watch invalidations origin=local\r\n");
+        n = snprintf(cmd, sizeof(cmd),
+                     "watch invalidations origin=local heartbeat=1\r\n");
     }
     /* a fresh socket takes 100 bytes at once */
     w = write(l->fd, cmd, (size_t)n);
@@ -415,6 +436,13 @@ link_line(struct peer_link *l, const struct proto_watch_event *ev)
         atomic_fetch_add_explicit(&l->applied, 1, memory_order_relaxed);
         link_note_lag(l, ev->ts_us);
         return true;
+    case PROTO_WEV_PING:
+        /* everything before next was sent or filtered out: a resume
+         * from there misses nothing */
+        if (link_state(l) == PEER_UP && ev->next > l->next) {
+            l->next = ev->next;
+        }
+        return true;
     case PROTO_WEV_NONE:
     case PROTO_WEV_COUNT:
     default:
@@ -479,7 +507,6 @@ link_on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct peer_link *l = w->data;
 
-    (void)loop;
     if (link_state(l) == PEER_CONNECTING && (revents & EV_WRITE)) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -497,6 +524,7 @@ link_on_io(struct ev_loop *loop, ev_io *w, int revents)
 
         if (n > 0) {
             l->rlen += (size_t)n;
+            ev_timer_again(loop, &l->silence);
             if (!link_parse(l)) {
                 return;
             }
@@ -565,6 +593,8 @@ peers_create(struct server *srv, struct ev_loop *loop)
         ev_timer_init(&l->timer, link_on_timer, 0., 0.);
         l->timer.data = l;
         ev_timer_start(loop, &l->timer);
+        ev_timer_init(&l->silence, link_on_silence, 0., PEER_SILENCE);
+        l->silence.data = l;
     }
     return ps;
 }

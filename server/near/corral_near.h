@@ -18,9 +18,11 @@
  * local copy.  Whenever the library cannot know what it missed -- at
  * every (re)connection, and on a "gap" line -- it flushes the local
  * cache; a delayed flush_all pending on the server when the stream
- * starts (its sync line says when) is scheduled locally too.  A server that vanishes without closing the connection is
- * noticed by TCP keepalive (within about 5 s), and the stream is then
- * treated as broken.  Items stored with tags or under prefixes follow the
+ * starts (its sync line says when) is scheduled locally too.  A server
+ * that vanishes without closing the connection, or whose process stops,
+ * is noticed by the stream's silence (its heartbeat lines stop: within
+ * silence_ms, 5 s by default), and the stream is then treated as
+ * broken.  Items stored with tags or under prefixes follow the
  * server's tag and prefix invalidations only if they were given the same
  * tags locally (corral_load_tags()); keys match byte for byte.
  *
@@ -69,6 +71,14 @@ typedef struct corral_near_opts {
                                  * syntax); NULL (default): every event.
                                  * Only keys the filters cover may be
                                  * cached then.  Copied. */
+    int64_t silence_ms;         /* a stream that brings no line for this
+                                 * long is taken as broken, however its
+                                 * TCP connection looks (a stopped server
+                                 * process): the server is asked for a
+                                 * ping line every silence_ms / 4 (whole
+                                 * seconds, at least 1) while it has
+                                 * nothing else to send.  Default (0)
+                                 * 5000, at least 2000; negative: off */
 } corral_near_opts_t;
 
 /* corral_near_opts_init - fill @opts with the defaults.  Thread-safe. */

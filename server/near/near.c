@@ -8,8 +8,8 @@
  *      ▲                                                   │ flush local,
  *      │ backoff (doubling, jitter)                         │ synced = 1
  *      │                                                   ▼
- *   synced = 0, flush local ◄── EOF, error, keepalive ── apply each line
- *                                lapse, lagged/shutdown   (gap: flush)
+ *   synced = 0, flush local ◄── EOF, error, silence ──── apply each line
+ *                                lagged/shutdown          (gap: flush)
  *
  * The local cache is flushed at every sync line because nothing tells the
  * thread what happened on the server while it was not listening: every
@@ -328,8 +328,16 @@ near_session(struct corral_near *n)
     if (n->fd < 0) {
         return false;
     }
-    len = snprintf(cmd, sizeof(cmd), "watch invalidations%s%s\r\n",
-                   n->filters[0] != '\0' ? " " : "", n->filters);
+    if (n->opts.silence_ms > 0) {
+        int64_t hb = n->opts.silence_ms / 4000;
+        len = snprintf(cmd, sizeof(cmd),
+                       "watch invalidations heartbeat=%lld%s%s\r\n",
+                       (long long)(hb < 1 ? 1 : hb > 3600 ? 3600 : hb),
+                       n->filters[0] != '\0' ? " " : "", n->filters);
+    } else {
+        len = snprintf(cmd, sizeof(cmd), "watch invalidations%s%s\r\n",
+                       n->filters[0] != '\0' ? " " : "", n->filters);
+    }
     if (!near_send_all(n->fd, cmd, (size_t)len)) {
         close(n->fd);
         n->fd = -1;
@@ -340,12 +348,18 @@ near_session(struct corral_near *n)
         struct pollfd p[2] = {{n->fd, POLLIN, 0},
                               {n->stop_pipe[0], POLLIN, 0}};
         ssize_t r;
+        int ready = poll(p, 2,
+                         n->opts.silence_ms > 0 ? (int)n->opts.silence_ms
+                                                : -1);
 
-        if (poll(p, 2, -1) < 0) {
+        if (ready < 0) {
             if (errno == EINTR) {
                 continue;
             }
             break;
+        }
+        if (ready == 0) {
+            break; /* silent for silence_ms: not a live stream */
         }
         if (p[1].revents & POLLIN) {
             close(n->fd);
@@ -450,6 +464,11 @@ corral_near_create(corral_t *cache, const char *host, unsigned port,
     }
     if (n->opts.backoff_max_ms < n->opts.backoff_min_ms) {
         n->opts.backoff_max_ms = n->opts.backoff_min_ms;
+    }
+    if (n->opts.silence_ms == 0) {
+        n->opts.silence_ms = 5000;
+    } else if (n->opts.silence_ms > 0 && n->opts.silence_ms < 2000) {
+        n->opts.silence_ms = 2000;
     }
     if (n->opts.filters != NULL) {
         memcpy(n->filters, n->opts.filters, strlen(n->opts.filters) + 1);

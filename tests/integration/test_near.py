@@ -10,6 +10,7 @@ and writes made through either of them or any other client.
     delayed one too, for a process that connected while it was pending);
   - while the server is gone, lookups through the near API miss and
     reads go to the loader; once it is back the local cache is flushed;
+    a server whose process stops is noticed by the stream's silence;
   - corral_near_fetch_fleet: several processes, several threads each,
     fetch one cold key at once and the backend runs once in total (the
     server's meta lease flags across processes, corral_fetch within).
@@ -141,6 +142,29 @@ def t_delayed_flush(res, a, port):
         time.sleep(max(0.0, due + 1 - time.time()))
     finally:
         res.eq(c.close(), 0, "C exits 0")
+
+
+def t_stopped_server(res):
+    """A server process that stops (SIGSTOP: its kernel still answers
+    TCP) is noticed by the stream's silence; lookups miss until it runs
+    again, then the stream comes back."""
+    srv = harness.corrald(["-t", "2"])
+    p = Proc(srv.port, "P")
+    try:
+        res.eq(p.cmd("wait"), "synced", "P is live")
+        srv.signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: p.cmd("synced") == "0", "P to notice",
+                     timeout=20)
+            res.check(True, "a stopped server is noticed by its silence")
+            res.eq(p.cmd("get anything"), "miss", "lookups miss meanwhile")
+        finally:
+            srv.signal(signal.SIGCONT)
+        res.eq(p.cmd("wait"), "synced", "the stream comes back")
+    finally:
+        res.eq(p.close(), 0, "P exits 0")
+        res.eq(srv.stop(), 0, "that corrald exits 0")
+        srv.close()
 
 
 def t_outage(res, a, b, srv_box):
@@ -313,6 +337,7 @@ def main():
             res.run(t_fleet_failure, srv_box[0].port, tmpdir)
             res.run(t_fleet_stale_failure, srv_box[0].port, tmpdir)
         res.run(t_outage, a, b, srv_box)
+        res.run(t_stopped_server)
     finally:
         res.eq(a.close(), 0, "process A exits 0")
         res.eq(b.close(), 0, "process B exits 0")

@@ -10,6 +10,7 @@ three behind twemproxy (nutcracker) with keys spread by the proxy.
     since they cannot know what its last moments sent; links come back;
   - a node that could not keep up (stopped while its peer's history
     moved on) is told "gap" when it comes back, and flushes;
+  - a peer whose process stops is noticed by the link's silence;
   - a link resuming past more of other nodes' events than the history
     holds is not told "gap" (it is not sent those), only when the node's
     own were lost;
@@ -309,6 +310,32 @@ def t_resume_past_relayed(res):
         b.close()
 
 
+def t_silent_peer(res):
+    """A peer whose process stops (SIGSTOP: its kernel still answers TCP
+    keepalives) is noticed by the link's silence, and linked again once
+    it runs."""
+    cl = Cluster(n=2)
+    try:
+        cl.wait_links()
+        a, b = cl.ports
+        cl.nodes[1].signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: inv_stats(a).get("peers_up") == "0",
+                     "A to notice", timeout=20)
+            res.check(True, "a stopped peer's link goes down")
+        finally:
+            cl.nodes[1].signal(signal.SIGCONT)
+        cl.wait_links()
+        request(a, b"tset s:a 0 0 1 silent\r\nx\r\n")
+        request(b, b"tset s:b 0 0 1 silent\r\nx\r\n")
+        request(b, b"invalidate_tag silent\r\n")
+        wait_for(lambda: not hit(a, b"s:a"), "B's tag on A")
+        res.check(True, "and comes back once it runs")
+    finally:
+        rcs = cl.close()
+        res.eq(rcs, [0, 0], "the nodes exit 0")
+
+
 def t_delayed_flush(res):
     """A delayed flush_all survives the peers' safety flushes: B restarts
     while A's flush is pending; B learns it from A's sync line, and A's
@@ -495,6 +522,7 @@ def main():
         res.eq(rcs, [0, 0, 0], "the three nodes exit 0")
     res.run(t_unreachable)
     res.run(t_resume_past_relayed)
+    res.run(t_silent_peer)
     res.run(t_delayed_flush)
     res.run(t_twemproxy)
     res.finish()
