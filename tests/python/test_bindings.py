@@ -1252,6 +1252,18 @@ class TestEvents(CacheTest):
         self.assertEqual([(e.type, e.name, e.origin) for e in events],
                          [("tag", b"t", 3), ("prefix", b"p:", 3),
                           ("delete", b"absent", 3), ("flush", b"", 4)])
+        # a gap flushes now and leaves a delayed flush pending
+        events.clear()
+        c.set("g", b"v")
+        with c.subscribe(events.append):
+            c.flush(delay=1000)
+            c.invalidate("gap", origin=5)
+        self.assertIsNone(c.get("g"))
+        at = events[0].flush_time
+        self.assertGreater(at, 0)
+        self.assertEqual([(e.type, e.origin, e.flush_time) for e in events],
+                         [("flush", 0, at), ("flush", 5, 0), ("flush", 5, at)])
+        c.flush()
         with self.assertRaises(ValueError):
             c.invalidate("bogus", "x")
         with self.assertRaises(TypeError):

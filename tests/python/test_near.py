@@ -385,6 +385,27 @@ class TestNearOutage(unittest.TestCase):
             srv.close()
 
 
+    def test_stopped_server(self):
+        # a stopped server process (its kernel still answers TCP) is
+        # noticed by the stream's silence
+        srv = harness.corrald(["-t", "2"])
+        cache = corral.Cache(16 << 20)
+        near = corral.NearCache(cache, ("127.0.0.1", srv.port), silence=2,
+                                backoff_min=0.05, backoff_max=0.2, wait=10)
+        try:
+            srv.signal(signal.SIGSTOP)
+            try:
+                self.assertTrue(wait_until(lambda: not near.synced),
+                                "the stopped server was not noticed")
+            finally:
+                srv.signal(signal.SIGCONT)
+            self.assertTrue(near.wait_synced(10), "no reconnect")
+        finally:
+            near.close()
+            cache.close()
+            srv.close()
+
+
 class TestNearErrors(unittest.TestCase):
     def setUp(self):
         self.cache = corral.Cache(16 << 20)
@@ -421,7 +442,8 @@ class TestNearErrors(unittest.TestCase):
         port = ("127.0.0.1", 11211)
         for kw in ({"connect_timeout": 0}, {"connect_timeout": -1},
                    {"backoff_min": 0}, {"backoff_min": 2, "backoff_max": 1},
-                   {"filters": "a\r\nflush_all"}, {"filters": "x" * 1001}):
+                   {"filters": "a\r\nflush_all"}, {"filters": "x" * 1001},
+                   {"silence": 1}, {"silence": -1}):
             with self.assertRaises(ValueError, msg=repr(kw)):
                 corral.NearCache(c, port, **kw)
         with self.assertRaises(TypeError):

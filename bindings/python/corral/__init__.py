@@ -310,7 +310,7 @@ class NearCache(_corral.NearCache):
     """A near cache: ``cache`` kept coherent with a corrald.
 
     NearCache(cache, address, *, connect_timeout=2.0, backoff_min=0.1,
-              backoff_max=5.0, filters=None, wait=None)
+              backoff_max=5.0, filters=None, silence=5.0, wait=None)
 
     ``address`` is ``"host:port"`` or ``(host, port)``.  A thread of the
     near cache connects to the server (and reconnects, with backoff from
@@ -325,8 +325,10 @@ class NearCache(_corral.NearCache):
     from the moment it breaks, :meth:`get` misses and :meth:`fetch` runs
     its loader; at every (re)connection, and whenever events may have
     been missed, the local cache is flushed.  A server that vanishes
-    without closing the connection is noticed within about 5 s (TCP
-    keepalive).
+    without closing the connection, or whose process stops, is noticed
+    when its stream stays silent for ``silence`` seconds (it is asked for
+    a heartbeat line every quarter of that; at least 2; 0 turns this
+    off and leaves it to TCP keepalive).
 
     The constructor returns without waiting for the connection, unless
     ``wait`` (seconds) is given: it then raises :class:`Timeout` (and
@@ -344,11 +346,12 @@ class NearCache(_corral.NearCache):
     """
 
     def __init__(self, cache, address, *, connect_timeout=2.0,
-                 backoff_min=0.1, backoff_max=5.0, filters=None, wait=None):
+                 backoff_min=0.1, backoff_max=5.0, filters=None, silence=5.0,
+                 wait=None):
         host, port = _split_address(address)
         super().__init__(cache, host, port, connect_timeout=connect_timeout,
                          backoff_min=backoff_min, backoff_max=backoff_max,
-                         filters=filters)
+                         filters=filters, silence=silence)
         if wait is not None and not self.wait_synced(wait):
             self.close()
             raise Timeout("NearCache(): no live invalidation stream from "

@@ -274,6 +274,7 @@ class NearCache:
                  address: Union[str, Tuple[str, int]], *,
                  connect_timeout: float = ..., backoff_min: float = ...,
                  backoff_max: float = ..., filters: Optional[str] = ...,
+                 silence: float = ...,
                  wait: Optional[float] = ...) -> None: ...
     @overload
     def get(self, key: Key) -> Optional[bytes]: ...

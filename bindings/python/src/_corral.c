@@ -2849,10 +2849,13 @@ Cache_invalidate(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
     } else if (PyUnicode_Check(a[0]) &&
                PyUnicode_CompareWithASCIIString(a[0], "flush") == 0) {
         inv.type = CORRAL_EVENT_FLUSH;
+    } else if (PyUnicode_Check(a[0]) &&
+               PyUnicode_CompareWithASCIIString(a[0], "gap") == 0) {
+        inv.type = CORRAL_EVENT_GAP;
     } else {
         PyErr_Format(PyExc_ValueError,
-                     "type must be 'delete', 'tag', 'prefix' or 'flush', "
-                     "not %R",
+                     "type must be 'delete', 'tag', 'prefix', 'flush' or "
+                     "'gap', not %R",
                      a[0]);
         return NULL;
     }
@@ -2866,7 +2869,8 @@ Cache_invalidate(CacheObject *self, PyObject *const *args, Py_ssize_t nargs,
         }
         inv.name = tag;
         inv.len = (size_t)n;
-    } else if (inv.type != CORRAL_EVENT_FLUSH) {
+    } else if (inv.type != CORRAL_EVENT_FLUSH &&
+               inv.type != CORRAL_EVENT_GAP) {
         if (a[1] == NULL) {
             PyErr_SetString(PyExc_TypeError, "a key or prefix needs a name");
             return NULL;
@@ -3705,8 +3709,11 @@ static PyMethodDef Cache_methods[] = {
     {"invalidate", FASTKW(Cache_invalidate),
      "invalidate(type, name=None, *, origin=0, flush_time=0)\n--\n\n"
      "Apply an invalidation received from elsewhere: type 'delete' (a\n"
-     "key), 'tag', 'prefix' or 'flush'.  The event it causes carries\n"
-     "origin, so that relays can tell local changes from relayed ones."},
+     "key), 'tag', 'prefix' or 'flush', or 'gap': the flush of a cache\n"
+     "that missed invalidations, which leaves a delayed flush pending\n"
+     "(its events: a flush now, and one at the pending time if any).\n"
+     "The events carry origin, so that relays can tell local changes\n"
+     "from relayed ones."},
     {"sweep", FASTKW(Cache_sweep),
      "sweep(budget=1000)\n--\n\n"
      "Free expired, flushed and removed items, examining about budget\n"
@@ -3993,9 +4000,10 @@ Near_init(NearObject *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {(char *)"cache",       (char *)"host",
                              (char *)"port",        (char *)"connect_timeout",
                              (char *)"backoff_min", (char *)"backoff_max",
-                             (char *)"filters",     NULL};
+                             (char *)"filters",     (char *)"silence",
+                             NULL};
     PyObject *cache, *host, *port, *o_ct = NULL, *o_bmin = NULL;
-    PyObject *o_bmax = NULL, *filters = NULL;
+    PyObject *o_bmax = NULL, *filters = NULL, *o_silence = NULL;
     CacheObject *owner;
     corral_near_opts_t opts;
     const char *h, *f = NULL;
@@ -4007,9 +4015,10 @@ Near_init(NearObject *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(Error, "the near cache is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUO|$OOOO:NearCache", kwlist,
-                                     &cache, &host, &port, &o_ct, &o_bmin,
-                                     &o_bmax, &filters)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OUO|$OOOOO:NearCache",
+                                     kwlist, &cache, &host, &port, &o_ct,
+                                     &o_bmin, &o_bmax, &filters,
+                                     &o_silence)) {
         return -1;
     }
     if (!PyObject_TypeCheck(cache, &CacheType)) {
@@ -4056,8 +4065,20 @@ Near_init(NearObject *self, PyObject *args, PyObject *kwds)
         arg_ms(o_bmin, "backoff_min", opts.backoff_min_ms,
                &opts.backoff_min_ms) < 0 ||
         arg_ms(o_bmax, "backoff_max", opts.backoff_max_ms,
-               &opts.backoff_max_ms) < 0) {
+               &opts.backoff_max_ms) < 0 ||
+        arg_ms(o_silence, "silence", 5000, &opts.silence_ms) < 0) {
         return -1;
+    }
+    if (opts.silence_ms < 0 ||
+        (opts.silence_ms > 0 && opts.silence_ms < 2000) ||
+        opts.silence_ms > INT32_MAX) {
+        PyErr_SetString(InvalidArgument,
+                        "NearCache(): silence must be 0 (off) or 2 s to "
+                        "24 days");
+        return -1;
+    }
+    if (opts.silence_ms == 0) {
+        opts.silence_ms = -1; /* off */
     }
     if (opts.connect_timeout_ms <= 0 || opts.connect_timeout_ms > INT32_MAX ||
         opts.backoff_min_ms <= 0 || opts.backoff_max_ms < opts.backoff_min_ms) {
